@@ -1,0 +1,3 @@
+from qortex.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""The contract every task kind fulfils, and the per-app registry of kinds.
+
+A kind turns a client's task input into microtasks, computes one microtask,
+says when two results agree, and assembles the task's output. Built-in kinds
+and third-party ones (entry point group ``qortex.kinds``) register the same
+way. The registry belongs to one app instance: tests build as many as they like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from qortex.errors import ConfigError, InvalidInput
+
+
+@runtime_checkable
+class Kind(Protocol):
+    #: The name clients put in ``{"kind": ...}`` and miners list in ``hello``.
+    name: str
+
+    def validate(self, task_input: Any) -> Any:
+        """Check a client's input and return it normalised; raise ``InvalidInput`` if wrong."""
+        ...
+
+    def split(self, task_input: Any) -> list[Any]:
+        """The microtask inputs (JSON values) of a validated task input, in order."""
+        ...
+
+    def compute(self, microtask_input: Any) -> Any:
+        """A microtask's output (a JSON value): what an honest miner returns."""
+        ...
+
+    def agree(self, a: Any, b: Any) -> bool:
+        """Whether two outputs of the same microtask count as the same answer."""
+        ...
+
+    def assemble(self, task_input: Any, outputs: list[Any]) -> Any:
+        """The task's output from its decided microtask outputs, in order."""
+        ...
+
+
+class KindRegistry:
+    def __init__(self, kinds: list[Kind] | None = None) -> None:
+        self._kinds: dict[str, Kind] = {}
+        for kind in kinds or []:
+            self.register(kind)
+
+    def register(self, kind: Kind) -> None:
+        if not isinstance(kind, Kind):
+            raise ConfigError(f"{kind!r} does not implement the Kind interface")
+        if kind.name in self._kinds:
+            raise ConfigError(f"two task kinds are named {kind.name!r}")
+        self._kinds[kind.name] = kind
+
+    def get(self, name: str) -> Kind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds))
+            raise InvalidInput(f"unknown task kind {name!r}; known kinds: {known}", field="kind") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._kinds))

@@ -1,0 +1,76 @@
+"""The few exceptions Qortex raises on purpose.
+
+    QortexError
+    ├── InvalidInput        a request or task body is wrong        (HTTP 400 / 422)
+    ├── NotFound            no such task, miner or assignment       (HTTP 404)
+    ├── Unauthorized        missing or wrong API key               (HTTP 401)
+    ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
+    ├── ResultRefused       a miner's result is not accepted        (ack with reason)
+    ├── ProtocolViolation   a miner broke the WebSocket protocol    (close code 4000-4999)
+    ├── IllegalTransition   a lifecycle move the table forbids      (a bug, never user input)
+    └── ConfigError         a setting cannot be parsed or is out of range
+
+Web adapters turn ``status`` into the HTTP status and ``close_code`` into the
+WebSocket close code, so no handler needs its own error mapping.
+"""
+
+from __future__ import annotations
+
+
+class QortexError(Exception):
+    status: int = 500
+
+    def __init__(self, message: str, **detail: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": type(self).__name__, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+class InvalidInput(QortexError):
+    status = 400
+
+
+class NotFound(QortexError):
+    status = 404
+
+
+class Unauthorized(QortexError):
+    status = 401
+
+
+class PayloadTooLarge(QortexError):
+    status = 413
+
+
+class ResultRefused(QortexError):
+    """A result that changes nothing; ``reason`` is a stable machine-readable word."""
+
+    status = 409
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason
+
+
+class ProtocolViolation(QortexError):
+    """Ends a miner connection with ``close_code`` (4000-4999) and the message as reason."""
+
+    status = 400
+
+    def __init__(self, close_code: int, message: str) -> None:
+        super().__init__(message, close_code=close_code)
+        self.close_code = close_code
+
+
+class IllegalTransition(QortexError):
+    pass
+
+
+class ConfigError(QortexError):
+    pass

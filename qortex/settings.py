@@ -1,0 +1,132 @@
+"""Settings, layered: built-in defaults < ``qortex.toml`` < ``QORTEX_*`` env vars < CLI flags.
+
+Every field here is also a key in the shipped ``qortex.toml`` and a row in the
+README's settings table (a docs test keeps the three in step). The seed's own
+environment variable names are honoured as aliases so that old deployments
+keep their configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from qortex.errors import ConfigError
+
+ENV_PREFIX = "QORTEX_"
+
+# The seed's variable names, mapped onto our fields. QORTEX_* wins over these.
+SEED_ALIASES: dict[str, str] = {
+    "API_KEY_SECRET": "api_key",
+    "DISPATCH_REPLICAS": "replicas",
+    "RESULT_TIMEOUT_MS": "result_timeout_ms",
+    "MAX_TWEETS_PER_TASK": "max_tweets_per_task",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str = "qortex.db"
+    api_key: str = ""
+    replicas: int = 5
+    quorum: int = 0
+    max_replicas: int = 0
+    lease_seconds: float = 30.0
+    result_timeout_ms: int = 30_000
+    max_tweets_per_task: int = 5
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = 1024 * 1024
+    ws_ping_seconds: float = 20.0
+    heartbeat_seconds: float = 15.0
+    sse_heartbeat_seconds: float = 15.0
+    commit_batch: int = 4096
+    sync: str = "full"
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ConfigError("replicas must be at least 1")
+        quorum = self.quorum or self.replicas // 2 + 1
+        max_replicas = self.max_replicas or max(self.replicas, 2 * self.replicas - 1)
+        if not 1 <= quorum <= self.replicas:
+            raise ConfigError(f"quorum must be between 1 and replicas ({self.replicas})")
+        if max_replicas < self.replicas:
+            raise ConfigError("max_replicas must be at least replicas")
+        if self.sync not in ("full", "normal"):
+            raise ConfigError("sync must be 'full' or 'normal'")
+        for name in ("lease_seconds", "result_timeout_ms", "max_tweets_per_task", "commit_batch"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        object.__setattr__(self, "quorum", quorum)
+        object.__setattr__(self, "max_replicas", max_replicas)
+
+    @property
+    def lease_limit_seconds(self) -> float:
+        """A copy's deadline: the lease, capped by the seed's result timeout."""
+        return min(self.lease_seconds, self.result_timeout_ms / 1000)
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if get_origin(kind) is list:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{name} must be a list of strings")
+    if isinstance(kind, types.UnionType):
+        kind = get_args(kind)[0]
+    try:
+        if kind is bool and isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if kind is int and isinstance(value, float):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}") from None
+
+
+def load_settings(
+    config: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from the layers; ``config=None`` reads ``./qortex.toml`` if present."""
+    env = os.environ if env is None else env
+    hints = get_type_hints(Settings)
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = Path(config) if config is not None else Path("qortex.toml")
+    if config is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")
+        values.update(data)
+
+    for alias, name in SEED_ALIASES.items():
+        if alias in env:
+            values[name] = env[alias]
+    for name in names:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = env[key]
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+
+    coerced = {name: _coerce(name, hints[name], value) for name, value in values.items()}
+    return Settings(**coerced)
