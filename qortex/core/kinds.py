@@ -58,7 +58,9 @@ class KindRegistry:
             return self._kinds[name]
         except KeyError:
             known = ", ".join(sorted(self._kinds))
-            raise InvalidInput(f"unknown task kind {name!r}; known kinds: {known}", field="kind") from None
+            raise InvalidInput(
+                f"unknown task kind {name!r}; known kinds: {known}", field="kind"
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._kinds

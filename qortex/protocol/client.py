@@ -1,0 +1,103 @@
+"""The miner's side of the protocol, without I/O: the CLI miner pumps frames through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from qortex.errors import ProtocolViolation
+from qortex.protocol import messages as m
+from qortex.signing import Signer, hello_message, result_message
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The server asked something; send ``frame`` back."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Welcomed:
+    miner_id: str
+    heartbeat_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    assign: m.Assign
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The server's answer to one of our results: accepted, or refused with a reason."""
+
+    assignment_id: str
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    assignment_id: str
+    reason: str
+
+
+Event = Reply | Welcomed | Work | Verdict | Withdrawn
+
+
+class ClientSession:
+    def __init__(
+        self, signer: Signer, slots: int, kinds: list[str], software: str, name: str = ""
+    ) -> None:
+        self.signer = signer
+        self.slots = slots
+        self.kinds = kinds
+        self.software = software
+        self.name = name
+        self.miner_id = ""
+
+    def hello_frame(self) -> bytes:
+        hello = m.Hello(
+            self.signer.public_hex,
+            m.PROTOCOL_VERSION,
+            self.software,
+            self.slots,
+            self.kinds,
+            self.name,
+        )
+        return m.encoder.encode(hello)
+
+    def receive(self, data: str | bytes) -> Event | None:
+        try:
+            frame = m.server_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProtocolViolation(m.BAD_FRAME, f"invalid frame from server: {exc}") from None
+        match frame:
+            case m.Challenge(nonce=nonce):
+                signature = self.signer.sign(hello_message(nonce))
+                return Reply(m.encoder.encode(m.Answer(signature)))
+            case m.Welcome(miner_id=miner_id, heartbeat_seconds=seconds):
+                self.miner_id = miner_id
+                return Welcomed(miner_id, seconds)
+            case m.Assign():
+                return Work(frame)
+            case m.Ack(assignment_id=aid):
+                return Verdict(aid, True)
+            case m.Refused(assignment_id=aid, reason=reason):
+                return Verdict(aid, False, reason)
+            case m.Cancel(assignment_id=aid, reason=reason):
+                return Withdrawn(aid, reason)
+        return None
+
+    def result_frame(self, assign: m.Assign, output: bytes) -> bytes:
+        message = result_message(assign.assignment_id, assign.microtask_id, output)
+        result = m.Result(
+            assign.assignment_id, assign.microtask_id, output.decode(), self.signer.sign(message)
+        )
+        return m.encoder.encode(result)
+
+    @staticmethod
+    def heartbeat_frame(now_ms: int) -> bytes:
+        return m.encoder.encode(m.Heartbeat(now_ms))

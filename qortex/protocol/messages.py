@@ -1,0 +1,110 @@
+"""Every frame of the miner protocol, as frozen typed structs.
+
+Frames are JSON text objects with a ``type`` field; field names are camelCase
+on the wire. New fields always get defaults, so older miners keep decoding.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+
+class Frame(
+    msgspec.Struct, frozen=True, tag_field="type", rename="camel", forbid_unknown_fields=False
+):
+    pass
+
+
+# -- miner to coordinator ---------------------------------------------------
+
+
+class Hello(Frame, tag="hello"):
+    public_key: str
+    protocol: int = PROTOCOL_VERSION
+    software: str = ""
+    slots: int = 1
+    kinds: list[str] = []
+    name: str = ""
+
+
+class Answer(Frame, tag="answer"):
+    signature: str
+
+
+class Result(Frame, tag="result"):
+    assignment_id: str
+    microtask_id: str
+    output: str
+    signature: str
+
+
+class Heartbeat(Frame, tag="heartbeat"):
+    time_ms: int = 0
+
+
+# -- coordinator to miner ---------------------------------------------------
+
+
+class Challenge(Frame, tag="challenge"):
+    nonce: str
+
+
+class Welcome(Frame, tag="welcome"):
+    miner_id: str
+    heartbeat_seconds: float
+    max_message_bytes: int
+    protocol: int = PROTOCOL_VERSION
+    server: str = ""
+
+
+class Assign(Frame, tag="assign"):
+    assignment_id: str
+    microtask_id: str
+    task_id: str
+    kind: str
+    input: msgspec.Raw
+    deadline_ms: int
+
+
+class Ack(Frame, tag="ack"):
+    assignment_id: str
+
+
+class Refused(Frame, tag="refused"):
+    assignment_id: str
+    reason: str
+    message: str = ""
+
+
+class Cancel(Frame, tag="cancel"):
+    assignment_id: str
+    reason: str = "decided"
+
+
+MinerFrame = Hello | Answer | Result | Heartbeat
+ServerFrame = Challenge | Welcome | Assign | Ack | Refused | Cancel | Heartbeat
+
+# Application close codes (4000-4999); the reason text says more.
+BAD_FRAME = 4000  # not JSON, unknown type, wrong or missing fields
+AUTH_FAILED = 4001  # the challenge answer did not verify
+UNEXPECTED = 4002  # a frame not allowed at this point of the conversation
+UNSUPPORTED = 4003  # protocol version not spoken here
+REPLACED = 4004  # the same key connected again from a newer socket
+BAD_HELLO = 4005  # malformed public key, slots out of range, no kind we run
+TIMEOUT = 4009  # handshake too slow, or silent past the heartbeat limit
+
+CLOSE_CODES = {
+    BAD_FRAME: "bad frame",
+    AUTH_FAILED: "authentication failed",
+    UNEXPECTED: "unexpected frame",
+    UNSUPPORTED: "unsupported protocol version",
+    REPLACED: "replaced by a newer connection",
+    BAD_HELLO: "bad hello",
+    TIMEOUT: "timeout",
+}
+
+miner_decoder = msgspec.json.Decoder(MinerFrame)
+server_decoder = msgspec.json.Decoder(ServerFrame)
+encoder = msgspec.json.Encoder()

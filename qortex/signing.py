@@ -1,0 +1,82 @@
+"""What a miner signs, byte for byte, and how we check it.
+
+Signatures never cover re-serialised JSON: two JSON libraries rarely agree on
+bytes. A result signature covers a few lines of UTF-8 that any language builds
+the same way, with the output represented by the SHA-256 of the exact bytes
+the miner sent::
+
+    qortex-result-v1 \\n <assignmentId> \\n <microtaskId> \\n <hex sha256 of output bytes>
+
+The challenge answer proves the miner holds the private key for its hello::
+
+    qortex-hello-v1 \\n <nonce>
+
+Keys and signatures travel as lowercase hex; a miner's id is the first 32 hex
+digits of the SHA-256 of its raw 32-byte public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+RESULT_DOMAIN = "qortex-result-v1"
+HELLO_DOMAIN = "qortex-hello-v1"
+
+
+def result_message(assignment_id: str, microtask_id: str, output: bytes) -> bytes:
+    digest = hashlib.sha256(output).hexdigest()
+    return f"{RESULT_DOMAIN}\n{assignment_id}\n{microtask_id}\n{digest}".encode()
+
+
+def hello_message(nonce: str) -> bytes:
+    return f"{HELLO_DOMAIN}\n{nonce}".encode()
+
+
+def miner_id_of(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()[:32]
+
+
+def parse_public_key(text: str) -> VerifyKey:
+    """A verify key from 64 hex digits; ``ValueError`` if it is not one."""
+    raw = bytes.fromhex(text) if len(text) == 64 else b""
+    if len(raw) != 32:
+        raise ValueError("publicKey must be 64 hex digits (a raw ed25519 public key)")
+    return VerifyKey(raw)
+
+
+def verify(key: VerifyKey, message: bytes, signature_hex: str) -> bool:
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError:
+        return False
+    if len(signature) != 64:
+        return False
+    try:
+        key.verify(message, signature)
+    except BadSignatureError:
+        return False
+    return True
+
+
+class Signer:
+    """A miner's identity: an ed25519 key pair."""
+
+    def __init__(self, key: SigningKey | None = None) -> None:
+        self.key = key or SigningKey.generate()
+        self.public_key = bytes(self.key.verify_key)
+        self.public_hex = self.public_key.hex()
+        self.miner_id = miner_id_of(self.public_key)
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Signer:
+        return cls(SigningKey(seed))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self.key)
+
+    def sign(self, message: bytes) -> str:
+        return self.key.sign(message).signature.hex()
