@@ -1,0 +1,274 @@
+"""The ``qortex`` command: build the object, turn domain errors into CLI errors, run it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from qortex import __version__, credentials
+from qortex.errors import ConfigError
+from qortex.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Qortex: trusted results from untrusted volunteer computers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+Url = Annotated[str, typer.Option("--url", envvar="QORTEX_URL", help="Coordinator URL.")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", help="Client API key (default: QORTEX_API_KEY or the saved one)."),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _settings(config: Path | None = None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, overrides=overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLite file.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Settings file (default ./qortex.toml).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Run the coordinator."""
+    import uvicorn
+
+    from qortex.web.app import create_app
+
+    settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        application = create_app(settings)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
+        proxy_headers=True,
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def miner(
+    url: Url = DEFAULT_URL,
+    count: Annotated[int, typer.Option(min=1, max=1000, help="Miners (identities) to run.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Slots per miner.")] = 1,
+    key_dir: Annotated[Path | None, typer.Option(help="Where key files live.")] = None,
+    name: Annotated[str, typer.Option(help="A name shown on the coordinator.")] = "",
+) -> None:
+    """Run CLI miners: each its own ed25519 identity, kept in a 0600 key file."""
+    from qortex.miner.keys import load_or_create
+    from qortex.miner.runner import Miner, MinerStopped
+    from qortex.plugins import load_kinds
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
+    kinds = load_kinds(Settings())
+    directory = key_dir or credentials.config_dir() / "miners"
+    miners = [
+        Miner(url, load_or_create(directory, i), kinds, concurrency, f"{name or 'cli'}-{i}")
+        for i in range(count)
+    ]
+
+    async def run_all() -> None:
+        await asyncio.gather(*(mnr.run() for mnr in miners))
+
+    try:
+        asyncio.run(run_all())
+    except MinerStopped as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        accepted = sum(mnr.stats.accepted for mnr in miners)
+        err.print(f"{len(miners)} miner(s): {accepted} result(s) accepted")
+
+
+def _key(url: str, given: str | None) -> str:
+    key = (
+        given
+        or os.environ.get("QORTEX_API_KEY")
+        or os.environ.get("API_KEY_SECRET")
+        or credentials.load(url)
+    )
+    if not key:
+        raise _fail("no API key: pass --api-key, set QORTEX_API_KEY, or run `qortex serve` here")
+    return key
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        message = response.json().get("message", response.text)
+    except ValueError:
+        message = response.text
+    raise _fail(f"HTTP {response.status_code}: {message}")
+
+
+def _task_body(text: str, kind: str, replicas: int | None) -> dict[str, Any]:
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            body = json.loads(stripped)
+        except ValueError as exc:
+            raise _fail(f"input looks like JSON but is not: {exc}") from None
+    elif kind == "sentiment":
+        body = {"tweets": [line.strip() for line in text.splitlines() if line.strip()]}
+    else:
+        raise _fail(f"input for kind {kind!r} must be a JSON task body")
+    if replicas is not None:
+        body["replicas"] = replicas
+    return body
+
+
+@app.command()
+def submit(
+    source: Annotated[
+        str, typer.Argument(help="File of tweets (one per line) or JSON; - for stdin.")
+    ],
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    kind: Annotated[str, typer.Option(help="Task kind for line input.")] = "sentiment",
+    replicas: Annotated[int | None, typer.Option(help="Copies per microtask.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress and print the output.")] = False,
+) -> None:
+    """Submit a task; with --wait, show progress and print the result as JSON."""
+    text = sys.stdin.read() if source == "-" else _read(Path(source))
+    body = _task_body(text, kind, replicas)
+    key = _key(url, api_key)
+    headers = {"x-api-key": key}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        created = _check(client.post("/api/v1/tasks", json=body))
+        task_id = created["taskId"]
+        if not wait:
+            print(json.dumps(created, indent=2))
+            return
+        _follow(client, task_id, created.get("microtasks") or 0)
+        task = _check(client.get(f"/api/v1/tasks/{task_id}"))
+    if task["status"] != "completed":
+        print(json.dumps(task, indent=2))
+        raise _fail(f"task {task_id} {task['status']}")
+    print(json.dumps(task["output"], indent=2, ensure_ascii=False))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _follow(client: httpx.Client, task_id: str, total: int) -> None:
+    """Show a progress bar from the task's own event stream until it ends."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    params = {"taskId": task_id, "lastEventId": "0"}
+    with Progress(*columns, console=err, transient=False) as progress:
+        bar = progress.add_task(f"task {task_id[:8]}", total=total)
+        with client.stream("GET", "/api/v1/events", params=params, timeout=None) as stream:
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "microtask.quorum":
+                    progress.advance(bar)
+                elif line.startswith("data: ") and event in ("task.completed", "task.failed"):
+                    return
+
+
+@app.command()
+def status(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """Show a task: status, each microtask's decision and votes, and the output."""
+    key = _key(url, api_key)
+    with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as client:
+        print(
+            json.dumps(_check(client.get(f"/api/v1/tasks/{task_id}")), indent=2, ensure_ascii=False)
+        )
+
+
+@app.command()
+def keygen(out: Annotated[Path, typer.Argument(help="Key file to create (mode 0600).")]) -> None:
+    """Create a miner identity and print its id and public key."""
+    from qortex.miner.keys import write_key
+    from qortex.signing import Signer
+
+    signer = Signer()
+    try:
+        write_key(out, signer)
+    except FileExistsError:
+        raise _fail(f"{out} exists; refusing to overwrite a key") from None
+    print(json.dumps({"minerId": signer.miner_id, "publicKey": signer.public_hex}, indent=2))
+
+
+@app.command()
+def verify(
+    proof: Annotated[Path, typer.Argument(help="A proof bundle from /api/v1/tasks/{id}/proof.")],
+) -> None:
+    """Re-check a task's proof offline: every signature and every quorum."""
+    from qortex.plugins import load_kinds
+    from qortex.proof import check_proof
+
+    try:
+        bundle = json.loads(_read(proof))
+    except ValueError as exc:
+        raise _fail(f"{proof} is not JSON: {exc}") from None
+    problems = check_proof(bundle, load_kinds(Settings()))
+    for problem in problems:
+        err.print(f"[red]✗[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    print(f"ok: {len(bundle['results'])} signatures and every decision check out")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except httpx.TransportError as exc:
+        err.print(f"[bold red]error:[/] cannot reach the coordinator: {exc}")
+        sys.exit(1)

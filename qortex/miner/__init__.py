@@ -1,0 +1,1 @@
+"""The CLI miner: key files, and a reconnecting runner around the client session."""

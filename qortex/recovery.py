@@ -1,0 +1,64 @@
+"""Rebuilding memory from the file after a start, clean or after ``kill -9``.
+
+Memory is a cache of SQLite, so a start is a recovery: leases that were out
+are void (their copies are issued again), every running task is loaded with
+its microtasks and the results already counted, and a task whose microtasks
+were all settled before the crash gets the completion it missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from qortex.core import lifecycle
+from qortex.core.dispatch import Task
+from qortex.core.quorum import Policy
+from qortex.events import EventLog
+
+if TYPE_CHECKING:
+    from qortex.coordinator import Coordinator
+
+log = logging.getLogger("qortex.recovery")
+
+
+async def recover(coord: Coordinator) -> list[Task]:
+    """Load open work into ``coord``; returns tasks settled before a crash but not finished."""
+    store, table = coord.store, coord.table
+    now = coord.clock()
+    released = await store.release_open_leases(now)
+    coord.events = EventLog(await store.reader.last_event_id())
+    work = await store.load_open_work()
+    policies = {
+        task_id: (kind, Policy(replicas, quorum, max_replicas, lease))
+        for task_id, kind, replicas, quorum, max_replicas, lease in work.tasks
+    }
+    for task_id, rows in groupby(work.microtasks, key=lambda row: row[1]):
+        rows = list(rows)
+        kind, policy = policies[task_id]
+        task = table.add_task(task_id, kind, policy, [msgspec.Raw(r[3].encode()) for r in rows])
+        for mt, row in zip(task.microtasks, rows, strict=True):
+            if row[4] != lifecycle.PENDING:
+                decision = msgspec.json.decode(row[5]) if row[5] is not None else None
+                table.settle(mt, row[4], decision)
+    by_id = {mt.id: mt for task in table.tasks.values() for mt in task.microtasks}
+    for microtask_id, miner_id, output in work.results:
+        mt = by_id[microtask_id]
+        table.restore_result(
+            mt, miner_id, msgspec.json.decode(output), coord.kinds.get(mt.kind).agree
+        )
+    unfinished = [task for task in table.tasks.values() if task.open == 0]
+    for task in unfinished:
+        failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+        task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
+    log.info(
+        "recovered %d running tasks, %d microtasks, %d results; %d leases voided",
+        len(work.tasks),
+        len(work.microtasks),
+        len(work.results),
+        released,
+    )
+    return unfinished

@@ -1,0 +1,81 @@
+"""Opening the SQLite file: migrate, then one writer connection and one reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from qortex.store.reader import Reader
+from qortex.store.schema import configure, migrate
+from qortex.store.writer import Writer
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """What recovery needs to rebuild the dispatch table: running tasks and their parts."""
+
+    tasks: list[tuple[Any, ...]]  # id, kind, replicas, quorum, max_replicas, lease_seconds
+    microtasks: list[tuple[Any, ...]]  # id, task_id, idx, input, status, decision
+    results: list[tuple[Any, ...]]  # microtask_id, miner_id, output
+
+
+class Store:
+    def __init__(self, path: str, writer_conn: aiosqlite.Connection, reader: Reader, batch: int):
+        self.path = path
+        self._writer_conn = writer_conn
+        self.writer = Writer(writer_conn, batch)
+        self.reader = reader
+
+    @classmethod
+    async def open(cls, path: str, sync: str = "full", batch: int = 4096) -> Store:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(path, isolation_level=None)
+        try:
+            configure(raw, sync)
+            migrate(raw)
+        finally:
+            raw.close()
+        writer_conn = await aiosqlite.connect(path, isolation_level=None)
+        reader_conn = await aiosqlite.connect(path, isolation_level=None)
+        for conn in (writer_conn, reader_conn):
+            await conn.execute("PRAGMA busy_timeout = 5000")
+        await writer_conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+        store = cls(path, writer_conn, Reader(reader_conn), batch)
+        store.writer.start()
+        return store
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        await self._writer_conn.close()
+        await self.reader.close()
+
+    async def release_open_leases(self, now: float) -> int:
+        """Leases out at the last stop are void: their copies will be issued again."""
+        cursor = await self._writer_conn.execute(
+            "UPDATE assignments SET status = 'released', closed_at = ? WHERE status = 'leased'",
+            (now,),
+        )
+        return cursor.rowcount
+
+    async def load_open_work(self) -> OpenWork:
+        conn = self._writer_conn
+        tasks = await conn.execute_fetchall(
+            "SELECT id, kind, replicas, quorum, max_replicas, lease_seconds FROM tasks"
+            " WHERE status = 'running' ORDER BY created_at"
+        )
+        microtasks = await conn.execute_fetchall(
+            "SELECT m.id, m.task_id, m.idx, m.input, m.status, m.decision FROM microtasks m"
+            " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
+            " ORDER BY t.created_at, m.idx"
+        )
+        results = await conn.execute_fetchall(
+            "SELECT r.microtask_id, r.miner_id, r.output FROM results r"
+            " JOIN microtasks m ON m.id = r.microtask_id"
+            " WHERE m.status = 'pending' ORDER BY r.received_at"
+        )
+        return OpenWork(list(tasks), list(microtasks), list(results))

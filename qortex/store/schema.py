@@ -1,0 +1,107 @@
+"""The schema, as numbered migrations applied in order and recorded in ``user_version``.
+
+Each migration runs inside one transaction together with its version bump, so
+a crash during a migration leaves the file at the previous version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: tasks, microtasks, assignments, results, miners, the event log
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        replicas INTEGER NOT NULL,
+        quorum INTEGER NOT NULL,
+        max_replicas INTEGER NOT NULL,
+        lease_seconds REAL NOT NULL,
+        microtasks INTEGER NOT NULL,
+        output TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX tasks_by_status ON tasks (status, created_at);
+    CREATE INDEX tasks_by_created ON tasks (created_at);
+    CREATE TABLE microtasks (
+        id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decision TEXT,
+        decided_at REAL
+    );
+    CREATE INDEX microtasks_by_task ON microtasks (task_id, idx);
+    CREATE INDEX microtasks_pending ON microtasks (status) WHERE status = 'pending';
+    CREATE TABLE assignments (
+        id TEXT PRIMARY KEY,
+        microtask_id TEXT NOT NULL,
+        miner_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        issued_at REAL NOT NULL,
+        deadline REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE INDEX assignments_by_microtask ON assignments (microtask_id);
+    CREATE INDEX assignments_leased ON assignments (status) WHERE status = 'leased';
+    CREATE TABLE results (
+        assignment_id TEXT PRIMARY KEY,
+        microtask_id TEXT NOT NULL,
+        miner_id TEXT NOT NULL,
+        output TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX results_by_microtask ON results (microtask_id);
+    CREATE TABLE miners (
+        id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        software TEXT NOT NULL DEFAULT '',
+        kinds TEXT NOT NULL DEFAULT '[]',
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        refused INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        task_id TEXT,
+        miner_id TEXT,
+        data TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX events_by_task ON events (task_id, id) WHERE task_id IS NOT NULL;
+    CREATE INDEX events_by_miner ON events (miner_id, id) WHERE miner_id IS NOT NULL;
+    """,
+]
+
+LATEST = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file up to :data:`LATEST`; returns the version it started at."""
+    start = conn.execute("PRAGMA user_version").fetchone()[0]
+    if start > LATEST:
+        raise RuntimeError(
+            f"database schema version {start} is newer than this Qortex ({LATEST}); upgrade Qortex"
+        )
+    for version in range(start + 1, LATEST + 1):
+        script = MIGRATIONS[version - 1]
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    return start
+
+
+def configure(conn: sqlite3.Connection, sync: str) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -65536")

@@ -1,0 +1,1 @@
+"""The web layer: thin Starlette adapters that parse, call the coordinator, and answer."""

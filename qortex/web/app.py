@@ -1,0 +1,139 @@
+"""``create_app(settings)``: the whole coordinator as one ASGI app.
+
+The lifespan opens the store, recovers the coordinator from it and makes sure
+a client API key exists; routes come from one small module per concern.
+Errors are answered outermost-first as JSON: our own exceptions carry their
+status, Starlette's carry theirs, and anything else is a logged 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Route
+
+from qortex import __version__, credentials
+from qortex.coordinator import Coordinator
+from qortex.core.kinds import KindRegistry
+from qortex.errors import QortexError
+from qortex.events import EventBus
+from qortex.plugins import load_kinds
+from qortex.settings import Settings
+from qortex.store.database import Store
+from qortex.store.facts import INSERT_META
+from qortex.web import miners, socket, sse, tasks
+from qortex.web.auth import META_KEY, hash_key, new_key
+from qortex.web.http import JSON
+
+log = logging.getLogger("qortex")
+
+
+async def _api_key_hash(settings: Settings, store: Store) -> str:
+    """The configured key's hash, or the stored one, or a new key printed once."""
+    if settings.api_key:
+        return hash_key(settings.api_key)
+    stored = await store.reader.meta(META_KEY)
+    if stored:
+        return stored
+    key = new_key()
+    await store.writer.write([(INSERT_META, (META_KEY, hash_key(key)))])
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    saved = credentials.save(f"http://{host}:{settings.port}", key)
+    print(
+        f"\n  Client API key (shown once, only its hash is stored): {key}\n"
+        f"  Saved for the qortex CLI in {saved}\n"
+        f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n",
+        flush=True,
+    )
+    return hash_key(key)
+
+
+async def health(request: Request) -> JSON:
+    state = request.app.state
+    coord = state.coordinator
+    try:
+        database = "ok" if await state.store.reader.ping() else "unreachable"
+    except Exception as exc:  # the point of a health check is to report, not raise
+        database = f"unreachable: {exc}"
+    ok = database == "ok" and state.store.writer.failure is None
+    return JSON(
+        {
+            "status": "ok" if ok else "failing",
+            "version": __version__,
+            "database": database,
+            "uptimeSeconds": round(coord.clock() - coord.started_at, 3),
+            "minersConnected": len(coord.connections),
+            "tasksRunning": len(coord.table.tasks),
+            "leasesOut": len(coord.table.leases),
+            "kinds": list(coord.kinds),
+        },
+        status_code=200 if ok else 503,
+    )
+
+
+async def _qortex_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, QortexError)
+    return JSON(exc.to_json(), status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, HTTPException)
+    return JSON(
+        {"error": "HTTPError", "message": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> JSON:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSON({"error": "InternalError", "message": "internal server error"}, status_code=500)
+
+
+def create_app(
+    settings: Settings,
+    kinds: KindRegistry | None = None,
+    clock: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await Store.open(settings.db, settings.sync, settings.commit_batch)
+        bus = EventBus()
+        registry = kinds if kinds is not None else load_kinds(settings)
+        extra = {"clock": clock} if clock is not None else {}
+        coordinator = Coordinator(settings, store, registry, bus, rng=rng, **extra)
+        app.state.settings = settings
+        app.state.store = store
+        app.state.bus = bus
+        app.state.coordinator = coordinator
+        app.state.api_key_hash = await _api_key_hash(settings, store)
+        await coordinator.start()
+        try:
+            yield
+        finally:
+            await coordinator.stop()
+            await store.close()
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        *tasks.routes,
+        *sse.routes,
+        *miners.routes,
+        *socket.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            QortexError: _qortex_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+    )

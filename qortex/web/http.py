@@ -1,0 +1,64 @@
+"""Reading bodies and writing answers the same way on every route.
+
+Bodies are read against the size limit before they are parsed, so an
+oversized body costs at most the limit in memory; JSON is decoded and typed in
+one step by msgspec, whose messages name the offending field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from qortex.errors import InvalidInput, PayloadTooLarge
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes", limit=limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes", limit=limit)
+    return bytes(body)
+
+
+async def read_json(request: Request, schema: type[T]) -> T:
+    body = await read_body(request, request.app.state.settings.max_request_bytes)
+    if not body.strip():
+        raise InvalidInput("request body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer", field=name) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}", field=name)
+    return value

@@ -1,0 +1,174 @@
+"""``/ws/miner``: pumps frames between a WebSocket and a :class:`ServerSession`.
+
+Every decision lives in the session (what a frame means) or the coordinator
+(what it changes); this module only moves bytes. Outgoing frames go through a
+bounded per-connection queue drained by its own task, so a slow miner can
+never stall the coordinator or the other miners: if its queue fills, it is
+closed and its leases are reassigned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from qortex import __version__
+from qortex.errors import ProtocolViolation, ResultRefused
+from qortex.protocol import messages as m
+from qortex.protocol.server import (
+    Authenticated,
+    BadSignature,
+    HeartbeatIn,
+    ResultIn,
+    ServerSession,
+)
+
+log = logging.getLogger("qortex.socket")
+
+HANDSHAKE_SECONDS = 10.0
+SEND_QUEUE = 4096
+SLOW = 4008  # the miner does not read what it is sent
+
+
+class SocketLink:
+    """The coordinator's handle on one socket: queue a frame, or end the connection."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._queue: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
+        self._task = asyncio.create_task(self._pump())
+        self.closed = False
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.closed = True
+            self._task.cancel()
+            self._task = asyncio.create_task(
+                self._close_now(SLOW, "send queue full: the miner reads too slowly")
+            )
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait((code, reason))
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, tuple):
+                    await self._close_now(*item)
+                    return
+                await self._ws.send_text(item.decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._ws.close(code, reason[:120])
+
+    async def finish(self, timeout: float) -> None:
+        """Let queued frames (and the close) go out, then stop the pump."""
+        self.close(1000, "bye")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _acker(link: SocketLink, assignment_id: str) -> Callable[[asyncio.Future[None]], None]:
+    """Send the ack once the result's commit succeeded; a failed commit acks nothing."""
+
+    def ack(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            link.send(m.encoder.encode(m.Ack(assignment_id)))
+
+    return ack
+
+
+async def _receive(ws: WebSocket, timeout: float) -> str | bytes:
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout)
+    except TimeoutError:
+        raise ProtocolViolation(m.TIMEOUT, "nothing received in time") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def miner_socket(ws: WebSocket) -> None:
+    state = ws.app.state
+    coord, settings = state.coordinator, state.settings
+    await ws.accept()
+    session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds))
+    link = SocketLink(ws)
+    miner_id = ""
+    reason = "closed"
+    try:
+        link.send(session.challenge_frame())
+        silence = 3 * settings.heartbeat_seconds
+        while True:
+            event = session.receive(
+                await _receive(ws, HANDSHAKE_SECONDS if not miner_id else silence)
+            )
+            if isinstance(event, ResultIn):
+                frame = event.result
+                try:
+                    done = coord.accept(
+                        miner_id,
+                        frame.assignment_id,
+                        frame.microtask_id,
+                        event.output,
+                        frame.signature,
+                    )
+                except ResultRefused as refusal:
+                    link.send(
+                        m.encoder.encode(
+                            m.Refused(frame.assignment_id, refusal.reason, refusal.message)
+                        )
+                    )
+                    continue
+                done.add_done_callback(_acker(link, frame.assignment_id))
+            elif isinstance(event, BadSignature):
+                refusal = ResultRefused("bad_signature", "the result signature does not verify")
+                coord.refuse(miner_id, event.result.assignment_id, refusal)
+                link.send(
+                    m.encoder.encode(
+                        m.Refused(event.result.assignment_id, refusal.reason, refusal.message)
+                    )
+                )
+            elif isinstance(event, HeartbeatIn):
+                link.send(session.heartbeat_frame(int(time.time() * 1000)))
+            elif isinstance(event, Authenticated):
+                miner_id = event.miner_id
+                link.send(
+                    session.welcome_frame(
+                        settings.heartbeat_seconds, settings.max_message_bytes, __version__
+                    )
+                )
+                coord.connect(event, link)
+    except ProtocolViolation as exc:
+        reason = exc.message
+        link.close(exc.close_code, exc.message)
+    except WebSocketDisconnect as exc:
+        reason = f"disconnected ({exc.code})"
+    finally:
+        if miner_id:
+            coord.disconnect(miner_id, link, reason)
+        await link.finish(timeout=1.0)
+
+
+routes = [WebSocketRoute("/ws/miner", miner_socket)]

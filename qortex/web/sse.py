@@ -1,0 +1,72 @@
+"""``GET /api/v1/events``: the event log as Server-Sent Events, resumable without loss.
+
+A stream subscribes to live events first and only then reads the log after
+the client's ``Last-Event-ID``, dropping live events it has already sent, so
+nothing falls in the gap between the two. Without an id the stream starts
+with what happens next; ``lastEventId=0`` replays the whole log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from qortex.errors import InvalidInput
+from qortex.events import Event
+from qortex.web.auth import require_key
+
+PAGE = 1000
+
+
+def frame(event: Event) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), event.data)
+
+
+async def stream(request: Request) -> StreamingResponse:
+    require_key(request)
+    raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    if raw is not None and not raw.isdigit():
+        raise InvalidInput("Last-Event-ID must be a non-negative integer")
+    task_id = request.query_params.get("taskId")
+    miner_id = request.query_params.get("minerId")
+    state = request.app.state
+    sub = state.bus.subscribe()
+    after = int(raw) if raw is not None else None
+    heartbeat = state.settings.sse_heartbeat_seconds
+
+    async def events() -> AsyncIterator[bytes]:
+        last = after
+        try:
+            yield b"retry: 2000\n\n"
+            while last is not None:
+                rows = await state.store.reader.events_after(last, task_id, miner_id, PAGE)
+                for row in rows:
+                    event = Event.from_row(row)
+                    last = event.id
+                    yield frame(event)
+                if len(rows) < PAGE:
+                    break
+            while not sub.dropped:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if (last is None or event.id > last) and event.matches(task_id, miner_id):
+                    last = event.id
+                    yield frame(event)
+        finally:
+            sub.close()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+routes = [Route("/api/v1/events", stream, methods=["GET"])]

@@ -1,0 +1,171 @@
+"""Client routes for tasks: submit, inspect, list, and the offline-checkable proof."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+from starlette.requests import Request
+from starlette.routing import Route
+
+from qortex.core import lifecycle
+from qortex.errors import InvalidInput, NotFound
+from qortex.web.auth import require_key
+from qortex.web.http import JSON, query_int, read_json
+
+Replicas = Annotated[int, Meta(ge=1, le=64)]
+
+
+class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """A task: ``{"kind", "input", ...}``, or the seed's ``{"tweets": [...]}``."""
+
+    kind: str | UnsetType = UNSET
+    input: Any = UNSET
+    tweets: Any = UNSET
+    replicas: Replicas | None = None
+    quorum: Replicas | None = None
+    max_replicas: Replicas | None = None
+    lease_seconds: Annotated[float, Meta(gt=0, le=86_400)] | None = None
+
+    def resolve(self) -> tuple[str, Any]:
+        if self.tweets is not UNSET:
+            if self.input is not UNSET or self.kind not in (UNSET, "sentiment"):
+                raise InvalidInput("send either 'tweets' or 'kind' with 'input', not both")
+            return "sentiment", {"tweets": self.tweets}
+        if self.kind is UNSET:
+            raise InvalidInput("missing 'kind' (or the seed's 'tweets')", field="kind")
+        if self.input is UNSET:
+            raise InvalidInput("missing 'input'", field="input")
+        return self.kind, self.input
+
+
+async def create_task(request: Request) -> JSON:
+    require_key(request)
+    body = await read_json(request, TaskRequest)
+    kind, task_input = body.resolve()
+    coord = request.app.state.coordinator
+    task_id = await coord.submit(
+        kind,
+        task_input,
+        replicas=body.replicas,
+        quorum=body.quorum,
+        max_replicas=body.max_replicas,
+        lease_seconds=body.lease_seconds,
+    )
+    task = coord.table.tasks.get(task_id)
+    count = len(task.microtasks) if task else None
+    return JSON(
+        {"taskId": task_id, "status": lifecycle.RUNNING, "kind": kind, "microtasks": count},
+        status_code=201,
+        headers={"location": f"/api/v1/tasks/{task_id}"},
+    )
+
+
+def _task_summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "taskId": row["id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "microtasks": row["microtasks"],
+        "createdAt": row["created_at"],
+        "finishedAt": row["finished_at"],
+    }
+
+
+async def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    require_key(request)
+    reader = request.app.state.store.reader
+    task_id = request.path_params["task_id"]
+    row = await reader.task(task_id)
+    if row is None:
+        raise NotFound(f"no task {task_id!r}", taskId=task_id)
+    return row, await reader.results_of_task(task_id)
+
+
+async def get_task(request: Request) -> JSON:
+    row, results = await _load(request)
+    reader = request.app.state.store.reader
+    votes: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        votes.setdefault(r["microtask_id"], []).append(
+            {"minerId": r["miner_id"], "output": msgspec.json.decode(r["output"])}
+        )
+    microtasks = [
+        {
+            "microtaskId": mt["id"],
+            "index": mt["idx"],
+            "status": mt["status"],
+            "decision": None if mt["decision"] is None else msgspec.json.decode(mt["decision"]),
+            "votes": votes.get(mt["id"], []),
+        }
+        for mt in await reader.microtasks(row["id"])
+    ]
+    body = _task_summary(row)
+    body.update(
+        replicas=row["replicas"],
+        quorum=row["quorum"],
+        maxReplicas=row["max_replicas"],
+        leaseSeconds=row["lease_seconds"],
+        decided=sum(mt["status"] == lifecycle.DECIDED for mt in microtasks),
+        output=None if row["output"] is None else msgspec.json.decode(row["output"]),
+        microtaskDetails=microtasks,
+    )
+    return JSON(body)
+
+
+async def get_proof(request: Request) -> JSON:
+    """Everything needed to re-check a task offline: inputs, signed results, decisions."""
+    row, results = await _load(request)
+    microtasks = await request.app.state.store.reader.microtasks(row["id"])
+    return JSON(
+        {
+            "format": "qortex-proof-v1",
+            "task": {
+                **_task_summary(row),
+                "input": msgspec.json.decode(row["input"]),
+                "quorum": row["quorum"],
+            },
+            "microtasks": [
+                {"microtaskId": mt["id"], "status": mt["status"], "decision": mt["decision"]}
+                for mt in microtasks
+            ],
+            "results": [
+                {
+                    "assignmentId": r["assignment_id"],
+                    "microtaskId": r["microtask_id"],
+                    "minerId": r["miner_id"],
+                    "publicKey": r["public_key"],
+                    "output": r["output"],
+                    "signature": r["signature"],
+                }
+                for r in results
+            ],
+        }
+    )
+
+
+async def list_tasks(request: Request) -> JSON:
+    require_key(request)
+    status = request.query_params.get("status")
+    if status is not None and status not in lifecycle.TASK_STATES:
+        raise InvalidInput(f"status must be one of {', '.join(lifecycle.TASK_STATES)}")
+    limit = query_int(request, "limit", 50, 1, 500)
+    before_raw = request.query_params.get("before")
+    try:
+        before = float(before_raw) if before_raw is not None else None
+    except ValueError:
+        raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
+    kind = request.query_params.get("kind")
+    rows = await request.app.state.store.reader.tasks(status, kind, limit, before)
+    tasks = [_task_summary(row) for row in rows]
+    following = tasks[-1]["createdAt"] if len(tasks) == limit else None
+    return JSON({"tasks": tasks, "next": following})
+
+
+routes = [
+    Route("/api/v1/tasks", create_task, methods=["POST"]),
+    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id}/proof", get_proof, methods=["GET"]),
+]
