@@ -27,6 +27,13 @@ MAX_SLOTS = 64
 
 
 @dataclass(frozen=True, slots=True)
+class Challenged:
+    """The hello was acceptable; send ``frame`` (the challenge) back."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Authenticated:
     """The miner proved it holds its key; it may now be given work."""
 
@@ -58,7 +65,7 @@ class HeartbeatIn:
     pass
 
 
-Event = Authenticated | ResultIn | BadSignature | HeartbeatIn
+Event = Challenged | Authenticated | ResultIn | BadSignature | HeartbeatIn
 
 
 class ServerSession:
@@ -85,7 +92,7 @@ class ServerSession:
             if not isinstance(frame, m.Hello):
                 raise ProtocolViolation(m.UNEXPECTED, f"expected hello, got {_type(frame)}")
             self._on_hello(frame)
-            return None
+            return Challenged(self.challenge_frame())
         if self.state == AWAITING_ANSWER:
             if not isinstance(frame, m.Answer):
                 raise ProtocolViolation(m.UNEXPECTED, f"expected answer, got {_type(frame)}")

@@ -25,6 +25,7 @@ from qortex.protocol import messages as m
 from qortex.protocol.server import (
     Authenticated,
     BadSignature,
+    Challenged,
     HeartbeatIn,
     ResultIn,
     ServerSession,
@@ -118,7 +119,6 @@ async def miner_socket(ws: WebSocket) -> None:
     miner_id = ""
     reason = "closed"
     try:
-        link.send(session.challenge_frame())
         silence = 3 * settings.heartbeat_seconds
         while True:
             event = session.receive(
@@ -150,6 +150,8 @@ async def miner_socket(ws: WebSocket) -> None:
                         m.Refused(event.result.assignment_id, refusal.reason, refusal.message)
                     )
                 )
+            elif isinstance(event, Challenged):
+                link.send(event.frame)
             elif isinstance(event, HeartbeatIn):
                 link.send(session.heartbeat_frame(int(time.time() * 1000)))
             elif isinstance(event, Authenticated):

@@ -1,0 +1,94 @@
+"""The lifecycle table: every legal move, and every other move refused by name."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from qortex.core import lifecycle
+from qortex.core.lifecycle import advance
+from qortex.errors import IllegalTransition, QortexError
+
+LEGAL = [
+    (lifecycle.LEASED, "return", lifecycle.RETURNED),
+    (lifecycle.LEASED, "expire", lifecycle.EXPIRED),
+    (lifecycle.LEASED, "release", lifecycle.RELEASED),
+    (lifecycle.LEASED, "cancel", lifecycle.CANCELLED),
+    (lifecycle.PENDING, "decide", lifecycle.DECIDED),
+    (lifecycle.PENDING, "give_up", lifecycle.INCONCLUSIVE),
+    (lifecycle.RUNNING, "complete", lifecycle.COMPLETED),
+    (lifecycle.RUNNING, "fail", lifecycle.FAILED),
+]
+
+ALL_STATES = lifecycle.ASSIGNMENT_STATES + lifecycle.MICROTASK_STATES + lifecycle.TASK_STATES
+ALL_EVENTS = sorted({event for _, event in lifecycle.TRANSITIONS})
+
+
+def test_state_names_are_the_documented_words() -> None:
+    assert lifecycle.ASSIGNMENT_STATES == (
+        "leased",
+        "returned",
+        "expired",
+        "released",
+        "cancelled",
+    )
+    assert lifecycle.MICROTASK_STATES == ("pending", "decided", "inconclusive")
+    assert lifecycle.TASK_STATES == ("running", "completed", "failed")
+
+
+@pytest.mark.parametrize(("state", "event", "after"), LEGAL)
+def test_every_listed_transition(state: str, event: str, after: str) -> None:
+    assert advance(state, event) == after
+
+
+def test_table_lists_exactly_the_documented_moves() -> None:
+    assert {(s, e): a for s, e, a in LEGAL} == lifecycle.TRANSITIONS
+
+
+ILLEGAL = [
+    (state, event)
+    for state, event in itertools.product(ALL_STATES, ALL_EVENTS)
+    if (state, event) not in lifecycle.TRANSITIONS
+]
+
+
+def test_illegal_list_is_not_trivially_small() -> None:
+    # 11 states x 8 events, of which 8 moves are legal.
+    assert len(ILLEGAL) == 11 * 8 - 8
+
+
+@pytest.mark.parametrize(("state", "event"), ILLEGAL)
+def test_illegal_moves_raise_naming_state_and_event(state: str, event: str) -> None:
+    with pytest.raises(IllegalTransition) as info:
+        advance(state, event)
+    assert repr(state) in info.value.message
+    assert repr(event) in info.value.message
+    assert info.value.message == f"cannot {event!r} from state {state!r}"
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [
+        (lifecycle.RETURNED, "return"),  # a result twice
+        (lifecycle.EXPIRED, "return"),  # a result after the deadline closed the lease
+        (lifecycle.CANCELLED, "expire"),
+        (lifecycle.DECIDED, "decide"),
+        (lifecycle.INCONCLUSIVE, "decide"),
+        (lifecycle.COMPLETED, "fail"),
+        (lifecycle.FAILED, "complete"),
+        ("nonsense", "return"),
+        (lifecycle.LEASED, "nonsense"),
+    ],
+)
+def test_terminal_states_and_unknown_words_are_refused(state: str, event: str) -> None:
+    with pytest.raises(IllegalTransition, match=f"cannot '{event}' from state '{state}'"):
+        advance(state, event)
+
+
+def test_illegal_transition_is_a_qortex_error_without_chained_key_error() -> None:
+    with pytest.raises(QortexError) as info:
+        advance(lifecycle.DECIDED, "give_up")
+    assert isinstance(info.value, IllegalTransition)
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__ is True

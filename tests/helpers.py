@@ -1,0 +1,167 @@
+"""Shared test plumbing: real servers, real miners, real files; timeouts scaled by one env var."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from qortex.kinds.sentiment import SentimentKind
+from qortex.signing import Signer
+
+API_KEY = "test-key-0123456789"
+SCALE = float(os.environ.get("QORTEX_TEST_TIMEOUT_SCALE", "1"))
+WORK_TABLES = ("tasks", "microtasks", "assignments", "results")
+
+
+def timeout(seconds: float) -> float:
+    return seconds * SCALE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def snapshot(db: str | Path, tables: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
+    """Every row of the given tables (all of them by default), for before/after comparisons."""
+    conn = sqlite3.connect(db)
+    try:
+        names = tables or tuple(
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        )
+        return {name: sorted(conn.execute(f"SELECT * FROM {name}").fetchall()) for name in names}
+    finally:
+        conn.close()
+
+
+def labels(tweets: list[str]) -> list[str]:
+    kind = SentimentKind()
+    return [kind.compute(t) for t in tweets]
+
+
+TWEETS = [
+    "I love this so much",
+    "This is awful and I hate it",
+    "The sky is blue",
+    "not bad at all",
+    "what a great day",
+]
+
+
+class Server:
+    """``qortex serve`` as a real subprocess on a free loopback port."""
+
+    def __init__(self, tmp: Path, **settings: Any) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = str(tmp / "qortex.db")
+        self.env = {
+            **os.environ,
+            "QORTEX_API_KEY": API_KEY,
+            "QORTEX_DB": self.db,
+            "QORTEX_PORT": str(self.port),
+            "QORTEX_LOG_LEVEL": "warning",
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+            **{f"QORTEX_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "serve.log"
+
+    def start(self) -> Server:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qortex", "serve"],
+                cwd=self.tmp,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout(20)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not become healthy: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown code runs."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout(10))
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"x-api-key": API_KEY}, timeout=timeout(10))
+
+
+class MinerProcesses:
+    """``qortex miner`` as a real subprocess."""
+
+    def __init__(self, server: Server, count: int, key_dir: Path, concurrency: int = 1) -> None:
+        self.log = key_dir.parent / f"miner-{key_dir.name}.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "qortex",
+                    "miner",
+                    "--url",
+                    server.url,
+                    "--count",
+                    str(count),
+                    "--concurrency",
+                    str(concurrency),
+                    "--key-dir",
+                    str(key_dir),
+                ],
+                env=server.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout(10))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_until(predicate: Any, seconds: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout(seconds)
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out: {message}")
+
+
+def new_signer() -> Signer:
+    return Signer()

@@ -1,0 +1,294 @@
+"""The miner WebSocket in-process: the real protocol classes over Starlette's test socket."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from qortex.kinds.sentiment import SentimentKind
+from qortex.protocol import messages as m
+from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.settings import Settings
+from qortex.signing import Signer, result_message
+from tests.helpers import WORK_TABLES, labels, snapshot, timeout
+
+KIND = SentimentKind()
+
+
+class SocketMiner:
+    """One miner identity speaking the real protocol over a test socket."""
+
+    def __init__(self, ws: Any, signer: Signer | None = None, slots: int = 1) -> None:
+        self.ws = ws
+        self.signer = signer or Signer()
+        self.session = ClientSession(self.signer, slots, ["sentiment"], "test")
+
+    def handshake(self) -> Welcomed:
+        self.ws.send_text(self.session.hello_frame().decode())
+        reply = self.session.receive(self.ws.receive_text())
+        assert isinstance(reply, Reply)
+        self.ws.send_text(reply.frame.decode())
+        welcome = self.session.receive(self.ws.receive_text())
+        assert isinstance(welcome, Welcomed)
+        assert welcome.miner_id == self.signer.miner_id
+        return welcome
+
+    def next(self) -> Any:
+        return self.session.receive(self.ws.receive_text())
+
+    def work(self) -> m.Assign:
+        event = self.next()
+        assert isinstance(event, Work), event
+        return event.assign
+
+    def answer(self, assign: m.Assign, output: Any = None) -> None:
+        value = KIND.compute(msgspec.json.decode(assign.input)) if output is None else output
+        self.ws.send_text(self.session.result_frame(assign, msgspec.json.encode(value)).decode())
+
+    def send(self, frame: m.Frame) -> None:
+        self.ws.send_text(m.encoder.encode(frame).decode())
+
+
+@pytest.fixture
+def connect(client: TestClient) -> Iterator[Any]:
+    with contextlib.ExitStack() as stack:
+
+        def open_miner(signer: Signer | None = None, slots: int = 1) -> SocketMiner:
+            ws = stack.enter_context(client.websocket_connect("/ws/miner"))
+            miner = SocketMiner(ws, signer, slots)
+            miner.handshake()
+            return miner
+
+        yield open_miner
+
+
+def submit(client: TestClient, tweets: list[str], **policy: Any) -> str:
+    response = client.post("/api/v1/tasks", json={"tweets": tweets, **policy})
+    assert response.status_code == 201, response.text
+    return response.json()["taskId"]
+
+
+def wait_status(client: TestClient, task_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout(10)
+    while time.monotonic() < deadline:
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+        if task["status"] == status:
+            return task
+        time.sleep(0.02)
+    raise AssertionError(f"task {task_id} never became {status}: {task}")
+
+
+def wait_rows(db: str, table: str, count: int) -> None:
+    deadline = time.monotonic() + timeout(10)
+    while len(snapshot(db, (table,))[table]) < count:
+        assert time.monotonic() < deadline, f"{table} never reached {count} rows"
+        time.sleep(0.02)
+
+
+def test_three_miners_decide_a_task(client: TestClient, connect: Any) -> None:
+    tweets = ["I love it", "I hate it"]
+    miners = [connect(slots=2) for _ in range(3)]
+    task_id = submit(client, tweets)
+    for miner in miners:
+        assigns = [miner.work(), miner.work()]
+        assert {a.task_id for a in assigns} == {task_id}
+        assert len({a.microtask_id for a in assigns}) == 2  # distinct microtasks per miner
+        for assign in assigns:
+            miner.answer(assign)
+    task = wait_status(client, task_id, "completed")
+    assert [item["label"] for item in task["output"]] == labels(tweets)
+    for mt in task["microtaskDetails"]:
+        assert mt["status"] == "decided"
+        assert len({v["minerId"] for v in mt["votes"]}) == len(mt["votes"]) >= 2
+
+
+def test_ack_only_after_commit_and_results_are_stored(
+    client: TestClient, connect: Any, settings: Settings
+) -> None:
+    miner = connect()
+    submit(client, ["nice"], replicas=1)
+    assign = miner.work()
+    miner.answer(assign)
+    verdict = miner.next()
+    assert verdict == Verdict(assign.assignment_id, True)
+    # The ack came after the commit, so the row is already in the file.
+    results = snapshot(settings.db, ("results",))["results"]
+    assert [r[0] for r in results] == [assign.assignment_id]
+
+
+def _refusal(miner: SocketMiner) -> Verdict:
+    while True:
+        event = miner.next()
+        if isinstance(event, Verdict):
+            assert not event.accepted
+            return event
+
+
+def test_forged_signature_is_refused_and_changes_nothing(
+    client: TestClient, connect: Any, settings: Settings
+) -> None:
+    miner = connect()
+    submit(client, ["nice"], replicas=1)
+    assign = miner.work()
+    wait_rows(settings.db, "assignments", 1)
+    before = snapshot(settings.db, WORK_TABLES)
+    forger = Signer()
+    output = b'"negative"'
+    signature = forger.sign(result_message(assign.assignment_id, assign.microtask_id, output))
+    miner.send(m.Result(assign.assignment_id, assign.microtask_id, output.decode(), signature))
+    assert _refusal(miner).reason == "bad_signature"
+    # Output altered after signing:
+    good = miner.signer.sign(result_message(assign.assignment_id, assign.microtask_id, output))
+    miner.send(m.Result(assign.assignment_id, assign.microtask_id, '"positive"', good))
+    assert _refusal(miner).reason == "bad_signature"
+    # Unsigned:
+    miner.send(m.Result(assign.assignment_id, assign.microtask_id, '"positive"', ""))
+    assert _refusal(miner).reason == "bad_signature"
+    assert snapshot(settings.db, WORK_TABLES) == before
+    miners = client.get("/api/v1/miners").json()["miners"]
+    assert miners[0]["minerId"] == miner.signer.miner_id
+    deadline = time.monotonic() + timeout(5)
+    while client.get("/api/v1/miners").json()["miners"][0]["refused"] != 3:
+        assert time.monotonic() < deadline
+
+
+def test_someone_elses_assignment_and_replays_are_refused(
+    client: TestClient, connect: Any, settings: Settings
+) -> None:
+    alice, bob = connect(), connect()
+    submit(client, ["nice"], replicas=2)
+    a_assign, b_assign = alice.work(), bob.work()
+    assert a_assign.microtask_id == b_assign.microtask_id
+    assert a_assign.assignment_id != b_assign.assignment_id
+    wait_rows(settings.db, "assignments", 2)
+    before = snapshot(settings.db, WORK_TABLES)
+    # Bob signs a result for Alice's assignment with his own key:
+    bob.answer(a_assign)
+    assert _refusal(bob).reason == "not_your_assignment"
+    # Bob replays Alice's own signed frame: it does not verify under Bob's key.
+    frame = alice.session.result_frame(a_assign, b'"positive"')
+    bob.ws.send_text(frame.decode())
+    assert _refusal(bob).reason == "bad_signature"
+    # An assignment nobody was given:
+    bob.answer(m.Assign("0" * 24, b_assign.microtask_id, "t", "sentiment", msgspec.Raw(b'"x"'), 0))
+    assert _refusal(bob).reason == "unknown_assignment"
+    # The right assignment but a made-up microtask:
+    bob.answer(
+        m.Assign(b_assign.assignment_id, "other:0", "t", "sentiment", msgspec.Raw(b'"x"'), 0)
+    )
+    assert _refusal(bob).reason == "wrong_microtask"
+    assert snapshot(settings.db, WORK_TABLES) == before
+    # Alice's honest result counts once; the replay of it is a duplicate.
+    alice.ws.send_text(frame.decode())
+    assert alice.next() == Verdict(a_assign.assignment_id, True)
+    alice.ws.send_text(frame.decode())
+    assert _refusal(alice).reason == "duplicate"
+
+
+def test_output_that_is_not_json_is_refused(client: TestClient, connect: Any) -> None:
+    miner = connect()
+    submit(client, ["nice"], replicas=1)
+    assign = miner.work()
+    frame = miner.session.result_frame(assign, b"not json")
+    miner.ws.send_text(frame.decode())
+    assert _refusal(miner).reason == "bad_output"
+    miner.answer(assign)  # the lease is still held: a correct result still counts
+    assert miner.next() == Verdict(assign.assignment_id, True)
+
+
+def test_late_result_is_refused_and_the_copy_reissued(client: TestClient, connect: Any) -> None:
+    slow = connect()
+    task_id = submit(client, ["nice"], replicas=1, leaseSeconds=0.2)
+    assign = slow.work()
+    assert slow.next() == Withdrawn(assign.assignment_id, "expired")
+    slow.answer(assign)
+    # The copy went back to the queue and, its lease having lapsed, slow may take it again;
+    # that assignment and the refusal of the late result can come in either order.
+    events = [slow.next(), slow.next()]
+    (verdict,) = [e for e in events if isinstance(e, Verdict)]
+    (work,) = [e for e in events if isinstance(e, Work)]
+    assert verdict.reason == "late" and not verdict.accepted
+    spare = work.assign
+    assert spare.microtask_id == assign.microtask_id
+    assert spare.assignment_id != assign.assignment_id
+    slow.answer(spare)
+    wait_status(client, task_id, "completed")
+
+
+def test_disconnect_releases_leases_at_once(client: TestClient, connect: Any) -> None:
+    task_id = submit(client, ["nice"], replicas=1, leaseSeconds=3600)
+    with client.websocket_connect("/ws/miner") as ws:
+        leaver = SocketMiner(ws)
+        leaver.handshake()
+        first = leaver.work()
+    other = connect()  # connects after the leaver left: the copy must be waiting for it
+    again = other.work()
+    assert again.microtask_id == first.microtask_id
+    other.answer(again)
+    task = wait_status(client, task_id, "completed")
+    assert task["microtaskDetails"][0]["votes"][0]["minerId"] == other.signer.miner_id
+
+
+def test_same_key_twice_replaces_the_older_socket(client: TestClient) -> None:
+    signer = Signer()
+    with client.websocket_connect("/ws/miner") as first:
+        SocketMiner(first, signer).handshake()
+        with client.websocket_connect("/ws/miner") as second:
+            SocketMiner(second, signer).handshake()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                first.receive_text()
+            assert closed.value.code == m.REPLACED
+
+
+def test_heartbeat_is_answered(connect: Any) -> None:
+    miner = connect()
+    miner.send(m.Heartbeat(1))
+    reply = m.server_decoder.decode(miner.ws.receive_text())
+    assert isinstance(reply, m.Heartbeat) and reply.time_ms > 0
+
+
+def _closed_with(client: TestClient, frames: list[Any]) -> int:
+    with client.websocket_connect("/ws/miner") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            for frame in frames:
+                ws.send_text(frame if isinstance(frame, str) else frame.decode())
+            while True:
+                ws.receive_text()
+        return closed.value.code
+
+
+def test_protocol_violations_close_with_their_codes(client: TestClient) -> None:
+    signer = Signer()
+    hello = ClientSession(signer, 1, ["sentiment"], "test").hello_frame()
+    assert _closed_with(client, ["not json"]) == m.BAD_FRAME
+    assert _closed_with(client, ['{"type": "bogus"}']) == m.BAD_FRAME
+    assert _closed_with(client, ['{"type": "hello"}']) == m.BAD_FRAME
+    assert _closed_with(client, [m.encoder.encode(m.Answer("00"))]) == m.UNEXPECTED
+    assert (
+        _closed_with(
+            client, [m.encoder.encode(m.Hello(signer.public_hex, protocol=2, kinds=["sentiment"]))]
+        )
+        == m.UNSUPPORTED
+    )
+    assert _closed_with(client, [m.encoder.encode(m.Hello("abcd", kinds=["sentiment"]))]) == (
+        m.BAD_HELLO
+    )
+    assert (
+        _closed_with(
+            client, [m.encoder.encode(m.Hello(signer.public_hex, slots=0, kinds=["sentiment"]))]
+        )
+        == m.BAD_HELLO
+    )
+    assert (
+        _closed_with(client, [m.encoder.encode(m.Hello(signer.public_hex, kinds=["video"]))])
+        == m.BAD_HELLO
+    )
+    wrong = m.encoder.encode(m.Answer(Signer().sign(b"qortex-hello-v1\nwhatever")))
+    assert _closed_with(client, [hello, wrong]) == m.AUTH_FAILED
