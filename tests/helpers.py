@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -165,3 +166,73 @@ def wait_until(predicate: Any, seconds: float, message: str) -> Any:
 
 def new_signer() -> Signer:
     return Signer()
+
+
+class StuckMiner:
+    """A real protocol client that takes work and never answers: a hung or vanished miner."""
+
+    def __init__(self, server: Server, slots: int) -> None:
+        from websockets.sync.client import connect
+
+        from qortex.protocol.client import ClientSession, Reply, Welcomed
+
+        self.signer = Signer()
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(server.url.replace("http", "ws") + "/ws/miner"))
+        self.session = ClientSession(self.signer, slots, ["sentiment"], "stuck")
+        self.ws.send(self.session.hello_frame().decode())
+        reply = self.session.receive(self.ws.recv(timeout(10)))
+        assert isinstance(reply, Reply)
+        self.ws.send(reply.frame.decode())
+        assert isinstance(self.session.receive(self.ws.recv(timeout(10))), Welcomed)
+
+    def take(self, count: int) -> list[Any]:
+        from qortex.protocol.client import Work
+
+        taken = []
+        while len(taken) < count:
+            event = self.session.receive(self.ws.recv(timeout(10)))
+            if isinstance(event, Work):
+                taken.append(event.assign)
+        return taken
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def follow_events(
+    server: Server,
+    last: int = 0,
+    until: Any = None,
+    seconds: float = 20,
+    last_event_header: bool = False,
+    **filters: str,
+) -> list[dict[str, Any]]:
+    """Read the SSE stream from ``last`` until ``until(event)`` is true."""
+    import json
+
+    params = dict(filters)
+    headers = {}
+    if last_event_header:
+        headers["last-event-id"] = str(last)
+    else:
+        params["lastEventId"] = str(last)
+    seen: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with (
+        server.client() as client,
+        client.stream(
+            "GET", "/api/v1/events", params=params, headers=headers, timeout=timeout(seconds)
+        ) as stream,
+    ):
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                current = {"id": int(line[4:])}
+            elif line.startswith("event: "):
+                current["type"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+                seen.append(current)
+                if until is not None and until(current):
+                    break
+    return seen

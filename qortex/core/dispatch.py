@@ -8,7 +8,8 @@ callers turn the returned leases and outcomes into messages and facts.
 Rules it keeps:
 
 * copies of one microtask go to distinct miners: a miner never holds two live
-  copies of a microtask and never gets one it has already returned;
+  copies of a microtask, and never gets another once it has returned one or let
+  one expire (a disconnect is forgiven: networks drop, and the miner may be back);
 * placement is random among eligible free miners, so colluders cannot arrange
   to meet on a microtask;
 * work lost to a disconnect or a deadline goes back to the front of the queue;
@@ -48,7 +49,7 @@ class Microtask:
     policy: Policy
     state: str = lifecycle.PENDING
     holders: dict[str, str] = field(default_factory=dict)  # miner id -> assignment id
-    returned_by: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)  # returned a copy, or let one expire
     tally: Tally = field(default_factory=Tally)
     need: int = 0  # copies still to issue
     decision: Any = None
@@ -167,7 +168,7 @@ class DispatchTable:
     def restore_result(self, mt: Microtask, miner_id: str, output: Any, agree: Agree) -> None:
         """Replay a stored result while rebuilding from the store."""
         mt.tally.add(output, agree)
-        mt.returned_by.add(miner_id)
+        mt.excluded.add(miner_id)
         self._requeue(mt)
 
     def settle(self, mt: Microtask, state: str, decision: Any = None) -> None:
@@ -218,7 +219,7 @@ class DispatchTable:
             done: list[str] = []
             for mt in queue.values():
                 while mt.need > 0 and len(free):
-                    busy = len(mt.holders) + len(mt.returned_by)
+                    busy = len(mt.holders) + len(mt.excluded)
                     miner = free.pick(self._rng, lambda m, mt=mt: _eligible(m, mt), busy)
                     if miner is None:
                         break
@@ -275,7 +276,7 @@ class DispatchTable:
         """Count an accepted result and apply the quorum inline."""
         mt = lease.microtask
         self._close(lease, "return", requeue=False)
-        mt.returned_by.add(lease.miner_id)
+        mt.excluded.add(lease.miner_id)
         mt.tally.add(output, agree)
         outcome = Outcome(lease)
         verdict = mt.tally.verdict(mt.policy, len(mt.holders))
@@ -309,6 +310,7 @@ class DispatchTable:
             _, aid = heapq.heappop(self._deadlines)
             lease = self.leases.get(aid)
             if lease is not None:
+                lease.microtask.excluded.add(lease.miner_id)
                 self._close(lease, "expire")
                 expired.append(lease)
         return expired
@@ -367,4 +369,4 @@ class DispatchTable:
 
 
 def _eligible(miner: Miner, mt: Microtask) -> bool:
-    return miner.id not in mt.holders and miner.id not in mt.returned_by
+    return miner.id not in mt.holders and miner.id not in mt.excluded

@@ -1,0 +1,160 @@
+"""Crashes and vanishing miners, with real processes: nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    TWEETS,
+    MinerProcesses,
+    Server,
+    StuckMiner,
+    follow_events,
+    labels,
+    snapshot,
+    timeout,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _statuses(server: Server, task_ids: list[str]) -> list[str]:
+    with server.client() as client:
+        return [client.get(f"/api/v1/tasks/{t}").json()["status"] for t in task_ids]
+
+
+def test_kill_9_mid_task_loses_nothing(tmp_path: Path) -> None:
+    server = Server(tmp_path, replicas=3, lease_seconds=60).start()
+    stuck = StuckMiner(server, slots=5)
+    one = MinerProcesses(server, 1, tmp_path / "keys")
+    try:
+        with server.client() as client:
+            task_ids = [
+                client.post("/api/v1/tasks", json={"tweets": TWEETS}).json()["taskId"]
+                for _ in range(3)
+            ]
+        stuck.take(5)  # five leases are out with a miner that will never answer
+        # The lone honest miner returns one copy of each of the 15 microtasks; quorum needs 2.
+        wait_until(lambda: _count(server) == 15, 30, "one result per microtask")
+        server.kill()
+        stuck.close()
+        one.stop()
+        before = snapshot(server.db, ("tasks", "results"))
+        leased_at_kill = (
+            sqlite3.connect(server.db)
+            .execute("SELECT COUNT(*) FROM assignments WHERE status = 'leased'")
+            .fetchone()[0]
+        )
+        assert leased_at_kill >= 5
+
+        server.start()
+        after = snapshot(server.db, ("tasks", "results"))
+        assert [t[0] for t in after["tasks"]] == [t[0] for t in before["tasks"]]
+        assert after["results"] == before["results"]  # every stored result survived
+        leased = (
+            sqlite3.connect(server.db)
+            .execute("SELECT COUNT(*) FROM assignments WHERE status = 'leased'")
+            .fetchone()[0]
+        )
+        assert leased == 0  # leases out at the crash were voided, to be issued again
+
+        more = MinerProcesses(server, 4, tmp_path / "more-keys")
+        wait_until(
+            lambda: _statuses(server, task_ids) == ["completed"] * 3,
+            30,
+            "all tasks complete after the restart",
+        )
+        more.stop()
+        with server.client() as client:
+            for task_id in task_ids:
+                task = client.get(f"/api/v1/tasks/{task_id}").json()
+                assert [o["label"] for o in task["output"]] == labels(TWEETS)
+    finally:
+        server.stop()
+
+
+def test_results_acknowledged_before_a_kill_are_all_there(tmp_path: Path) -> None:
+    """Every microtask.result event a client saw (sent only after commit) survives kill -9."""
+    server = Server(tmp_path, replicas=3).start()
+    one = MinerProcesses(server, 1, tmp_path / "keys")
+    try:
+        with server.client() as client:
+            for _ in range(4):
+                client.post("/api/v1/tasks", json={"tweets": TWEETS})
+        results = 0
+
+        def ten_results(event: dict) -> bool:
+            nonlocal results
+            results += event["type"] == "microtask.result"
+            return results >= 10
+
+        seen = follow_events(server, 0, until=ten_results)
+        server.kill()
+        one.stop()
+        acked = {e["data"]["assignmentId"] for e in seen if e["type"] == "microtask.result"}
+        assert acked
+        server.start()
+        stored = {r[0] for r in snapshot(server.db, ("results",))["results"]}
+        assert acked <= stored
+    finally:
+        server.stop()
+
+
+def _count(server: Server) -> int:
+    return len(snapshot(server.db, ("results",))["results"])
+
+
+def _complete_with_third_miner(
+    tmp_path: Path, lease: float, leave: bool
+) -> tuple[list[dict], float]:
+    server = Server(tmp_path, replicas=3, quorum=3).start()
+    stuck = StuckMiner(server, slots=5)
+    two = MinerProcesses(server, 2, tmp_path / "keys")
+    try:
+        with server.client() as client:
+            wait_until(lambda: client.get("/health").json()["minersConnected"] == 3, 20, "3 up")
+            body = {"tweets": TWEETS, "leaseSeconds": lease}
+            task_id = client.post("/api/v1/tasks", json=body).json()["taskId"]
+        stuck.take(5)
+        wait_until(lambda: _count(server) == 10, 20, "the two honest miners answered")
+        third = MinerProcesses(server, 1, tmp_path / "third")
+        with server.client() as client:
+            wait_until(lambda: client.get("/health").json()["minersConnected"] == 4, 20, "4 up")
+        time.sleep(0.3)
+        assert _statuses(server, [task_id]) == ["running"]  # nothing for the third miner yet
+        started = time.monotonic()
+        if leave:
+            stuck.close()
+        wait_until(
+            lambda: _statuses(server, [task_id]) == ["completed"],
+            lease + 20,
+            "the copies reached the third miner",
+        )
+        elapsed = time.monotonic() - started
+        third.stop()
+        events = follow_events(
+            server, 0, until=lambda e: e["type"] == "task.completed", taskId=task_id
+        )
+        return [e for e in events if e["type"] == "microtask.reassigned"], elapsed
+    finally:
+        stuck.close()
+        two.stop()
+        server.stop()
+
+
+def test_disconnected_miner_loses_its_leases_at_once(tmp_path: Path) -> None:
+    reassigned, elapsed = _complete_with_third_miner(tmp_path, lease=300, leave=True)
+    assert len(reassigned) == 5
+    assert {e["data"]["reason"] for e in reassigned} == {"released"}
+    assert elapsed < timeout(10)  # far inside the 300 s lease: released on disconnect
+
+
+def test_silent_miner_loses_its_leases_at_the_deadline(tmp_path: Path) -> None:
+    reassigned, _ = _complete_with_third_miner(tmp_path, lease=1.0, leave=False)
+    assert len(reassigned) == 5
+    assert {e["data"]["reason"] for e in reassigned} == {"expired"}
