@@ -132,6 +132,8 @@ class Coordinator:
         normalised = kind.validate(task_input)
         policy = self.policy(**params)
         inputs = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
+        if not inputs:
+            raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
         task_id = str(uuid.uuid4())
         now = self.clock()
         unit: list[f.Fact] = [
@@ -396,6 +398,8 @@ class Coordinator:
         self._fill_pending = False
         now = self.clock()
         leases = self.table.fill(now)
+        if self.table.backlogged:
+            asyncio.get_running_loop().call_later(0.005, self._schedule_fill)
         if not leases:
             return
         unit: list[f.Fact] = []

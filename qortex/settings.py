@@ -84,8 +84,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     if isinstance(kind, types.UnionType):
         kind = get_args(kind)[0]
     try:
-        if kind is bool and isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+            raise ValueError
         if kind is int and isinstance(value, float):
             raise ValueError
         return kind(value)
@@ -125,6 +125,8 @@ def load_settings(
         if key in env:
             values[name] = env[key]
     for name, value in (overrides or {}).items():
+        if name not in names:
+            raise ConfigError(f"unknown setting {name!r}")
         if value is not None:
             values[name] = value
 

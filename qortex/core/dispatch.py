@@ -151,6 +151,10 @@ class DispatchTable:
         self._free: dict[str, _RandomSet] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._closed: OrderedDict[str, str] = OrderedDict()
+        # Per kind: microtasks passed over since the last change that could
+        # make one of them placeable (a miner, a free slot, new work).
+        self._stale: dict[str, int] = {}
+        self.backlogged = False
 
     # -- work coming in -------------------------------------------------
 
@@ -209,13 +213,23 @@ class DispatchTable:
     # -- placement --------------------------------------------------------
 
     def fill(self, now: float) -> list[Lease]:
-        """Lease queued copies to free miners until one side runs out."""
+        """Lease queued copies to free miners until one side runs out.
+
+        A microtask that none of the free miners may take is passed over and
+        moved to the back of its queue, so the next pass starts with work that
+        can move. One pass looks at no more than :data:`SCAN_LIMIT` of those;
+        if it stops there before every queued microtask has been looked at
+        since the last change, ``backlogged`` is set and the caller should run
+        another pass soon. Each pass stays bounded, and work behind a long
+        blocked stretch is still reached.
+        """
         issued: list[Lease] = []
+        self.backlogged = False
         for kind, queue in self._queues.items():
             free = self._free.get(kind)
             if not free or not queue:
                 continue
-            passed = 0
+            passed: list[str] = []
             done: list[str] = []
             for mt in queue.values():
                 while mt.need > 0 and len(free):
@@ -224,16 +238,22 @@ class DispatchTable:
                     if miner is None:
                         break
                     issued.append(self._lease(mt, miner, now))
+                    self._stale.pop(kind, None)
                 if mt.need == 0:
                     done.append(mt.id)
                 elif not len(free):
                     break
                 else:
-                    passed += 1
-                    if passed >= SCAN_LIMIT:
+                    passed.append(mt.id)
+                    if len(passed) >= SCAN_LIMIT:
                         break
             for mt_id in done:
                 del queue[mt_id]
+            for mt_id in passed:
+                queue.move_to_end(mt_id)
+            stale = self._stale[kind] = self._stale.get(kind, 0) + len(passed)
+            if len(passed) >= SCAN_LIMIT and stale < len(queue) and len(free):
+                self.backlogged = True
         return issued
 
     def _lease(self, mt: Microtask, miner: Miner, now: float) -> Lease:
@@ -342,6 +362,7 @@ class DispatchTable:
 
     def _want(self, mt: Microtask, more: int, front: bool = False) -> None:
         mt.need = more
+        self._stale.clear()
         queue = self._queues.setdefault(mt.kind, OrderedDict())
         if more > 0:
             if mt.id not in queue:
@@ -354,6 +375,7 @@ class DispatchTable:
     def _update_free(self, miner: Miner) -> None:
         if miner.id not in self.miners:
             return
+        self._stale.clear()
         for kind in miner.kinds:
             free = self._free.setdefault(kind, _RandomSet())
             if miner.free > 0:

@@ -1,0 +1,335 @@
+"""Settings layers: defaults < qortex.toml < QORTEX_* env < overrides."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from qortex.errors import ConfigError
+from qortex.settings import SEED_ALIASES, Settings, load_settings
+
+
+def write(tmp_path: Path, text: str, name: str = "qortex.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def empty_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory without a qortex.toml (the repository root has one)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults(empty_dir: Path) -> None:
+    s = load_settings(env={})
+    assert s == Settings()
+    assert s.host == "127.0.0.1"
+    assert s.port == 8000
+    assert s.db == "qortex.db"
+    assert s.api_key == ""
+    assert s.replicas == 5
+    assert s.quorum == 3  # majority of 5
+    assert s.max_replicas == 9  # 2 * 5 - 1
+    assert s.lease_seconds == 30.0
+    assert s.result_timeout_ms == 30_000
+    assert s.max_tweets_per_task == 5
+    assert s.max_request_bytes == 4 * 1024 * 1024
+    assert s.max_message_bytes == 1024 * 1024
+    assert s.sync == "full"
+    assert s.trusted_proxies == ["127.0.0.1", "::1"]
+    assert s.log_level == "info"
+    assert s.lease_limit_seconds == 30.0
+
+
+def test_default_config_is_read_from_the_working_directory(empty_dir: Path) -> None:
+    write(empty_dir, "port = 9100\n")
+    assert load_settings(env={}).port == 9100
+
+
+def test_toml_file_overrides_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'host = "0.0.0.0"\nport = 9001\nreplicas = 3\nlease_seconds = 12.5\n'
+        'trusted_proxies = ["10.0.0.1"]\nsync = "normal"\n',
+    )
+    s = load_settings(config=path, env={})
+    assert (s.host, s.port, s.replicas, s.lease_seconds) == ("0.0.0.0", 9001, 3, 12.5)
+    assert s.trusted_proxies == ["10.0.0.1"]
+    assert s.sync == "normal"
+    assert s.quorum == 2
+    assert s.max_replicas == 5
+    assert s.db == "qortex.db"  # untouched keys keep their defaults
+
+
+def test_config_path_may_be_a_string(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 9002\n", name="custom.toml")
+    assert load_settings(config=str(path), env={}).port == 9002
+
+
+def test_int_in_toml_for_a_float_field(tmp_path: Path) -> None:
+    s = load_settings(config=write(tmp_path, "lease_seconds = 7\n"), env={})
+    assert s.lease_seconds == 7.0
+    assert isinstance(s.lease_seconds, float)
+
+
+def test_precedence_defaults_toml_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, 'port = 9001\nhost = "file-host"\ndb = "file.db"\n')
+    env = {"QORTEX_PORT": "9002", "QORTEX_HOST": "env-host"}
+    s = load_settings(config=path, env=env, overrides={"port": 9003})
+    assert s.port == 9003  # override beats env beats file
+    assert s.host == "env-host"  # env beats file
+    assert s.db == "file.db"  # file beats default
+    assert s.api_key == ""  # default
+    # a None override is "not given"
+    assert load_settings(config=path, env=env, overrides={"port": None}).port == 9002
+
+
+def test_env_values_are_coerced(empty_dir: Path) -> None:
+    env = {
+        "QORTEX_PORT": "9005",
+        "QORTEX_LEASE_SECONDS": "2.5",
+        "QORTEX_REPLICAS": " 7 ",
+        "QORTEX_LOG_LEVEL": "debug",
+    }
+    s = load_settings(env=env)
+    assert s.port == 9005
+    assert s.lease_seconds == 2.5
+    assert s.replicas == 7
+    assert s.quorum == 4
+    assert s.max_replicas == 13
+    assert s.log_level == "debug"
+
+
+def test_env_without_prefix_or_in_lower_case_is_ignored(empty_dir: Path) -> None:
+    assert load_settings(env={"PORT": "1", "qortex_port": "2", "QORTEX_BOGUS": "3"}).port == 8000
+
+
+@pytest.mark.parametrize(
+    ("alias", "value", "field", "expected"),
+    [
+        ("API_KEY_SECRET", "s3cret", "api_key", "s3cret"),
+        ("DISPATCH_REPLICAS", "3", "replicas", 3),
+        ("RESULT_TIMEOUT_MS", "4500", "result_timeout_ms", 4500),
+        ("MAX_TWEETS_PER_TASK", "20", "max_tweets_per_task", 20),
+    ],
+)
+def test_seed_aliases_are_honoured(
+    empty_dir: Path, alias: str, value: str, field: str, expected: object
+) -> None:
+    assert SEED_ALIASES[alias] == field
+    assert getattr(load_settings(env={alias: value}), field) == expected
+
+
+def test_seed_alias_beats_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "replicas = 4\n")
+    assert load_settings(config=path, env={"DISPATCH_REPLICAS": "3"}).replicas == 3
+
+
+@pytest.mark.parametrize(
+    ("alias", "prefixed", "field"),
+    [
+        ("API_KEY_SECRET", "QORTEX_API_KEY", "api_key"),
+        ("DISPATCH_REPLICAS", "QORTEX_REPLICAS", "replicas"),
+        ("RESULT_TIMEOUT_MS", "QORTEX_RESULT_TIMEOUT_MS", "result_timeout_ms"),
+        ("MAX_TWEETS_PER_TASK", "QORTEX_MAX_TWEETS_PER_TASK", "max_tweets_per_task"),
+    ],
+)
+def test_qortex_prefix_beats_the_alias(
+    empty_dir: Path, alias: str, prefixed: str, field: str
+) -> None:
+    s = load_settings(env={alias: "3", prefixed: "7"})
+    assert str(getattr(s, field)) == "7"
+
+
+def test_lease_limit_is_capped_by_the_result_timeout(empty_dir: Path) -> None:
+    s = load_settings(env={"RESULT_TIMEOUT_MS": "5000"})
+    assert s.lease_limit_seconds == 5.0
+    s = load_settings(env={"RESULT_TIMEOUT_MS": "60000", "QORTEX_LEASE_SECONDS": "12"})
+    assert s.lease_limit_seconds == 12.0
+
+
+@pytest.mark.parametrize(
+    ("replicas", "quorum", "max_replicas"),
+    [(1, 1, 1), (2, 2, 3), (3, 2, 5), (4, 3, 7), (5, 3, 9), (6, 4, 11)],
+)
+def test_zero_quorum_is_a_majority_and_zero_max_is_two_r_minus_one(
+    replicas: int, quorum: int, max_replicas: int
+) -> None:
+    s = Settings(replicas=replicas, quorum=0, max_replicas=0)
+    assert (s.quorum, s.max_replicas) == (quorum, max_replicas)
+
+
+def test_explicit_quorum_and_max_are_kept() -> None:
+    s = Settings(replicas=5, quorum=5, max_replicas=5)
+    assert (s.quorum, s.max_replicas) == (5, 5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"replicas": 0},
+        {"replicas": 3, "quorum": 4},
+        {"replicas": 3, "quorum": -1},
+        {"replicas": 3, "max_replicas": 2},
+        {"sync": "off"},
+        {"lease_seconds": 0},
+        {"result_timeout_ms": -1},
+        {"max_tweets_per_task": 0},
+        {"commit_batch": 0},
+    ],
+)
+def test_out_of_range_values_raise_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_out_of_range_from_env_raises_config_error(empty_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="quorum"):
+        load_settings(env={"QORTEX_REPLICAS": "3", "QORTEX_QUORUM": "4"})
+
+
+def test_unknown_key_in_toml_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 1\nprot = 2\nzzz = 3\n")
+    with pytest.raises(ConfigError, match="unknown settings prot, zzz"):
+        load_settings(config=path, env={})
+
+
+def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"qortex\.toml"):
+        load_settings(config=write(tmp_path, "port = = 1\n"), env={})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'port = "eighty"\n',
+        "port = 80.5\n",
+        'lease_seconds = "soon"\n',
+        "trusted_proxies = 5\n",
+        "trusted_proxies = [1, 2]\n",
+        "replicas = [3]\n",
+    ],
+)
+def test_bad_type_in_toml_is_a_config_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="must be"):
+        load_settings(config=write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "port = true\n",
+        'host = ["a", "b"]\n',
+    ],
+)
+def test_wrong_toml_value_kinds_are_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(config=write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"QORTEX_PORT": "abc"},
+        {"QORTEX_PORT": ""},
+        {"QORTEX_PORT": "80.0"},
+        {"QORTEX_LEASE_SECONDS": "x"},
+        {"DISPATCH_REPLICAS": "three"},
+    ],
+)
+def test_bad_type_in_env_is_a_config_error(empty_dir: Path, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="must be of type"):
+        load_settings(env=env)
+
+
+def test_bad_type_in_overrides_is_a_config_error(empty_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="port must be of type int"):
+        load_settings(env={}, overrides={"port": "x"})
+
+
+def test_missing_explicit_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(config=tmp_path / "absent.toml", env={})
+
+
+def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(config=tmp_path, env={})
+
+
+def test_list_from_comma_separated_env(empty_dir: Path) -> None:
+    s = load_settings(env={"QORTEX_TRUSTED_PROXIES": " 10.0.0.1, 10.0.0.2 ,,::1, "})
+    assert s.trusted_proxies == ["10.0.0.1", "10.0.0.2", "::1"]
+    assert load_settings(env={"QORTEX_TRUSTED_PROXIES": ""}).trusted_proxies == []
+
+
+def test_list_env_beats_toml_list(tmp_path: Path) -> None:
+    path = write(tmp_path, 'trusted_proxies = ["1.1.1.1"]\n')
+    s = load_settings(config=path, env={"QORTEX_TRUSTED_PROXIES": "2.2.2.2"})
+    assert s.trusted_proxies == ["2.2.2.2"]
+
+
+def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
+    values = {
+        "host": "h",
+        "port": "1",
+        "db": "d.db",
+        "api_key": "k",
+        "replicas": "2",
+        "quorum": "1",
+        "max_replicas": "4",
+        "lease_seconds": "3.5",
+        "result_timeout_ms": "99",
+        "max_tweets_per_task": "8",
+        "max_request_bytes": "10",
+        "max_message_bytes": "11",
+        "ws_ping_seconds": "1.5",
+        "heartbeat_seconds": "2.5",
+        "sse_heartbeat_seconds": "3.5",
+        "commit_batch": "12",
+        "sync": "normal",
+        "trusted_proxies": "a,b",
+        "log_level": "warning",
+    }
+    assert set(values) == {f.name for f in fields(Settings)}
+    s = load_settings(env={f"QORTEX_{k.upper()}": v for k, v in values.items()})
+    assert s == Settings(
+        host="h",
+        port=1,
+        db="d.db",
+        api_key="k",
+        replicas=2,
+        quorum=1,
+        max_replicas=4,
+        lease_seconds=3.5,
+        result_timeout_ms=99,
+        max_tweets_per_task=8,
+        max_request_bytes=10,
+        max_message_bytes=11,
+        ws_ping_seconds=1.5,
+        heartbeat_seconds=2.5,
+        sse_heartbeat_seconds=3.5,
+        commit_batch=12,
+        sync="normal",
+        trusted_proxies=["a", "b"],
+        log_level="warning",
+    )
+
+
+def test_the_shipped_qortex_toml_loads_to_the_defaults() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "qortex.toml"
+    assert load_settings(config=shipped, env={}) == Settings()
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Settings().port = 1  # type: ignore[misc]
+
+
+def test_unknown_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        load_settings(env={}, overrides={"colour": "blue"})
