@@ -15,6 +15,7 @@ import pytest
 
 from qortex.core.kinds import KindRegistry
 from qortex.kinds.sentiment import SentimentKind
+from qortex.miner.keys import read_key
 from qortex.proof import check_proof
 from tests.helpers import API_KEY, TWEETS, MinerProcesses, Server, labels, timeout, wait_until
 
@@ -142,19 +143,20 @@ def test_proof_bundle_checks_out_offline(
 
 def test_miner_keys_are_private_and_stable(server: Server, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    miners = MinerProcesses(server, 2, keys)
+
+    def connected(client: httpx.Client) -> set[str]:
+        miners = client.get("/api/v1/miners").json()["miners"]
+        return {m["minerId"] for m in miners if m["connected"]}
+
     with server.client() as client:
-        wait_until(lambda: client.get("/health").json()["minersConnected"] == 2, 20, "2 miners")
-        first = {m["minerId"] for m in client.get("/api/v1/miners").json()["miners"]}
-        miners.stop()
-        wait_until(lambda: client.get("/health").json()["minersConnected"] == 0, 20, "gone")
-        again = MinerProcesses(server, 2, keys)
-        wait_until(lambda: client.get("/health").json()["minersConnected"] == 2, 20, "back")
-        connected = {
-            m["minerId"] for m in client.get("/api/v1/miners").json()["miners"] if m["connected"]
-        }
-        again.stop()
-    assert connected == first
+        for _ in range(2):  # the second run must come back with the same identities
+            miners = MinerProcesses(server, 2, keys)
+            wait_until(lambda: len(connected(client)) == 2, 20, "2 miners connected")
+            ids = {read_key(path).miner_id for path in keys.iterdir()}
+            assert connected(client) == ids
+            miners.stop()
+            wait_until(lambda: not connected(client), 20, "miners gone")
+    assert len(list(keys.iterdir())) == 2
     for key in keys.iterdir():
         assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
 
