@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from qortex.events import EVENT_TYPES
 from qortex.protocol import messages as m
@@ -44,7 +44,7 @@ def test_every_setting_is_in_the_toml_and_the_readme() -> None:
 def test_every_route_is_in_the_readme_api_table() -> None:
     app = create_app(Settings())
     for route in app.routes:
-        assert isinstance(route, Route | WebSocketRoute)
+        assert isinstance(route, Route | WebSocketRoute | Mount)
         path = re.sub(r"\{(\w+)\}", lambda g: "{" + _camel(g[1]) + "}", route.path)
         assert f"`{path}`" in README, path
 

@@ -9,6 +9,7 @@ way. The registry belongs to one app instance: tests build as many as they like.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.resources.abc import Traversable
 from typing import Any, Protocol, runtime_checkable
 
 from qortex.errors import ConfigError, InvalidInput
@@ -18,6 +19,10 @@ from qortex.errors import ConfigError, InvalidInput
 class Kind(Protocol):
     #: The name clients put in ``{"kind": ...}`` and miners list in ``hello``.
     name: str
+
+    #: The JavaScript module browsers compute with, served at ``/kinds/<name>.js``
+    #: (files beside it at ``/kinds/<name>/<file>``); ``None`` if browsers cannot run it.
+    browser_module: Traversable | None
 
     def validate(self, task_input: Any) -> Any:
         """Check a client's input and return it normalised; raise ``InvalidInput`` if wrong."""

@@ -27,7 +27,7 @@ from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
 from qortex.store.facts import INSERT_META
-from qortex.web import miners, socket, sse, tasks
+from qortex.web import miners, pages, socket, sse, tasks
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
 
@@ -127,6 +127,7 @@ def create_app(
         *sse.routes,
         *miners.routes,
         *socket.routes,
+        *pages.routes,
     ]
     return Starlette(
         routes=routes,

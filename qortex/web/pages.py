@@ -1,0 +1,82 @@
+"""What a browser loads: the miner page, its static files, and each kind's JavaScript.
+
+Everything is plain files shipped inside the package (no build step, no CDN),
+and every URL the page uses is relative, so the page works unchanged behind a
+tunnel or a reverse proxy that mounts Qortex under a path prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from qortex.core.kinds import Kind
+from qortex.errors import NotFound
+from qortex.web.http import JSON
+
+_FILE = re.compile(r"[A-Za-z0-9_.-]+\.(js|txt|json)")
+_TYPES = {"js": "text/javascript", "txt": "text/plain", "json": "application/json"}
+_STATIC = StaticFiles(packages=[("qortex.web", "static")])
+
+
+def _page(request: Request) -> Response:
+    html = files("qortex.web").joinpath("static", "miner.html").read_bytes()
+    return Response(html, media_type="text/html", headers={"cache-control": "no-cache"})
+
+
+def _kind(request: Request) -> Kind:
+    name = request.path_params["name"]
+    kinds = request.app.state.coordinator.kinds
+    if name not in kinds or kinds.get(name).browser_module is None:
+        raise NotFound(f"no browser implementation for kind {name!r}")
+    return kinds.get(name)
+
+
+async def kind_module(request: Request) -> Response:
+    module = _kind(request).browser_module
+    return Response(
+        module.read_bytes(), media_type="text/javascript", headers={"cache-control": "no-cache"}
+    )
+
+
+async def kind_file(request: Request) -> Response:
+    filename = request.path_params["file"]
+    match = _FILE.fullmatch(filename)
+    if match is None:
+        raise NotFound(f"no file {filename!r}")
+    module = _kind(request).browser_module
+    directory = getattr(module, "parent", None)  # pathlib and zipfile paths both have one
+    target = directory.joinpath(filename) if directory is not None else None
+    if target is None or not target.is_file():
+        raise NotFound(f"no file {filename!r} for kind {request.path_params['name']!r}")
+    return Response(
+        target.read_bytes(), media_type=_TYPES[match[1]], headers={"cache-control": "no-cache"}
+    )
+
+
+async def list_kinds(request: Request) -> JSON:
+    """The kinds this coordinator runs, and which of them a browser can compute."""
+    kinds = request.app.state.coordinator.kinds
+    return JSON(
+        {
+            "kinds": [
+                {"name": name, "browser": kinds.get(name).browser_module is not None}
+                for name in kinds
+            ]
+        }
+    )
+
+
+routes = [
+    Route("/", _page, methods=["GET"]),
+    Route("/mine", _page, methods=["GET"]),
+    Route("/api/v1/kinds", list_kinds, methods=["GET"]),
+    Route("/kinds/{name}.js", kind_module, methods=["GET"]),
+    Route("/kinds/{name}/{file}", kind_file, methods=["GET"]),
+    Mount("/static", app=_STATIC, name="static"),
+]
