@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,8 +67,14 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+    def fatal(exc: BaseException) -> None:
+        # Memory may now be ahead of the file: stop, and let the next start recover from it.
+        err.print(f"[bold red]fatal:[/] the database stopped accepting writes: {exc}")
+        os.kill(os.getpid(), signal.SIGTERM)
+
     try:
-        application = create_app(settings)
+        application = create_app(settings, on_fatal=fatal)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     uvicorn.run(

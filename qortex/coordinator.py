@@ -312,8 +312,18 @@ class Coordinator:
         self._schedule_fill()
         return committed
 
-    def refuse(self, miner_id: str, assignment_id: str, refusal: ResultRefused) -> None:
+    def refuse(
+        self, miner_id: str, assignment_id: str, refusal: ResultRefused, attributable: bool = True
+    ) -> None:
+        """Count a refusal; charge it to the miner only if the miner really sent it.
+
+        A result for a copy cancelled a moment earlier (``withdrawn``) is an
+        honest race, and an unverified HTTP result could come from anyone, so
+        neither is held against the miner it names.
+        """
         self.stats.refused[refusal.reason] += 1
+        if not attributable or refusal.reason == "withdrawn":
+            return
         conn = self.connections.get(miner_id)
         if conn is not None:
             conn.refused += 1
@@ -331,7 +341,7 @@ class Coordinator:
         unit.append((f.SETTLE_MICROTASK, (mt.state, decision, now, mt.id)))
         for lease in outcome.cancelled:
             unit.append((f.CLOSE_ASSIGNMENT, (lifecycle.CANCELLED, now, lease.id)))
-            self._send(lease.miner_id, m.Cancel(lease.id, "decided"))
+            self._send(lease.miner_id, m.Cancel(lease.id, mt.state))
         best = mt.tally.best
         events.append(
             self.events.new(

@@ -150,7 +150,7 @@ class DispatchTable:
         self._queues: dict[str, OrderedDict[str, Microtask]] = {}
         self._free: dict[str, _RandomSet] = {}
         self._deadlines: list[tuple[float, str]] = []
-        self._closed: OrderedDict[str, str] = OrderedDict()
+        self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
         # Per kind: microtasks passed over since the last change that could
         # make one of them placeable (a miner, a free slot, new work).
         self._stale: dict[str, int] = {}
@@ -269,14 +269,18 @@ class DispatchTable:
     # -- results ----------------------------------------------------------
 
     def take(self, miner_id: str, assignment_id: str, microtask_id: str, now: float) -> Lease:
-        """Check that a result may be counted, and close its lease if so.
+        """The lease a result may be counted against.
 
-        Refusals raise :class:`ResultRefused` and change nothing; a late
-        lease is closed by the next :meth:`expire`, which records why.
+        Refusals raise :class:`ResultRefused` and change nothing; the lease
+        stays open (a late one is closed by the next :meth:`expire`, which
+        records why). Only the lease's own miner learns why an assignment
+        that is over was refused; to anyone else it is unknown.
         """
         lease = self.leases.get(assignment_id)
         if lease is None:
-            reason = self._closed.get(assignment_id)
+            reason, owner = self._closed.get(assignment_id, ("", ""))
+            if owner != miner_id:  # say nothing about other miners' assignments
+                reason = ""
             if reason == lifecycle.RETURNED:
                 raise ResultRefused("duplicate", "this assignment's result was already accepted")
             if reason == lifecycle.EXPIRED:
@@ -347,7 +351,7 @@ class DispatchTable:
         del self.leases[lease.id]
         mt = lease.microtask
         mt.holders.pop(lease.miner_id, None)
-        self._closed[lease.id] = lease.state
+        self._closed[lease.id] = (lease.state, lease.miner_id)
         if len(self._closed) > CLOSED_MEMORY:
             self._closed.popitem(last=False)
         miner = self.miners.get(lease.miner_id)

@@ -74,14 +74,13 @@ class Miner:
         self._work: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        attempt = 0
+        self._attempt = 0
         while True:
             try:
                 async with connect(
                     self.url, open_timeout=10, ping_interval=20, max_size=None
                 ) as ws:
                     self.stats.connects += 1
-                    attempt = 0
                     await self._converse(ws)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
@@ -99,9 +98,9 @@ class Miner:
                 log.info("%s: cannot connect: %s", self.signer.miner_id[:8], exc)
             finally:
                 self._abandon()
-            attempt += 1
-            delay = min(self.max_backoff, 0.25 * 2**attempt)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            self._attempt += 1
+            delay = min(self.max_backoff, 0.25 * 2**self._attempt)
+            await asyncio.sleep(random.uniform(0, delay))
 
     async def _converse(self, ws: ClientConnection) -> None:
         session = ClientSession(
@@ -115,6 +114,7 @@ class Miner:
                 if isinstance(event, Reply):
                     await ws.send(event.frame.decode())
                 elif isinstance(event, Welcomed):
+                    self._attempt = 0  # only a welcome proves the server wants us back
                     log.info("miner %s connected to %s", event.miner_id, self.url)
                     heartbeat = asyncio.create_task(self._heartbeat(ws, event.heartbeat_seconds))
                 elif isinstance(event, Work):

@@ -61,18 +61,23 @@ class ClientSession:
     def hello_frame(self) -> bytes:
         hello = m.Hello(
             self.signer.public_hex,
-            m.PROTOCOL_VERSION,
-            self.software,
-            self.slots,
             self.kinds,
-            self.name,
+            protocol=m.PROTOCOL_VERSION,
+            software=self.software,
+            slots=self.slots,
+            name=self.name,
         )
         return m.encoder.encode(hello)
 
     def receive(self, data: str | bytes) -> Event | None:
         try:
             frame = m.server_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except msgspec.ValidationError as exc:
+            kind = m.frame_type(data)
+            if kind is not None and kind not in m.SERVER_TYPES:
+                return None  # a frame type from a newer server: skip it, as the spec asks
+            raise ProtocolViolation(m.BAD_FRAME, f"invalid frame from server: {exc}") from None
+        except msgspec.DecodeError as exc:
             raise ProtocolViolation(m.BAD_FRAME, f"invalid frame from server: {exc}") from None
         match frame:
             case m.Challenge(nonce=nonce):

@@ -22,10 +22,10 @@ class Frame(
 
 class Hello(Frame, tag="hello"):
     public_key: str
+    kinds: list[str]
     protocol: int = PROTOCOL_VERSION
     software: str = ""
     slots: int = 1
-    kinds: list[str] = []
     name: str = ""
 
 
@@ -104,6 +104,20 @@ CLOSE_CODES = {
     BAD_HELLO: "bad hello",
     TIMEOUT: "timeout",
 }
+
+SERVER_TYPES = frozenset(t.__struct_config__.tag for t in ServerFrame.__args__)
+
+_peek = msgspec.json.Decoder(dict)
+
+
+def frame_type(data: str | bytes) -> str | None:
+    """The ``type`` of a JSON object frame, or ``None``; for skipping unknown frames."""
+    try:
+        value = _peek.decode(data).get("type")
+    except msgspec.DecodeError:  # also covers ValidationError: not a JSON object
+        return None
+    return value if isinstance(value, str) else None
+
 
 miner_decoder = msgspec.json.Decoder(MinerFrame)
 server_decoder = msgspec.json.Decoder(ServerFrame)

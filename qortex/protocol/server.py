@@ -136,7 +136,7 @@ class ServerSession:
         kinds = tuple(k for k in dict.fromkeys(self.hello.kinds) if k in self.known_kinds)
         return Authenticated(
             self.miner_id,
-            self.hello.public_key,
+            bytes(self._key).hex(),
             self.hello.slots,
             kinds,
             self.hello.software[:100],

@@ -29,6 +29,10 @@ UPSERT_MINER = (
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
     " software = excluded.software, kinds = excluded.kinds, last_seen = excluded.last_seen"
 )
+INSERT_MINER = (
+    "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
 INSERT_ASSIGNMENT = (
     "INSERT INTO assignments (id, microtask_id, miner_id, status, issued_at, deadline)"
     " VALUES (?, ?, ?, 'leased', ?, ?)"
@@ -59,6 +63,7 @@ STATEMENTS: list[str] = [
     INSERT_TASK,
     INSERT_MICROTASK,
     UPSERT_MINER,
+    INSERT_MINER,
     INSERT_ASSIGNMENT,
     INSERT_RESULT,
     CLOSE_ASSIGNMENT,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from itertools import groupby
 
 import aiosqlite
@@ -33,6 +34,8 @@ class Writer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        #: Called once if a commit fails; ``qortex serve`` stops the process there.
+        self.on_failure: Callable[[BaseException], None] | None = None
         self.commits = 0
         self.facts = 0
 
@@ -90,6 +93,8 @@ class Writer:
                 if not future.done():
                     future.set_exception(error)
             self._units.clear()
+            if self.on_failure is not None:
+                self.on_failure(exc)
             raise
         self.commits += 1
         self.facts += count

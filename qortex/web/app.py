@@ -101,10 +101,14 @@ def create_app(
     kinds: KindRegistry | None = None,
     clock: Callable[[], float] | None = None,
     rng: random.Random | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> Starlette:
+    """The coordinator as an ASGI app; ``on_fatal`` runs if the store can no longer commit."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await Store.open(settings.db, settings.sync, settings.commit_batch)
+        store.writer.on_failure = on_fatal
         bus = EventBus()
         registry = kinds if kinds is not None else load_kinds(settings)
         extra = {"clock": clock} if clock is not None else {}

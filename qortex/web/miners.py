@@ -33,13 +33,17 @@ async def register(request: Request) -> JSON:
         key = parse_public_key(body.public_key)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="publicKey") from None
+    public_key = bytes(key).hex()
     miner_id = miner_id_of(bytes(key))
     coord = request.app.state.coordinator
+    if await coord.store.reader.miner(miner_id) is not None:
+        # Registration proves nothing about who sends it, so it never rewrites a miner.
+        return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=200)
     now = coord.clock()
     kinds = msgspec.json.encode(body.kinds).decode()
-    row = (miner_id, body.public_key, body.name[:100], body.software[:100], kinds, now, now)
-    await coord.store.writer.write([(f.UPSERT_MINER, row)])
-    return JSON({"minerId": miner_id, "publicKey": body.public_key}, status_code=201)
+    row = (miner_id, public_key, body.name[:100], body.software[:100], kinds, now, now)
+    await coord.store.writer.write([(f.INSERT_MINER, row)])
+    return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=201)
 
 
 async def post_result(request: Request) -> JSON:
@@ -57,7 +61,7 @@ async def post_result(request: Request) -> JSON:
     message = result_message(body.assignment_id, body.microtask_id, output)
     if not verify(parse_public_key(public_key), message, body.signature):
         refusal = ResultRefused("bad_signature", "the signature does not verify for this miner")
-        coord.refuse(miner_id, body.assignment_id, refusal)
+        coord.refuse(miner_id, body.assignment_id, refusal, attributable=False)
         raise Unauthorized(refusal.message, reason=refusal.reason)
     await coord.accept(miner_id, body.assignment_id, body.microtask_id, output, body.signature)
     return JSON({"status": "accepted", "assignmentId": body.assignment_id})

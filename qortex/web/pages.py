@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,16 +30,22 @@ def _page(request: Request) -> Response:
     return Response(html, media_type="text/html", headers={"cache-control": "no-cache"})
 
 
-def _kind(request: Request) -> Kind:
+def _browser(kind: Kind) -> Traversable | None:
+    module = kind.browser_module
+    return module if module is not None and module.is_file() else None
+
+
+def _module(request: Request) -> Traversable:
     name = request.path_params["name"]
     kinds = request.app.state.coordinator.kinds
-    if name not in kinds or kinds.get(name).browser_module is None:
+    module = _browser(kinds.get(name)) if name in kinds else None
+    if module is None:
         raise NotFound(f"no browser implementation for kind {name!r}")
-    return kinds.get(name)
+    return module
 
 
 async def kind_module(request: Request) -> Response:
-    module = _kind(request).browser_module
+    module = _module(request)
     return Response(
         module.read_bytes(), media_type="text/javascript", headers={"cache-control": "no-cache"}
     )
@@ -49,7 +56,7 @@ async def kind_file(request: Request) -> Response:
     match = _FILE.fullmatch(filename)
     if match is None:
         raise NotFound(f"no file {filename!r}")
-    module = _kind(request).browser_module
+    module = _module(request)
     directory = getattr(module, "parent", None)  # pathlib and zipfile paths both have one
     target = directory.joinpath(filename) if directory is not None else None
     if target is None or not target.is_file():

@@ -62,8 +62,11 @@ class SocketLink:
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
-            with contextlib.suppress(asyncio.QueueFull):
+            try:
                 self._queue.put_nowait((code, reason))
+            except asyncio.QueueFull:  # the close must not wait behind a backlog
+                self._task.cancel()
+                self._task = asyncio.create_task(self._close_now(code, reason))
 
     async def _pump(self) -> None:
         try:
@@ -77,8 +80,10 @@ class SocketLink:
             self.closed = True
 
     async def _close_now(self, code: int, reason: str) -> None:
+        # A close reason may hold at most 123 bytes of UTF-8.
+        short = reason.encode()[:123].decode(errors="ignore")
         with contextlib.suppress(Exception):
-            await self._ws.close(code, reason[:120])
+            await self._ws.close(code, short)
 
     async def finish(self, timeout: float) -> None:
         """Let queued frames (and the close) go out, then stop the pump."""
@@ -120,10 +125,10 @@ async def miner_socket(ws: WebSocket) -> None:
     reason = "closed"
     try:
         silence = 3 * settings.heartbeat_seconds
+        handshake_ends = time.monotonic() + HANDSHAKE_SECONDS
         while True:
-            event = session.receive(
-                await _receive(ws, HANDSHAKE_SECONDS if not miner_id else silence)
-            )
+            wait = silence if miner_id else handshake_ends - time.monotonic()
+            event = session.receive(await _receive(ws, max(wait, 0.0)))
             if isinstance(event, ResultIn):
                 frame = event.result
                 try:

@@ -1017,3 +1017,18 @@ def test_random_operations_property(seed: int, steps: int) -> None:
     for _ in range(steps):
         world.step()
     world.drain()
+
+
+def test_why_an_assignment_is_over_is_told_only_to_its_miner() -> None:
+    t = table()
+    connect_many(t, 3)
+    t.add_task("t", "x", policy(replicas=2, quorum=2, max_replicas=2), ["in"])
+    first, second = t.fill(0.0)
+    result(t, first, "out")
+    assert refusal(t, first.miner_id, first.id, first.microtask.id).reason == "duplicate"
+    outsider = next(m for m in t.miners if m not in (first.miner_id, second.miner_id))
+    # Another miner learns nothing: not that it was returned, nor that it ever existed.
+    assert refusal(t, outsider, first.id, first.microtask.id).reason == "unknown_assignment"
+    assert refusal(t, second.miner_id, first.id, first.microtask.id).reason == (
+        "unknown_assignment"
+    )

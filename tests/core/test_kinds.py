@@ -12,6 +12,8 @@ from qortex.kinds.sentiment import SentimentKind
 
 
 class Echo:
+    browser_module = None
+
     def __init__(self, name: str = "echo") -> None:
         self.name = name
 
@@ -33,6 +35,7 @@ class Echo:
 
 class NoAgree:
     name = "broken"
+    browser_module = None
 
     def validate(self, task_input: Any) -> Any:
         return task_input

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -12,84 +10,12 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Verdict, Withdrawn
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from tests.helpers import WORK_TABLES, labels, snapshot, timeout
-
-KIND = SentimentKind()
-
-
-class SocketMiner:
-    """One miner identity speaking the real protocol over a test socket."""
-
-    def __init__(self, ws: Any, signer: Signer | None = None, slots: int = 1) -> None:
-        self.ws = ws
-        self.signer = signer or Signer()
-        self.session = ClientSession(self.signer, slots, ["sentiment"], "test")
-
-    def handshake(self) -> Welcomed:
-        self.ws.send_text(self.session.hello_frame().decode())
-        reply = self.session.receive(self.ws.receive_text())
-        assert isinstance(reply, Reply)
-        self.ws.send_text(reply.frame.decode())
-        welcome = self.session.receive(self.ws.receive_text())
-        assert isinstance(welcome, Welcomed)
-        assert welcome.miner_id == self.signer.miner_id
-        return welcome
-
-    def next(self) -> Any:
-        return self.session.receive(self.ws.receive_text())
-
-    def work(self) -> m.Assign:
-        event = self.next()
-        assert isinstance(event, Work), event
-        return event.assign
-
-    def answer(self, assign: m.Assign, output: Any = None) -> None:
-        value = KIND.compute(msgspec.json.decode(assign.input)) if output is None else output
-        self.ws.send_text(self.session.result_frame(assign, msgspec.json.encode(value)).decode())
-
-    def send(self, frame: m.Frame) -> None:
-        self.ws.send_text(m.encoder.encode(frame).decode())
-
-
-@pytest.fixture
-def connect(client: TestClient) -> Iterator[Any]:
-    with contextlib.ExitStack() as stack:
-
-        def open_miner(signer: Signer | None = None, slots: int = 1) -> SocketMiner:
-            ws = stack.enter_context(client.websocket_connect("/ws/miner"))
-            miner = SocketMiner(ws, signer, slots)
-            miner.handshake()
-            return miner
-
-        yield open_miner
-
-
-def submit(client: TestClient, tweets: list[str], **policy: Any) -> str:
-    response = client.post("/api/v1/tasks", json={"tweets": tweets, **policy})
-    assert response.status_code == 201, response.text
-    return response.json()["taskId"]
-
-
-def wait_status(client: TestClient, task_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout(10)
-    while time.monotonic() < deadline:
-        task = client.get(f"/api/v1/tasks/{task_id}").json()
-        if task["status"] == status:
-            return task
-        time.sleep(0.02)
-    raise AssertionError(f"task {task_id} never became {status}: {task}")
-
-
-def wait_rows(db: str, table: str, count: int) -> None:
-    deadline = time.monotonic() + timeout(10)
-    while len(snapshot(db, (table,))[table]) < count:
-        assert time.monotonic() < deadline, f"{table} never reached {count} rows"
-        time.sleep(0.02)
+from tests.web.socketminer import SocketMiner, submit, wait_rows, wait_status
 
 
 def test_three_miners_decide_a_task(client: TestClient, connect: Any) -> None:

@@ -1,0 +1,74 @@
+"""A miner identity speaking the real protocol over Starlette's in-process test socket."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from starlette.testclient import TestClient
+
+from qortex.kinds.sentiment import SentimentKind
+from qortex.protocol import messages as m
+from qortex.protocol.client import ClientSession, Reply, Welcomed, Work
+from qortex.signing import Signer
+from tests.helpers import snapshot, timeout
+
+KIND = SentimentKind()
+
+
+class SocketMiner:
+    """One miner identity speaking the real protocol over a test socket."""
+
+    def __init__(self, ws: Any, signer: Signer | None = None, slots: int = 1) -> None:
+        self.ws = ws
+        self.signer = signer or Signer()
+        self.session = ClientSession(self.signer, slots, ["sentiment"], "test")
+
+    def handshake(self) -> Welcomed:
+        self.ws.send_text(self.session.hello_frame().decode())
+        reply = self.session.receive(self.ws.receive_text())
+        assert isinstance(reply, Reply)
+        self.ws.send_text(reply.frame.decode())
+        welcome = self.session.receive(self.ws.receive_text())
+        assert isinstance(welcome, Welcomed)
+        assert welcome.miner_id == self.signer.miner_id
+        return welcome
+
+    def next(self) -> Any:
+        return self.session.receive(self.ws.receive_text())
+
+    def work(self) -> m.Assign:
+        event = self.next()
+        assert isinstance(event, Work), event
+        return event.assign
+
+    def answer(self, assign: m.Assign, output: Any = None) -> None:
+        value = KIND.compute(msgspec.json.decode(assign.input)) if output is None else output
+        self.ws.send_text(self.session.result_frame(assign, msgspec.json.encode(value)).decode())
+
+    def send(self, frame: m.Frame) -> None:
+        self.ws.send_text(m.encoder.encode(frame).decode())
+
+
+def submit(client: TestClient, tweets: list[str], **policy: Any) -> str:
+    response = client.post("/api/v1/tasks", json={"tweets": tweets, **policy})
+    assert response.status_code == 201, response.text
+    return response.json()["taskId"]
+
+
+def wait_status(client: TestClient, task_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout(10)
+    while time.monotonic() < deadline:
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+        if task["status"] == status:
+            return task
+        time.sleep(0.02)
+    raise AssertionError(f"task {task_id} never became {status}: {task}")
+
+
+def wait_rows(db: str, table: str, count: int) -> None:
+    deadline = time.monotonic() + timeout(10)
+    while len(snapshot(db, (table,))[table]) < count:
+        assert time.monotonic() < deadline, f"{table} never reached {count} rows"
+        time.sleep(0.02)
