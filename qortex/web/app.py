@@ -66,6 +66,7 @@ async def health(request: Request) -> JSON:
         {
             "status": "ok" if ok else "failing",
             "version": __version__,
+            "baseUrl": str(request.base_url),  # as clients see it, behind a trusted proxy too
             "database": database,
             "uptimeSeconds": round(coord.clock() - coord.started_at, 3),
             "minersConnected": len(coord.connections),
