@@ -73,10 +73,13 @@ def serve(
         err.print(f"[bold red]fatal:[/] the database stopped accepting writes: {exc}")
         os.kill(os.getpid(), signal.SIGTERM)
 
+    from qortex.plugins import load_kinds
+
     try:
-        application = create_app(settings, on_fatal=fatal)
+        kinds = load_kinds(settings)  # here, so a broken plugin is one clear line, not a trace
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
+    application = create_app(settings, kinds=kinds, on_fatal=fatal)
     uvicorn.run(
         application,
         host=settings.host,
@@ -105,7 +108,7 @@ def miner(
     from qortex.plugins import load_kinds
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
-    kinds = load_kinds(Settings())
+    kinds = load_kinds(_settings())
     directory = key_dir or credentials.config_dir() / "miners"
     miners = [
         Miner(url, load_or_create(directory, i), kinds, concurrency, f"{name or 'cli'}-{i}")
@@ -259,7 +262,7 @@ def verify(
         bundle = json.loads(_read(proof))
     except ValueError as exc:
         raise _fail(f"{proof} is not JSON: {exc}") from None
-    problems = check_proof(bundle, load_kinds(Settings()))
+    problems = check_proof(bundle, load_kinds(_settings()))
     for problem in problems:
         err.print(f"[red]✗[/] {problem}")
     if problems:

@@ -41,6 +41,7 @@ class Settings:
     lease_seconds: float = 30.0
     result_timeout_ms: int = 30_000
     max_tweets_per_task: int = 5
+    matmul_tile: int = 64
     max_request_bytes: int = 4 * 1024 * 1024
     max_message_bytes: int = 1024 * 1024
     ws_ping_seconds: float = 20.0
@@ -62,6 +63,8 @@ class Settings:
             raise ConfigError("max_replicas must be at least replicas")
         if self.sync not in ("full", "normal"):
             raise ConfigError("sync must be 'full' or 'normal'")
+        if not 8 <= self.matmul_tile <= 512:
+            raise ConfigError("matmul_tile must be between 8 and 512")
         for name in ("lease_seconds", "result_timeout_ms", "max_tweets_per_task", "commit_batch"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

@@ -274,50 +274,32 @@ def test_list_env_beats_toml_list(tmp_path: Path) -> None:
 
 
 def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
-    values = {
-        "host": "h",
-        "port": "1",
-        "db": "d.db",
-        "api_key": "k",
-        "replicas": "2",
-        "quorum": "1",
-        "max_replicas": "4",
-        "lease_seconds": "3.5",
-        "result_timeout_ms": "99",
-        "max_tweets_per_task": "8",
-        "max_request_bytes": "10",
-        "max_message_bytes": "11",
-        "ws_ping_seconds": "1.5",
-        "heartbeat_seconds": "2.5",
-        "sse_heartbeat_seconds": "3.5",
-        "commit_batch": "12",
-        "sync": "normal",
-        "trusted_proxies": "a,b",
-        "log_level": "warning",
+    # setting: (env text, value it becomes)
+    values: dict[str, tuple[str, object]] = {
+        "host": ("h", "h"),
+        "port": ("1", 1),
+        "db": ("d.db", "d.db"),
+        "api_key": ("k", "k"),
+        "replicas": ("2", 2),
+        "quorum": ("1", 1),
+        "max_replicas": ("4", 4),
+        "lease_seconds": ("3.5", 3.5),
+        "result_timeout_ms": ("99", 99),
+        "max_tweets_per_task": ("8", 8),
+        "matmul_tile": ("16", 16),
+        "max_request_bytes": ("10", 10),
+        "max_message_bytes": ("11", 11),
+        "ws_ping_seconds": ("1.5", 1.5),
+        "heartbeat_seconds": ("2.5", 2.5),
+        "sse_heartbeat_seconds": ("3.5", 3.5),
+        "commit_batch": ("12", 12),
+        "sync": ("normal", "normal"),
+        "trusted_proxies": ("a,b", ["a", "b"]),
+        "log_level": ("warning", "warning"),
     }
     assert set(values) == {f.name for f in fields(Settings)}
-    s = load_settings(env={f"QORTEX_{k.upper()}": v for k, v in values.items()})
-    assert s == Settings(
-        host="h",
-        port=1,
-        db="d.db",
-        api_key="k",
-        replicas=2,
-        quorum=1,
-        max_replicas=4,
-        lease_seconds=3.5,
-        result_timeout_ms=99,
-        max_tweets_per_task=8,
-        max_request_bytes=10,
-        max_message_bytes=11,
-        ws_ping_seconds=1.5,
-        heartbeat_seconds=2.5,
-        sse_heartbeat_seconds=3.5,
-        commit_batch=12,
-        sync="normal",
-        trusted_proxies=["a", "b"],
-        log_level="warning",
-    )
+    s = load_settings(env={f"QORTEX_{k.upper()}": text for k, (text, _) in values.items()})
+    assert s == Settings(**{k: value for k, (_, value) in values.items()})
 
 
 def test_the_shipped_qortex_toml_loads_to_the_defaults() -> None:

@@ -108,18 +108,22 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        registry = kinds if kinds is not None else load_kinds(settings)
         store = await Store.open(settings.db, settings.sync, settings.commit_batch)
         store.writer.on_failure = on_fatal
         bus = EventBus()
-        registry = kinds if kinds is not None else load_kinds(settings)
         extra = {"clock": clock} if clock is not None else {}
         coordinator = Coordinator(settings, store, registry, bus, rng=rng, **extra)
         app.state.settings = settings
         app.state.store = store
         app.state.bus = bus
         app.state.coordinator = coordinator
-        app.state.api_key_hash = await _api_key_hash(settings, store)
-        await coordinator.start()
+        try:
+            app.state.api_key_hash = await _api_key_hash(settings, store)
+            await coordinator.start()
+        except BaseException:
+            await store.close()  # its threads would otherwise keep the process alive
+            raise
         try:
             yield
         finally:

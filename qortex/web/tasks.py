@@ -84,23 +84,40 @@ async def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 async def get_task(request: Request) -> JSON:
+    """A task, its microtasks and their votes.
+
+    Each vote says which miner voted and whether it agreed with the decision;
+    the outputs themselves (large for some kinds) come with ``?outputs=true``,
+    and always in the proof bundle.
+    """
     row, results = await _load(request)
     reader = request.app.state.store.reader
-    votes: dict[str, list[dict[str, Any]]] = {}
+    with_outputs = request.query_params.get("outputs", "").lower() in ("1", "true", "yes")
+    agree = request.app.state.coordinator.kinds.get(row["kind"]).agree
+    outputs: dict[str, list[tuple[str, Any]]] = {}
     for r in results:
-        votes.setdefault(r["microtask_id"], []).append(
-            {"minerId": r["miner_id"], "output": msgspec.json.decode(r["output"])}
+        outputs.setdefault(r["microtask_id"], []).append(
+            (r["miner_id"], msgspec.json.decode(r["output"]))
         )
-    microtasks = [
-        {
-            "microtaskId": mt["id"],
-            "index": mt["idx"],
-            "status": mt["status"],
-            "decision": None if mt["decision"] is None else msgspec.json.decode(mt["decision"]),
-            "votes": votes.get(mt["id"], []),
-        }
-        for mt in await reader.microtasks(row["id"])
-    ]
+    microtasks = []
+    for mt in await reader.microtasks(row["id"]):
+        decision = None if mt["decision"] is None else msgspec.json.decode(mt["decision"])
+        votes = []
+        for miner_id, output in outputs.get(mt["id"], []):
+            vote: dict[str, Any] = {"minerId": miner_id}
+            vote["agrees"] = None if decision is None else agree(decision, output)
+            if with_outputs:
+                vote["output"] = output
+            votes.append(vote)
+        microtasks.append(
+            {
+                "microtaskId": mt["id"],
+                "index": mt["idx"],
+                "status": mt["status"],
+                "decision": decision,
+                "votes": votes,
+            }
+        )
     body = _task_summary(row)
     body.update(
         replicas=row["replicas"],

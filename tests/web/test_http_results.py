@@ -80,6 +80,10 @@ def test_disagreement_past_max_replicas_fails_the_task(client: TestClient, conne
     task = wait_status(client, task_id, "failed")
     assert task["microtaskDetails"][0]["status"] == "inconclusive"
     assert task["output"] is None
+    detailed = client.get(f"/api/v1/tasks/{task_id}", params={"outputs": "true"}).json()
+    votes = detailed["microtaskDetails"][0]["votes"]
+    assert sorted(v["output"] for v in votes) == ["negative", "positive"]
+    assert {v["agrees"] for v in votes} == {None}  # no decision to agree with
     proof = client.get(f"/api/v1/tasks/{task_id}/proof").json()
     assert proof["microtasks"][0]["decision"] is None
     assert msgspec.json.decode(proof["results"][0]["output"]) in ("positive", "negative")

@@ -33,6 +33,8 @@ def test_three_miners_decide_a_task(client: TestClient, connect: Any) -> None:
     for mt in task["microtaskDetails"]:
         assert mt["status"] == "decided"
         assert len({v["minerId"] for v in mt["votes"]}) == len(mt["votes"]) >= 2
+        assert all(v["agrees"] is True for v in mt["votes"])  # honest miners all agree
+        assert all("output" not in v for v in mt["votes"])
 
 
 def test_ack_only_after_commit_and_results_are_stored(

@@ -1,0 +1,107 @@
+// The miner protocol's pure parts (docs/protocol.md): URLs, hex, hashing, the
+// exact bytes that are signed, and the reconnect backoff. The page runs these,
+// and the browser tests import this very file to check them against the
+// worked signing example, so keep everything the page signs in here.
+
+export const SOFTWARE = "qortex-browser/0.1";
+export const PROTOCOL = 1;
+export const HELLO_DOMAIN = "qortex-hello-v1";
+export const RESULT_DOMAIN = "qortex-result-v1";
+
+/** Close codes after which reconnecting cannot help (section 11). */
+export const FATAL_CODES = new Map([
+  [4001, "authentication failed: the key or the signing code is wrong"],
+  [4003, "the coordinator does not speak this protocol version"],
+  [4004, "another tab or window is mining with this identity"],
+  [4005, "the coordinator refused the hello"],
+]);
+
+const encoder = new TextEncoder();
+
+export const utf8 = (text) => encoder.encode(text);
+
+export function hex(bytes) {
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let out = "";
+  for (const b of view) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+export function unhex(text) {
+  if (text.length % 2 !== 0 || /[^0-9a-fA-F]/.test(text)) throw new Error("not hex: " + text);
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export async function sha256Hex(bytes) {
+  return hex(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** The miner id: the first 32 hex digits of SHA-256 of the raw 32-byte public key. */
+export async function minerIdOf(rawPublicKey) {
+  return (await sha256Hex(rawPublicKey)).slice(0, 32);
+}
+
+/** A public CryptoKey as 64 lowercase hex digits (public keys are always exportable). */
+export async function publicKeyHex(publicKey) {
+  return hex(await crypto.subtle.exportKey("raw", publicKey));
+}
+
+/** Section 6.1: what the challenge answer signs. */
+export function helloMessage(nonce) {
+  return HELLO_DOMAIN + "\n" + nonce;
+}
+
+/** Section 6.2: what a result signs; `outputSha256` is the hex digest of the output bytes. */
+export function resultMessage(assignmentId, microtaskId, outputSha256) {
+  return [RESULT_DOMAIN, assignmentId, microtaskId, outputSha256].join("\n");
+}
+
+/** Lowercase hex ed25519 signature of the UTF-8 bytes of `text`. */
+export async function sign(privateKey, text) {
+  return hex(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, utf8(text)));
+}
+
+/**
+ * The whole result frame for one assignment: output text, its hash, the signature.
+ * `output` is the JSON text of the output value; the same string is sent and signed.
+ */
+export async function resultFrame(privateKey, assignmentId, microtaskId, output) {
+  const digest = await sha256Hex(utf8(output));
+  const signature = await sign(privateKey, resultMessage(assignmentId, microtaskId, digest));
+  return { type: "result", assignmentId, microtaskId, output, signature };
+}
+
+/**
+ * The coordinator's URL as seen from the page: the directory the page lives in.
+ *
+ * The page is served at `<base>` and at `<base>mine`, where `<base>` may carry a
+ * path prefix added by a proxy or tunnel (`https://example.org/qortex/`). Every
+ * other URL is resolved against this base, never against `/`, so the page works
+ * under any prefix. A prefix without its trailing slash (`/qortex`) counts as
+ * the directory itself.
+ */
+export function pageBase(href) {
+  const url = new URL(href);
+  url.search = "";
+  url.hash = "";
+  const path = url.pathname;
+  if (/(^|\/)mine\/?$/.test(path)) url.pathname = path.replace(/mine\/?$/, "");
+  else if (!path.endsWith("/")) url.pathname = path + "/";
+  return url;
+}
+
+/** `ws/miner` beside the page, with http→ws and https→wss (section 2). */
+export function socketUrl(base) {
+  const url = new URL("ws/miner", base);
+  if (url.protocol === "https:") url.protocol = "wss:";
+  else if (url.protocol === "http:") url.protocol = "ws:";
+  return url.href;
+}
+
+/** Full jitter: uniform in [0, d] seconds with d = min(30, 0.5 × 2^attempt). */
+export function backoffSeconds(attempt, random = Math.random) {
+  const d = Math.min(30, 0.5 * 2 ** attempt);
+  return random() * d;
+}
