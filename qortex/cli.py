@@ -88,6 +88,7 @@ def serve(
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_seconds,
         ws_ping_timeout=settings.ws_ping_seconds,
+        ws_per_message_deflate=False,  # frames are small JSON: compressing costs more than it saves
         proxy_headers=True,
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         timeout_graceful_shutdown=5,

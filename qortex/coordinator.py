@@ -46,6 +46,9 @@ MAX_REPLICAS_LIMIT = 64
 class MinerLink(Protocol):
     """What the coordinator needs of a connection: queue a frame, or end it."""
 
+    #: When the last frame arrived, on the coordinator's clock (set by the endpoint).
+    last_seen: float
+
     def send(self, frame: bytes) -> None: ...
 
     def close(self, code: int, reason: str) -> None: ...
@@ -364,8 +367,13 @@ class Coordinator:
     # -- deadlines --------------------------------------------------------
 
     async def _expire_loop(self) -> None:
+        silence = 3 * self.settings.heartbeat_seconds
+        swept = self.clock()
         while True:
             now = self.clock()
+            if now - swept >= 1.0:
+                swept = now
+                self._close_silent(now, silence)
             expired = self.table.expire(now)
             if expired:
                 for lease in expired:
@@ -376,6 +384,12 @@ class Coordinator:
             deadline = self.table.next_deadline()
             wait = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
             await asyncio.sleep(wait)
+
+    def _close_silent(self, now: float, silence: float) -> None:
+        """Close miners that sent nothing, not even a heartbeat, for ``silence`` seconds."""
+        for conn in list(self.connections.values()):
+            if now - max(conn.link.last_seen, conn.since) > silence:
+                conn.link.close(m.TIMEOUT, f"nothing received for {silence:g} s")
 
     def _reassigned(
         self, leases: list[Lease], state: str, now: float

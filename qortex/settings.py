@@ -46,6 +46,7 @@ class Settings:
     max_message_bytes: int = 1024 * 1024
     ws_ping_seconds: float = 20.0
     heartbeat_seconds: float = 15.0
+    handshake_seconds: float = 10.0
     sse_heartbeat_seconds: float = 15.0
     commit_batch: int = 4096
     sync: str = "full"

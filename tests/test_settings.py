@@ -291,6 +291,7 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "max_message_bytes": ("11", 11),
         "ws_ping_seconds": ("1.5", 1.5),
         "heartbeat_seconds": ("2.5", 2.5),
+        "handshake_seconds": ("4.5", 4.5),
         "sse_heartbeat_seconds": ("3.5", 3.5),
         "commit_batch": ("12", 12),
         "sync": ("normal", "normal"),

@@ -33,7 +33,6 @@ from qortex.protocol.server import (
 
 log = logging.getLogger("qortex.socket")
 
-HANDSHAKE_SECONDS = 10.0
 SEND_QUEUE = 4096
 SLOW = 4008  # the miner does not read what it is sent
 
@@ -46,6 +45,7 @@ class SocketLink:
         self._queue: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
         self._task = asyncio.create_task(self._pump())
         self.closed = False
+        self.last_seen = 0.0
 
     def send(self, frame: bytes) -> None:
         if self.closed:
@@ -104,15 +104,26 @@ def _acker(link: SocketLink, assignment_id: str) -> Callable[[asyncio.Future[Non
     return ack
 
 
-async def _receive(ws: WebSocket, timeout: float) -> str | bytes:
-    try:
-        message = await asyncio.wait_for(ws.receive(), timeout)
-    except TimeoutError:
-        raise ProtocolViolation(m.TIMEOUT, "nothing received in time") from None
+async def _receive(ws: WebSocket) -> str | bytes:
+    message = await ws.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     text = message.get("text")
     return text if text is not None else message.get("bytes") or b""
+
+
+async def _handshake(ws: WebSocket, session: ServerSession, link: SocketLink) -> Authenticated:
+    """Hello, challenge, answer: everything before the miner may be given work."""
+    while True:
+        event = session.receive(await _receive(ws))
+        if isinstance(event, Challenged):
+            link.send(event.frame)
+        elif isinstance(event, Authenticated):
+            return event
+
+
+def _refused(assignment_id: str, refusal: ResultRefused) -> bytes:
+    return m.encoder.encode(m.Refused(assignment_id, refusal.reason, refusal.message))
 
 
 async def miner_socket(ws: WebSocket) -> None:
@@ -124,11 +135,21 @@ async def miner_socket(ws: WebSocket) -> None:
     miner_id = ""
     reason = "closed"
     try:
-        silence = 3 * settings.heartbeat_seconds
-        handshake_ends = time.monotonic() + HANDSHAKE_SECONDS
+        # One deadline for the whole handshake; afterwards silence is caught by the
+        # coordinator's once-a-second sweep of ``last_seen``, not a timer per frame.
+        async with asyncio.timeout(settings.handshake_seconds):
+            info = await _handshake(ws, session, link)
+        miner_id = info.miner_id
+        link.send(
+            session.welcome_frame(
+                settings.heartbeat_seconds, settings.max_message_bytes, __version__
+            )
+        )
+        coord.connect(info, link)
         while True:
-            wait = silence if miner_id else handshake_ends - time.monotonic()
-            event = session.receive(await _receive(ws, max(wait, 0.0)))
+            data = await _receive(ws)
+            link.last_seen = coord.clock()
+            event = session.receive(data)
             if isinstance(event, ResultIn):
                 frame = event.result
                 try:
@@ -140,33 +161,18 @@ async def miner_socket(ws: WebSocket) -> None:
                         frame.signature,
                     )
                 except ResultRefused as refusal:
-                    link.send(
-                        m.encoder.encode(
-                            m.Refused(frame.assignment_id, refusal.reason, refusal.message)
-                        )
-                    )
+                    link.send(_refused(frame.assignment_id, refusal))
                     continue
                 done.add_done_callback(_acker(link, frame.assignment_id))
             elif isinstance(event, BadSignature):
                 refusal = ResultRefused("bad_signature", "the result signature does not verify")
                 coord.refuse(miner_id, event.result.assignment_id, refusal)
-                link.send(
-                    m.encoder.encode(
-                        m.Refused(event.result.assignment_id, refusal.reason, refusal.message)
-                    )
-                )
-            elif isinstance(event, Challenged):
-                link.send(event.frame)
+                link.send(_refused(event.result.assignment_id, refusal))
             elif isinstance(event, HeartbeatIn):
                 link.send(session.heartbeat_frame(int(time.time() * 1000)))
-            elif isinstance(event, Authenticated):
-                miner_id = event.miner_id
-                link.send(
-                    session.welcome_frame(
-                        settings.heartbeat_seconds, settings.max_message_bytes, __version__
-                    )
-                )
-                coord.connect(event, link)
+    except TimeoutError:
+        reason = "the handshake took too long"
+        link.close(m.TIMEOUT, reason)
     except ProtocolViolation as exc:
         reason = exc.message
         link.close(exc.close_code, exc.message)

@@ -219,3 +219,46 @@ def test_protocol_violations_close_with_their_codes(client: TestClient) -> None:
     )
     wrong = m.encoder.encode(m.Answer(Signer().sign(b"qortex-hello-v1\nwhatever")))
     assert _closed_with(client, [hello, wrong]) == m.AUTH_FAILED
+
+
+@pytest.fixture
+def quick_settings(tmp_path: Any) -> Settings:
+    return Settings(
+        db=str(tmp_path / "q.db"), api_key="k", heartbeat_seconds=0.2, handshake_seconds=0.5
+    )
+
+
+def test_a_slow_handshake_is_closed(quick_settings: Settings) -> None:
+    from qortex.web.app import create_app
+
+    with (
+        TestClient(create_app(quick_settings)) as client,
+        client.websocket_connect("/ws/miner") as ws,
+    ):
+        started = time.monotonic()
+        for _ in range(3):  # heartbeats before the handshake do not buy time
+            ws.send_text(m.encoder.encode(m.Heartbeat(1)).decode())
+            time.sleep(0.1)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == m.TIMEOUT
+        assert time.monotonic() - started < timeout(5)
+
+
+def test_a_silent_miner_is_closed_and_its_leases_released(quick_settings: Settings) -> None:
+    from qortex.web.app import create_app
+
+    with TestClient(create_app(quick_settings), headers={"x-api-key": "k"}) as client:
+        with client.websocket_connect("/ws/miner") as ws:
+            miner = SocketMiner(ws)
+            miner.handshake()
+            submit(client, ["nice"], replicas=1)
+            miner.work()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while True:
+                    miner.next()
+            assert closed.value.code == m.TIMEOUT
+        deadline = time.monotonic() + timeout(5)
+        while client.get("/health").json()["leasesOut"] != 0:
+            assert time.monotonic() < deadline, "the silent miner kept its lease"
+            time.sleep(0.05)
