@@ -291,7 +291,7 @@ class Coordinator:
         unit: list[f.Fact] = [
             (f.INSERT_RESULT, (assignment_id, mt.id, miner_id, output.decode(), signature, now)),
             (f.CLOSE_ASSIGNMENT, (lifecycle.RETURNED, now, assignment_id)),
-            (f.COUNT_ACCEPTED, (now, miner_id)),
+            (f.COUNT_ACCEPTED, (1, now, miner_id)),
         ]
         events = [
             self.events.new(
@@ -334,7 +334,7 @@ class Coordinator:
         event = self.events.new(
             "result.refused", now, None, miner_id, assignmentId=assignment_id, reason=refusal.reason
         )
-        self._write([(f.COUNT_REFUSED, (now, miner_id))], [event])
+        self._write([(f.COUNT_REFUSED, (1, now, miner_id))], [event])
 
     def _settle(
         self, outcome: Outcome, now: float, unit: list[f.Fact], events: list[Event]

@@ -51,8 +51,8 @@ SETTLE_MICROTASK = (
 FINISH_TASK = (
     "UPDATE tasks SET status = ?, output = ?, finished_at = ? WHERE id = ? AND status = 'running'"
 )
-COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + 1, last_seen = ? WHERE id = ?"
-COUNT_REFUSED = "UPDATE miners SET refused = refused + 1, last_seen = ? WHERE id = ?"
+COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + ?, last_seen = ? WHERE id = ?"
+COUNT_REFUSED = "UPDATE miners SET refused = refused + ?, last_seen = ? WHERE id = ?"
 SEEN_MINER = "UPDATE miners SET last_seen = ? WHERE id = ?"
 INSERT_EVENT = (
     "INSERT INTO events (id, type, task_id, miner_id, data, at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -75,3 +75,17 @@ STATEMENTS: list[str] = [
     INSERT_EVENT,
 ]
 ORDER: dict[str, int] = {sql: i for i, sql in enumerate(STATEMENTS)}
+
+
+def _sum_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(count, time, miner) rows folded into one row per miner: one UPDATE, not one per result."""
+    totals: dict[str, list[Any]] = {}
+    for count, at, miner in rows:
+        total = totals.setdefault(miner, [0, at])
+        total[0] += count
+        total[1] = max(total[1], at)
+    return [(count, at, miner) for miner, (count, at) in totals.items()]
+
+
+#: Statements whose rows within one batch can be folded together before they run.
+MERGE = {COUNT_ACCEPTED: _sum_per_miner, COUNT_REFUSED: _sum_per_miner}

@@ -86,15 +86,16 @@ MIGRATIONS: list[str] = [
 LATEST = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the file up to :data:`LATEST`; returns the version it started at."""
+def migrate(conn: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
+    """Bring the file up to the last migration; returns the version it started at."""
     start = conn.execute("PRAGMA user_version").fetchone()[0]
-    if start > LATEST:
+    latest = len(migrations)
+    if start > latest:
         raise RuntimeError(
-            f"database schema version {start} is newer than this Qortex ({LATEST}); upgrade Qortex"
+            f"database schema version {start} is newer than this Qortex ({latest}); upgrade Qortex"
         )
-    for version in range(start + 1, LATEST + 1):
-        script = MIGRATIONS[version - 1]
+    for version in range(start + 1, latest + 1):
+        script = migrations[version - 1]
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
     return start
 

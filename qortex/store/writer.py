@@ -17,7 +17,7 @@ from itertools import groupby
 
 import aiosqlite
 
-from qortex.store.facts import ORDER, Fact
+from qortex.store.facts import MERGE, ORDER, Fact
 
 log = logging.getLogger("qortex.store")
 
@@ -81,7 +81,9 @@ class Writer:
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
             for sql, rows in groupby(facts, key=lambda f: f[0]):
-                await self._conn.executemany(sql, [params for _, params in rows])
+                params = [p for _, p in rows]
+                merge = MERGE.get(sql)
+                await self._conn.executemany(sql, merge(params) if merge else params)
             await self._conn.execute("COMMIT")
         except Exception as exc:
             log.critical("commit failed, no further writes: %s", exc)
