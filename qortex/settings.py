@@ -49,6 +49,7 @@ class Settings:
     handshake_seconds: float = 10.0
     sse_heartbeat_seconds: float = 15.0
     commit_batch: int = 4096
+    verify_threads: int = 2
     sync: str = "full"
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     log_level: str = "info"

@@ -294,6 +294,7 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "handshake_seconds": ("4.5", 4.5),
         "sse_heartbeat_seconds": ("3.5", 3.5),
         "commit_batch": ("12", 12),
+        "verify_threads": ("0", 0),
         "sync": ("normal", "normal"),
         "trusted_proxies": ("a,b", ["a", "b"]),
         "log_level": ("warning", "warning"),

@@ -47,10 +47,11 @@ class Authenticated:
 
 @dataclass(frozen=True, slots=True)
 class ResultIn:
-    """A result whose signature verified against the connection's key."""
+    """A result; ``verified`` unless the session was told to leave that to :meth:`check`."""
 
     result: m.Result
     output: bytes
+    verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +70,16 @@ Event = Challenged | Authenticated | ResultIn | BadSignature | HeartbeatIn
 
 
 class ServerSession:
-    def __init__(self, nonce: str, known_kinds: frozenset[str]) -> None:
+    def __init__(
+        self, nonce: str, known_kinds: frozenset[str], verify_results: bool = True
+    ) -> None:
+        """``verify_results=False`` returns results unverified, for :meth:`check` elsewhere.
+
+        Verification is most of the CPU a result costs, and PyNaCl releases the
+        GIL while it runs, so the endpoint may do it on worker threads.
+        """
         self.state = AWAITING_HELLO
+        self.verify_results = verify_results
         self.nonce = nonce
         self.known_kinds = known_kinds
         self.hello: m.Hello | None = None
@@ -98,14 +107,10 @@ class ServerSession:
                 raise ProtocolViolation(m.UNEXPECTED, f"expected answer, got {_type(frame)}")
             return self._on_answer(frame)
         if isinstance(frame, m.Result):
-            output = frame.output.encode()
-            if verify(
-                self._key,
-                result_message(frame.assignment_id, frame.microtask_id, output),
-                frame.signature,
-            ):
-                return ResultIn(frame, output)
-            return BadSignature(frame)
+            result = ResultIn(frame, frame.output.encode(), verified=False)
+            if not self.verify_results:
+                return result
+            return ResultIn(frame, result.output) if self.check(result) else BadSignature(frame)
         raise ProtocolViolation(m.UNEXPECTED, f"{_type(frame)} is not expected after welcome")
 
     def _on_hello(self, hello: m.Hello) -> None:
@@ -142,6 +147,12 @@ class ServerSession:
             self.hello.software[:100],
             self.hello.name[:100],
         )
+
+    def check(self, event: ResultIn) -> bool:
+        """Whether a result's signature verifies under this miner's key (thread-safe)."""
+        frame = event.result
+        message = result_message(frame.assignment_id, frame.microtask_id, event.output)
+        return verify(self._key, message, frame.signature)
 
     # -- frames out ---------------------------------------------------------
 

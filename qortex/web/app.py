@@ -30,6 +30,7 @@ from qortex.store.facts import INSERT_META
 from qortex.web import miners, pages, socket, sse, tasks
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
+from qortex.web.verifier import Verifier
 
 log = logging.getLogger("qortex")
 
@@ -118,6 +119,7 @@ def create_app(
         app.state.store = store
         app.state.bus = bus
         app.state.coordinator = coordinator
+        app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
         try:
             app.state.api_key_hash = await _api_key_hash(settings, store)
             await coordinator.start()
@@ -129,6 +131,8 @@ def create_app(
         finally:
             await coordinator.stop()
             await store.close()
+            if app.state.verifier is not None:
+                app.state.verifier.close()
 
     routes = [
         Route("/health", health, methods=["GET"]),

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -128,12 +129,31 @@ def _refused(assignment_id: str, refusal: ResultRefused) -> bytes:
 
 async def miner_socket(ws: WebSocket) -> None:
     state = ws.app.state
-    coord, settings = state.coordinator, state.settings
+    coord, settings, verifier = state.coordinator, state.settings, state.verifier
     await ws.accept()
-    session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds))
+    session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds), verifier is None)
     link = SocketLink(ws)
     miner_id = ""
     reason = "closed"
+
+    def count(frame: m.Result, output: bytes) -> None:
+        try:
+            done = coord.accept(
+                miner_id, frame.assignment_id, frame.microtask_id, output, frame.signature
+            )
+        except ResultRefused as refusal:
+            link.send(_refused(frame.assignment_id, refusal))
+        else:
+            done.add_done_callback(_acker(link, frame.assignment_id))
+
+    def reject(frame: m.Result) -> None:
+        refusal = ResultRefused("bad_signature", "the result signature does not verify")
+        coord.refuse(miner_id, frame.assignment_id, refusal)
+        link.send(_refused(frame.assignment_id, refusal))
+
+    def checked(event: ResultIn) -> Callable[[bool], None]:
+        return lambda ok: count(event.result, event.output) if ok else reject(event.result)
+
     try:
         # One deadline for the whole handshake; afterwards silence is caught by the
         # coordinator's once-a-second sweep of ``last_seen``, not a timer per frame.
@@ -151,23 +171,12 @@ async def miner_socket(ws: WebSocket) -> None:
             link.last_seen = coord.clock()
             event = session.receive(data)
             if isinstance(event, ResultIn):
-                frame = event.result
-                try:
-                    done = coord.accept(
-                        miner_id,
-                        frame.assignment_id,
-                        frame.microtask_id,
-                        event.output,
-                        frame.signature,
-                    )
-                except ResultRefused as refusal:
-                    link.send(_refused(frame.assignment_id, refusal))
-                    continue
-                done.add_done_callback(_acker(link, frame.assignment_id))
+                if event.verified:
+                    count(event.result, event.output)
+                else:
+                    verifier.submit(partial(session.check, event), checked(event))
             elif isinstance(event, BadSignature):
-                refusal = ResultRefused("bad_signature", "the result signature does not verify")
-                coord.refuse(miner_id, event.result.assignment_id, refusal)
-                link.send(_refused(event.result.assignment_id, refusal))
+                reject(event.result)
             elif isinstance(event, HeartbeatIn):
                 link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:

@@ -14,8 +14,20 @@ from qortex.protocol import messages as m
 from qortex.protocol.client import ClientSession, Verdict, Withdrawn
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
-from tests.helpers import WORK_TABLES, labels, snapshot, timeout
+from tests.helpers import API_KEY, WORK_TABLES, labels, snapshot, timeout
 from tests.web.socketminer import SocketMiner, submit, wait_rows, wait_status
+
+
+@pytest.fixture(params=[0, 2], ids=["verify-on-loop", "verify-on-threads"])
+def settings(request: pytest.FixtureRequest, tmp_path: Any) -> Settings:
+    """Every socket test runs with signatures checked on the loop and on worker threads."""
+    return Settings(
+        db=str(tmp_path / "qortex.db"),
+        api_key=API_KEY,
+        replicas=3,
+        max_request_bytes=64 * 1024,
+        verify_threads=request.param,
+    )
 
 
 def test_three_miners_decide_a_task(client: TestClient, connect: Any) -> None:
