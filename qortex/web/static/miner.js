@@ -389,7 +389,13 @@ async function connect() {
   }
   status.kinds = kinds;
   conn = new Connection(identity, status.slots, kinds, closed);
-  conn.start();
+  try {
+    conn.start();
+  } catch (error) {
+    // A URL the browser refuses outright (e.g. ws:// from an https page).
+    conn = null;
+    retry(`cannot open ${socketUrl(base)}: ${error.message}`);
+  }
 }
 
 function closed(connection, code, reason) {
