@@ -315,6 +315,22 @@ class Coordinator:
         self._schedule_fill()
         return committed
 
+    def precheck(
+        self, miner_id: str, assignment_id: str, microtask_id: str
+    ) -> ResultRefused | None:
+        """Why a result would be refused before its signature is even checked, if it would.
+
+        Signature checks are the dearest part of a result, and a result whose
+        copy is already withdrawn, late or unknown changes nothing whoever
+        signed it, so it is refused (and counted) without one.
+        """
+        try:
+            self.table.take(miner_id, assignment_id, microtask_id, self.clock())
+        except ResultRefused as refusal:
+            self.refuse(miner_id, assignment_id, refusal)
+            return refusal
+        return None
+
     def refuse(
         self, miner_id: str, assignment_id: str, refusal: ResultRefused, attributable: bool = True
     ) -> None:

@@ -47,18 +47,15 @@ class Authenticated:
 
 @dataclass(frozen=True, slots=True)
 class ResultIn:
-    """A result; ``verified`` unless the session was told to leave that to :meth:`check`."""
+    """A result, not yet verified: :meth:`ServerSession.check` says whether it is signed.
+
+    The check is left to the caller because it is most of the CPU a result
+    costs: results that would be refused anyway need none, and PyNaCl releases
+    the GIL while it verifies, so the rest can run on worker threads.
+    """
 
     result: m.Result
     output: bytes
-    verified: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class BadSignature:
-    """A result that did not verify; it is refused and counted, not closed over."""
-
-    result: m.Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +63,12 @@ class HeartbeatIn:
     pass
 
 
-Event = Challenged | Authenticated | ResultIn | BadSignature | HeartbeatIn
+Event = Challenged | Authenticated | ResultIn | HeartbeatIn
 
 
 class ServerSession:
-    def __init__(
-        self, nonce: str, known_kinds: frozenset[str], verify_results: bool = True
-    ) -> None:
-        """``verify_results=False`` returns results unverified, for :meth:`check` elsewhere.
-
-        Verification is most of the CPU a result costs, and PyNaCl releases the
-        GIL while it runs, so the endpoint may do it on worker threads.
-        """
+    def __init__(self, nonce: str, known_kinds: frozenset[str]) -> None:
         self.state = AWAITING_HELLO
-        self.verify_results = verify_results
         self.nonce = nonce
         self.known_kinds = known_kinds
         self.hello: m.Hello | None = None
@@ -107,10 +96,7 @@ class ServerSession:
                 raise ProtocolViolation(m.UNEXPECTED, f"expected answer, got {_type(frame)}")
             return self._on_answer(frame)
         if isinstance(frame, m.Result):
-            result = ResultIn(frame, frame.output.encode(), verified=False)
-            if not self.verify_results:
-                return result
-            return ResultIn(frame, result.output) if self.check(result) else BadSignature(frame)
+            return ResultIn(frame, frame.output.encode())
         raise ProtocolViolation(m.UNEXPECTED, f"{_type(frame)} is not expected after welcome")
 
     def _on_hello(self, hello: m.Hello) -> None:

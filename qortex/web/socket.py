@@ -25,7 +25,6 @@ from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
 from qortex.protocol.server import (
     Authenticated,
-    BadSignature,
     Challenged,
     HeartbeatIn,
     ResultIn,
@@ -131,7 +130,7 @@ async def miner_socket(ws: WebSocket) -> None:
     state = ws.app.state
     coord, settings, verifier = state.coordinator, state.settings, state.verifier
     await ws.accept()
-    session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds), verifier is None)
+    session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds))
     link = SocketLink(ws)
     miner_id = ""
     reason = "closed"
@@ -171,12 +170,14 @@ async def miner_socket(ws: WebSocket) -> None:
             link.last_seen = coord.clock()
             event = session.receive(data)
             if isinstance(event, ResultIn):
-                if event.verified:
-                    count(event.result, event.output)
+                frame = event.result
+                refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
+                if refusal is not None:
+                    link.send(_refused(frame.assignment_id, refusal))
+                elif verifier is None:
+                    checked(event)(session.check(event))
                 else:
                     verifier.submit(partial(session.check, event), checked(event))
-            elif isinstance(event, BadSignature):
-                reject(event.result)
             elif isinstance(event, HeartbeatIn):
                 link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:

@@ -17,7 +17,6 @@ from qortex.protocol.server import (
     MAX_SLOTS,
     READY,
     Authenticated,
-    BadSignature,
     Challenged,
     HeartbeatIn,
     ResultIn,
@@ -370,7 +369,7 @@ def test_correctly_signed_result_is_accepted_with_exact_bytes(
     client = ClientSession(signer, 4, ["sentiment"], "sw")
     assign = assign_for()
     event = session.receive(client.result_frame(assign, output))
-    assert isinstance(event, ResultIn)
+    assert isinstance(event, ResultIn) and session.check(event)
     assert event.output == output
     assert event.result.assignment_id == "as-1"
     assert event.result.microtask_id == "task-9:0"
@@ -382,7 +381,7 @@ def test_result_signed_by_another_key_is_a_bad_signature(signer: Signer, other: 
     session = ready(signer)
     stranger = ClientSession(other, 1, ["sentiment"], "sw")
     event = session.receive(stranger.result_frame(assign_for(), b'"positive"'))
-    assert isinstance(event, BadSignature)
+    assert isinstance(event, ResultIn) and not session.check(event)
     assert event.result.assignment_id == "as-1"
     assert session.state == READY
 
@@ -408,9 +407,10 @@ def _tampered(signer: Signer, **change: str) -> bytes:
 )
 def test_altered_results_are_bad_signatures(signer: Signer, change: dict[str, str]) -> None:
     session = ready(signer)
-    assert isinstance(session.receive(_tampered(signer)), ResultIn)  # the untouched frame
+    untouched = session.receive(_tampered(signer))
+    assert isinstance(untouched, ResultIn) and session.check(untouched)
     event = session.receive(_tampered(signer, **change))
-    assert isinstance(event, BadSignature)
+    assert isinstance(event, ResultIn) and not session.check(event)
     for key, value in change.items():
         field = {"assignmentId": "assignment_id", "microtaskId": "microtask_id"}.get(key, key)
         assert getattr(event.result, field) == value

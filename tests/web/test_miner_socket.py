@@ -112,9 +112,12 @@ def test_someone_elses_assignment_and_replays_are_refused(
     # Bob signs a result for Alice's assignment with his own key:
     bob.answer(a_assign)
     assert _refusal(bob).reason == "not_your_assignment"
-    # Bob replays Alice's own signed frame: it does not verify under Bob's key.
+    # Bob replays Alice's own signed frame: refused before its signature is even looked at.
     frame = alice.session.result_frame(a_assign, b'"positive"')
     bob.ws.send_text(frame.decode())
+    assert _refusal(bob).reason == "not_your_assignment"
+    # Alice's signature over Bob's own assignment does not verify under Bob's key.
+    bob.ws.send_text(alice.session.result_frame(b_assign, b'"positive"').decode())
     assert _refusal(bob).reason == "bad_signature"
     # An assignment nobody was given:
     bob.answer(m.Assign("0" * 24, b_assign.microtask_id, "t", "sentiment", msgspec.Raw(b'"x"'), 0))
