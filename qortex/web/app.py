@@ -27,7 +27,7 @@ from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
 from qortex.store.facts import INSERT_META
-from qortex.web import miners, pages, socket, sse, tasks
+from qortex.web import miners, openapi, pages, socket, sse, tasks
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
 from qortex.web.verifier import Verifier
@@ -104,8 +104,13 @@ def create_app(
     clock: Callable[[], float] | None = None,
     rng: random.Random | None = None,
     on_fatal: Callable[[BaseException], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The coordinator as an ASGI app; ``on_fatal`` runs if the store can no longer commit."""
+    """The coordinator as an ASGI app.
+
+    ``on_fatal`` runs if the store can no longer commit; ``on_started`` once
+    recovery has rebuilt memory from the file and the app is about to serve.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,6 +128,8 @@ def create_app(
         try:
             app.state.api_key_hash = await _api_key_hash(settings, store)
             await coordinator.start()
+            if on_started is not None:
+                on_started()
         except BaseException:
             await store.close()  # its threads would otherwise keep the process alive
             raise
@@ -141,6 +148,7 @@ def create_app(
         *miners.routes,
         *socket.routes,
         *pages.routes,
+        *openapi.routes,
     ]
     return Starlette(
         routes=routes,
