@@ -151,32 +151,34 @@ class Load:
             ) as ws:
                 await ws.send(session.hello_frame().decode())
                 async for raw in ws:
-                    event = session.receive(raw)
-                    if isinstance(event, Work):
-                        await self.answer(ws, session, event.assign)
-                        self.counts["assigns"] += 1
-                    elif isinstance(event, Verdict):
-                        if event.accepted:
-                            self.counts["acks"] += 1
+                    for event in session.receive_all(raw):
+                        if isinstance(event, Work):
+                            await self.answer(ws, session, event.assign)
+                            self.counts["assigns"] += 1
+                        elif isinstance(event, Verdict):
+                            if event.accepted:
+                                self.counts["acks"] += 1
+                                if args.mode == "ceiling":
+                                    await self.answer(ws, session, self.synthetic())
+                            else:
+                                self.refused[event.reason] += 1
+                                if args.mode == "ceiling":
+                                    await self.answer(ws, session, self.synthetic())
+                        elif isinstance(event, Withdrawn):
+                            self.counts["cancels"] += 1
+                        elif isinstance(event, Reply):
+                            await ws.send(event.frame.decode())
+                        elif isinstance(event, Welcomed):
+                            welcomed = True
+                            self.counts["welcomed"] += 1
+                            self.handshakes.release()
+                            holding = False
+                            heartbeat = asyncio.create_task(
+                                self.heartbeat(ws, event.heartbeat_seconds)
+                            )
                             if args.mode == "ceiling":
-                                await self.answer(ws, session, self.synthetic())
-                        else:
-                            self.refused[event.reason] += 1
-                            if args.mode == "ceiling":
-                                await self.answer(ws, session, self.synthetic())
-                    elif isinstance(event, Withdrawn):
-                        self.counts["cancels"] += 1
-                    elif isinstance(event, Reply):
-                        await ws.send(event.frame.decode())
-                    elif isinstance(event, Welcomed):
-                        welcomed = True
-                        self.counts["welcomed"] += 1
-                        self.handshakes.release()
-                        holding = False
-                        heartbeat = asyncio.create_task(self.heartbeat(ws, event.heartbeat_seconds))
-                        if args.mode == "ceiling":
-                            for _ in range(args.slots):
-                                await self.answer(ws, session, self.synthetic())
+                                for _ in range(args.slots):
+                                    await self.answer(ws, session, self.synthetic())
                     if self.stop.is_set():
                         break
         finally:

@@ -181,19 +181,20 @@ class StuckMiner:
         self.ws = self._stack.enter_context(connect(server.url.replace("http", "ws") + "/ws/miner"))
         self.session = ClientSession(self.signer, slots, ["sentiment"], "stuck")
         self.ws.send(self.session.hello_frame().decode())
-        reply = self.session.receive(self.ws.recv(timeout(10)))
+        (reply,) = self.session.receive_all(self.ws.recv(timeout(10)))
         assert isinstance(reply, Reply)
         self.ws.send(reply.frame.decode())
-        assert isinstance(self.session.receive(self.ws.recv(timeout(10))), Welcomed)
+        (welcome,) = self.session.receive_all(self.ws.recv(timeout(10)))
+        assert isinstance(welcome, Welcomed)
 
     def take(self, count: int) -> list[Any]:
         from qortex.protocol.client import Work
 
         taken = []
         while len(taken) < count:
-            event = self.session.receive(self.ws.recv(timeout(10)))
-            if isinstance(event, Work):
-                taken.append(event.assign)
+            for event in self.session.receive_all(self.ws.recv(timeout(10))):
+                if isinstance(event, Work):
+                    taken.append(event.assign)
         return taken
 
     def close(self) -> None:

@@ -110,29 +110,35 @@ class Miner:
         heartbeat: asyncio.Task[None] | None = None
         try:
             async for raw in ws:
-                event = session.receive(raw)
-                if isinstance(event, Reply):
-                    await ws.send(event.frame.decode())
-                elif isinstance(event, Welcomed):
-                    self._attempt = 0  # only a welcome proves the server wants us back
-                    log.info("miner %s connected to %s", event.miner_id, self.url)
-                    heartbeat = asyncio.create_task(self._heartbeat(ws, event.heartbeat_seconds))
-                elif isinstance(event, Work):
-                    task = asyncio.create_task(self._compute(ws, session, event.assign))
-                    self._work[event.assign.assignment_id] = task
-                elif isinstance(event, Verdict):
-                    if event.accepted:
-                        self.stats.accepted += 1
-                    else:
-                        refused = self.stats.refused
-                        refused[event.reason] = refused.get(event.reason, 0) + 1
-                        level = logging.DEBUG if event.reason == "withdrawn" else logging.WARNING
-                        log.log(level, "result %s refused: %s", event.assignment_id, event.reason)
-                elif isinstance(event, Withdrawn):
-                    task = self._work.pop(event.assignment_id, None)
-                    if task is not None:
-                        task.cancel()
-                        self.stats.cancelled += 1
+                for event in session.receive_all(raw):
+                    if isinstance(event, Reply):
+                        await ws.send(event.frame.decode())
+                    elif isinstance(event, Welcomed):
+                        self._attempt = 0  # only a welcome proves the server wants us back
+                        log.info("miner %s connected to %s", event.miner_id, self.url)
+                        heartbeat = asyncio.create_task(
+                            self._heartbeat(ws, event.heartbeat_seconds)
+                        )
+                    elif isinstance(event, Work):
+                        task = asyncio.create_task(self._compute(ws, session, event.assign))
+                        self._work[event.assign.assignment_id] = task
+                    elif isinstance(event, Verdict):
+                        if event.accepted:
+                            self.stats.accepted += 1
+                        else:
+                            refused = self.stats.refused
+                            refused[event.reason] = refused.get(event.reason, 0) + 1
+                            level = (
+                                logging.DEBUG if event.reason == "withdrawn" else logging.WARNING
+                            )
+                            log.log(
+                                level, "result %s refused: %s", event.assignment_id, event.reason
+                            )
+                    elif isinstance(event, Withdrawn):
+                        task = self._work.pop(event.assignment_id, None)
+                        if task is not None:
+                            task.cancel()
+                            self.stats.cancelled += 1
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()

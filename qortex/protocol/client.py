@@ -69,6 +69,11 @@ class ClientSession:
         )
         return m.encoder.encode(hello)
 
+    def receive_all(self, data: str | bytes) -> list[Event]:
+        """Every event in one message, which may hold an array of frames."""
+        events = (self.receive(frame) for frame in m.frames_of(data))
+        return [event for event in events if event is not None]
+
     def receive(self, data: str | bytes) -> Event | None:
         try:
             frame = m.server_decoder.decode(data)

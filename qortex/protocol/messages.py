@@ -119,6 +119,29 @@ def frame_type(data: str | bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_batch = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def frames_of(data: str | bytes) -> list[bytes | str]:
+    """The frames in one message: a message holds a frame, or a JSON array of frames.
+
+    Senders put every frame that is ready at the same moment into one message,
+    so a busy connection pays for one send, not one per frame.
+    """
+    head = data.lstrip()[:1]
+    if head in ("[", b"["):
+        try:
+            return [bytes(raw) for raw in _batch.decode(data)]
+        except msgspec.DecodeError:
+            pass  # let the frame decoder name the problem
+    return [data]
+
+
+def batch(frames: list[bytes]) -> bytes:
+    """One message holding ``frames``, in order."""
+    return frames[0] if len(frames) == 1 else b"[" + b",".join(frames) + b"]"
+
+
 miner_decoder = msgspec.json.Decoder(MinerFrame)
 server_decoder = msgspec.json.Decoder(ServerFrame)
 encoder = msgspec.json.Encoder()

@@ -77,6 +77,11 @@ class ServerSession:
 
     # -- frames in ----------------------------------------------------------
 
+    def receive_all(self, data: str | bytes) -> list[Event]:
+        """Every event in one message, which may hold an array of frames."""
+        events = (self.receive(frame) for frame in m.frames_of(data))
+        return [event for event in events if event is not None]
+
     def receive(self, data: str | bytes) -> Event | None:
         try:
             frame = m.miner_decoder.decode(data)

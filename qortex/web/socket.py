@@ -38,11 +38,19 @@ SLOW = 4008  # the miner does not read what it is sent
 
 
 class SocketLink:
-    """The coordinator's handle on one socket: queue a frame, or end the connection."""
+    """The coordinator's handle on one socket: queue a frame, or end the connection.
+
+    Frames queued during one turn of the event loop leave together as one
+    message (an array of frames when there are several: the acks of one group
+    commit, an assignment and a cancel), so a busy miner costs one send per
+    turn rather than one per frame. Messages wait in a bounded queue drained by
+    the connection's own task.
+    """
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         self._queue: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
+        self._frames: list[bytes] = []
         self._task = asyncio.create_task(self._pump())
         self.closed = False
         self.last_seen = 0.0
@@ -50,23 +58,29 @@ class SocketLink:
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.closed = True
-            self._task.cancel()
-            self._task = asyncio.create_task(
-                self._close_now(SLOW, "send queue full: the miner reads too slowly")
-            )
+        if not self._frames:
+            asyncio.get_running_loop().call_soon(self._seal)
+        self._frames.append(frame)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
+            self._seal()  # what was already sent goes out before the close
             self.closed = True
-            try:
-                self._queue.put_nowait((code, reason))
-            except asyncio.QueueFull:  # the close must not wait behind a backlog
-                self._task.cancel()
-                self._task = asyncio.create_task(self._close_now(code, reason))
+            self._put((code, reason))
+
+    def _seal(self) -> None:
+        if self._frames:
+            frames, self._frames = self._frames, []
+            self._put(m.batch(frames))
+
+    def _put(self, item: bytes | tuple[int, str]) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:  # the miner reads too slowly; never wait behind it
+            self.closed = True
+            self._task.cancel()
+            code, reason = item if isinstance(item, tuple) else (SLOW, "the miner reads too slowly")
+            self._task = asyncio.create_task(self._close_now(code, reason))
 
     async def _pump(self) -> None:
         try:
@@ -115,11 +129,11 @@ async def _receive(ws: WebSocket) -> str | bytes:
 async def _handshake(ws: WebSocket, session: ServerSession, link: SocketLink) -> Authenticated:
     """Hello, challenge, answer: everything before the miner may be given work."""
     while True:
-        event = session.receive(await _receive(ws))
-        if isinstance(event, Challenged):
-            link.send(event.frame)
-        elif isinstance(event, Authenticated):
-            return event
+        for event in session.receive_all(await _receive(ws)):
+            if isinstance(event, Challenged):
+                link.send(event.frame)
+            elif isinstance(event, Authenticated):
+                return event
 
 
 def _refused(assignment_id: str, refusal: ResultRefused) -> bytes:
@@ -168,18 +182,18 @@ async def miner_socket(ws: WebSocket) -> None:
         while True:
             data = await _receive(ws)
             link.last_seen = coord.clock()
-            event = session.receive(data)
-            if isinstance(event, ResultIn):
-                frame = event.result
-                refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
-                if refusal is not None:
-                    link.send(_refused(frame.assignment_id, refusal))
-                elif verifier is None:
-                    checked(event)(session.check(event))
-                else:
-                    verifier.submit(partial(session.check, event), checked(event))
-            elif isinstance(event, HeartbeatIn):
-                link.send(session.heartbeat_frame(int(time.time() * 1000)))
+            for event in session.receive_all(data):
+                if isinstance(event, ResultIn):
+                    frame = event.result
+                    refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
+                    if refusal is not None:
+                        link.send(_refused(frame.assignment_id, refusal))
+                    elif verifier is None:
+                        checked(event)(session.check(event))
+                    else:
+                        verifier.submit(partial(session.check, event), checked(event))
+                elif isinstance(event, HeartbeatIn):
+                    link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:
         reason = "the handshake took too long"
         link.close(m.TIMEOUT, reason)

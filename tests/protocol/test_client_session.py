@@ -147,3 +147,23 @@ def test_result_frame_is_signed_over_the_exact_output(
 
 def test_heartbeat_frame() -> None:
     assert json.loads(ClientSession.heartbeat_frame(123)) == {"type": "heartbeat", "timeMs": 123}
+
+
+def test_a_message_may_hold_an_array_of_frames(client: ClientSession) -> None:
+    message = m.batch(
+        [
+            b'{"type":"ack","assignmentId":"a1"}',
+            b'{"type":"from-the-future","x":1}',
+            b'{"type":"cancel","assignmentId":"a2","reason":"decided"}',
+        ]
+    )
+    events = client.receive_all(message)
+    assert [type(e).__name__ for e in events] == ["Verdict", "Withdrawn"]
+    assert client.receive_all(b'  {"type":"ack","assignmentId":"a3"}') == [Verdict("a3", True)]
+
+
+def test_a_bad_frame_inside_an_array_is_still_refused(client: ClientSession) -> None:
+    with pytest.raises(ProtocolViolation):
+        client.receive_all(b'[{"type":"ack"}]')
+    with pytest.raises(ProtocolViolation):
+        client.receive_all(b"[1, 2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -24,19 +25,25 @@ class SocketMiner:
         self.ws = ws
         self.signer = signer or Signer()
         self.session = ClientSession(self.signer, slots, ["sentiment"], "test")
+        self.pending: deque[Any] = deque()
+        self.messages = 0  # messages received, each holding one frame or several
 
     def handshake(self) -> Welcomed:
         self.ws.send_text(self.session.hello_frame().decode())
-        reply = self.session.receive(self.ws.receive_text())
+        reply = self.next()
         assert isinstance(reply, Reply)
         self.ws.send_text(reply.frame.decode())
-        welcome = self.session.receive(self.ws.receive_text())
+        welcome = self.next()
         assert isinstance(welcome, Welcomed)
         assert welcome.miner_id == self.signer.miner_id
         return welcome
 
     def next(self) -> Any:
-        return self.session.receive(self.ws.receive_text())
+        """The next event, from a message that may hold several frames."""
+        while not self.pending:
+            self.pending.extend(self.session.receive_all(self.ws.receive_text()))
+            self.messages += 1
+        return self.pending.popleft()
 
     def work(self) -> m.Assign:
         event = self.next()

@@ -10,12 +10,15 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
 from qortex.protocol.client import ClientSession, Verdict, Withdrawn
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from tests.helpers import API_KEY, WORK_TABLES, labels, snapshot, timeout
 from tests.web.socketminer import SocketMiner, submit, wait_rows, wait_status
+
+KIND = SentimentKind()
 
 
 @pytest.fixture(params=[0, 2], ids=["verify-on-loop", "verify-on-threads"])
@@ -277,3 +280,23 @@ def test_a_silent_miner_is_closed_and_its_leases_released(quick_settings: Settin
         while client.get("/health").json()["leasesOut"] != 0:
             assert time.monotonic() < deadline, "the silent miner kept its lease"
             time.sleep(0.05)
+
+
+def test_frames_ready_together_travel_in_one_message(client: TestClient, connect: Any) -> None:
+    miner = connect(slots=4)
+    before = miner.messages
+    submit(client, ["a", "b", "c", "d"], replicas=1)
+    assigns = [miner.work() for _ in range(4)]
+    assert miner.messages - before == 1  # four assignments placed in one pass, one message
+    # A miner may batch too: four results in one array, answered by the acks of one commit.
+    frames = [
+        miner.session.result_frame(
+            a, msgspec.json.encode(KIND.compute(msgspec.json.decode(a.input)))
+        )
+        for a in assigns
+    ]
+    miner.ws.send_text(m.batch(frames).decode())
+    verdicts = [miner.next() for _ in range(4)]
+    assert {v.assignment_id for v in verdicts} == {a.assignment_id for a in assigns}
+    assert all(v.accepted for v in verdicts)
+    assert miner.messages - before <= 3

@@ -236,14 +236,19 @@ class Connection {
   receive(data) {
     if (this.ended) return;
     this.lastHeard = performance.now();
-    let frame;
+    let message;
     try {
-      frame = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
+      message = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
     } catch {
-      console.warn("qortex: a frame that is not JSON", data);
+      console.warn("qortex: a message that is not JSON", data);
       return;
     }
-    if (frame === null || typeof frame !== "object") return;
+    // A message holds one frame, or an array of frames sent together.
+    for (const frame of Array.isArray(message) ? message : [message]) this.handle(frame);
+  }
+
+  handle(frame) {
+    if (this.ended || frame === null || typeof frame !== "object") return;
     switch (frame.type) {
       case "challenge":
         sign(this.identity.privateKey, helloMessage(frame.nonce)).then(
