@@ -24,10 +24,9 @@ class OpenWork:
 
 
 class Store:
-    def __init__(self, path: str, writer_conn: aiosqlite.Connection, reader: Reader, batch: int):
+    def __init__(self, path: str, writer: Writer, reader: Reader) -> None:
         self.path = path
-        self._writer_conn = writer_conn
-        self.writer = Writer(writer_conn, batch)
+        self.writer = writer
         self.reader = reader
 
     @classmethod
@@ -40,42 +39,44 @@ class Store:
             migrate(raw)
         finally:
             raw.close()
-        writer_conn = await aiosqlite.connect(path, isolation_level=None)
         reader_conn = await aiosqlite.connect(path, isolation_level=None)
-        for conn in (writer_conn, reader_conn):
-            await conn.execute("PRAGMA busy_timeout = 5000")
-        await writer_conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
-        store = cls(path, writer_conn, Reader(reader_conn), batch)
+        await reader_conn.execute("PRAGMA busy_timeout = 5000")
+        store = cls(path, Writer(path, sync, batch), Reader(reader_conn))
         store.writer.start()
         return store
 
     async def close(self) -> None:
         await self.writer.stop()
-        await self._writer_conn.close()
         await self.reader.close()
 
     async def release_open_leases(self, now: float) -> int:
         """Leases out at the last stop are void: their copies will be issued again."""
-        cursor = await self._writer_conn.execute(
-            "UPDATE assignments SET status = 'released', closed_at = ? WHERE status = 'leased'",
-            (now,),
-        )
-        return cursor.rowcount
+
+        def release(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE assignments SET status = 'released', closed_at = ? WHERE status = 'leased'",
+                (now,),
+            )
+            return cursor.rowcount
+
+        return await self.writer.run(release)
 
     async def load_open_work(self) -> OpenWork:
-        conn = self._writer_conn
-        tasks = await conn.execute_fetchall(
-            "SELECT id, kind, replicas, quorum, max_replicas, lease_seconds FROM tasks"
-            " WHERE status = 'running' ORDER BY created_at"
-        )
-        microtasks = await conn.execute_fetchall(
-            "SELECT m.id, m.task_id, m.idx, m.input, m.status, m.decision FROM microtasks m"
-            " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
-            " ORDER BY t.created_at, m.idx"
-        )
-        results = await conn.execute_fetchall(
-            "SELECT r.microtask_id, r.miner_id, r.output FROM results r"
-            " JOIN microtasks m ON m.id = r.microtask_id"
-            " WHERE m.status = 'pending' ORDER BY r.received_at"
-        )
-        return OpenWork(list(tasks), list(microtasks), list(results))
+        def load(conn: sqlite3.Connection) -> OpenWork:
+            tasks = conn.execute(
+                "SELECT id, kind, replicas, quorum, max_replicas, lease_seconds FROM tasks"
+                " WHERE status = 'running' ORDER BY created_at"
+            ).fetchall()
+            microtasks = conn.execute(
+                "SELECT m.id, m.task_id, m.idx, m.input, m.status, m.decision FROM microtasks m"
+                " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
+                " ORDER BY t.created_at, m.idx"
+            ).fetchall()
+            results = conn.execute(
+                "SELECT r.microtask_id, r.miner_id, r.output FROM results r"
+                " JOIN microtasks m ON m.id = r.microtask_id"
+                " WHERE m.status = 'pending' ORDER BY r.received_at"
+            ).fetchall()
+            return OpenWork(tasks, microtasks, results)
+
+        return await self.writer.run(load)

@@ -5,31 +5,58 @@ waits for the commit of the batch its unit landed in, and one fsync serves
 them all. A unit (the facts of one task submission, one result, ...) is never
 split across transactions. A failed commit is fatal: memory would no longer be
 a cache of the file, so the writer stops and every waiter sees the error.
+
+The writer owns its connection on a thread of its own, and a whole batch
+(``BEGIN IMMEDIATE``, every statement, ``COMMIT``) runs there in one call: one
+hand-over between the event loop and the thread per batch, not one per
+statement. Readers keep their own connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
-
-import aiosqlite
+from typing import TypeVar
 
 from qortex.store.facts import MERGE, ORDER, Fact
+from qortex.store.schema import configure
 
 log = logging.getLogger("qortex.store")
+
+T = TypeVar("T")
 
 
 class StoreFailed(RuntimeError):
     """The writer could not commit; the process must restart from the file."""
 
 
+def _commit(conn: sqlite3.Connection, facts: list[Fact]) -> None:
+    facts.sort(key=lambda f: ORDER[f[0]])  # stable: rows of a statement keep their order
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in groupby(facts, key=lambda f: f[0]):
+            params = [p for _, p in rows]
+            merge = MERGE.get(sql)
+            conn.executemany(sql, merge(params) if merge else params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Writer:
-    def __init__(self, conn: aiosqlite.Connection, batch: int) -> None:
-        self._conn = conn
+    def __init__(self, path: str, sync: str, batch: int) -> None:
+        self._path = path
+        self._sync = sync
         self._batch = batch
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="qortex-writer")
+        self._conn: sqlite3.Connection | None = None
         self._units: deque[tuple[list[Fact], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -38,6 +65,18 @@ class Writer:
         self.on_failure: Callable[[BaseException], None] | None = None
         self.commits = 0
         self.facts = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        """The writer's connection, opened on (and only ever used from) its thread."""
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None)
+            configure(self._conn, self._sync)
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with the writer's connection on the writer's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="qortex-writer")
@@ -62,6 +101,8 @@ class Writer:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.run(lambda conn: conn.close())
+        self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
         while True:
@@ -77,18 +118,11 @@ class Writer:
             unit = self._units.popleft()
             units.append(unit)
             count += len(unit[0])
-        facts = sorted((f for unit, _ in units for f in unit), key=lambda f: ORDER[f[0]])
+        facts = [fact for unit, _ in units for fact in unit]
         try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            for sql, rows in groupby(facts, key=lambda f: f[0]):
-                params = [p for _, p in rows]
-                merge = MERGE.get(sql)
-                await self._conn.executemany(sql, merge(params) if merge else params)
-            await self._conn.execute("COMMIT")
+            await self.run(lambda conn: _commit(conn, facts))
         except Exception as exc:
             log.critical("commit failed, no further writes: %s", exc)
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
             self.failure = exc
             error = StoreFailed(str(exc))
             for _, future in units + list(self._units):
