@@ -28,6 +28,7 @@ from qortex.core.kinds import KindRegistry
 from qortex.core.quorum import Policy
 from qortex.errors import InvalidInput, ResultRefused
 from qortex.events import Event, EventBus, EventLog
+from qortex.gcpause import collector_paused
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
 from qortex.recovery import recover
@@ -169,7 +170,8 @@ class Coordinator:
             quorum=policy.quorum,
         )
         committed = self._write(unit, [event])
-        self.table.add_task(task_id, kind.name, policy, inputs)
+        with collector_paused():
+            self.table.add_task(task_id, kind.name, policy, inputs)
         self._schedule_fill()
         await committed
         return task_id

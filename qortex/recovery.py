@@ -18,6 +18,8 @@ from qortex.core import lifecycle
 from qortex.core.dispatch import Task
 from qortex.core.quorum import Policy
 from qortex.events import EventLog
+from qortex.gcpause import collector_paused
+from qortex.store.database import OpenWork
 
 if TYPE_CHECKING:
     from qortex.coordinator import Coordinator
@@ -27,11 +29,25 @@ log = logging.getLogger("qortex.recovery")
 
 async def recover(coord: Coordinator) -> list[Task]:
     """Load open work into ``coord``; returns tasks settled before a crash but not finished."""
-    store, table = coord.store, coord.table
+    store = coord.store
     now = coord.clock()
     released = await store.release_open_leases(now)
     coord.events = EventLog(await store.reader.last_event_id())
     work = await store.load_open_work()
+    with collector_paused():
+        unfinished = _rebuild(coord, work)
+    log.info(
+        "recovered %d running tasks, %d microtasks, %d results; %d leases voided",
+        len(work.tasks),
+        len(work.microtasks),
+        len(work.results),
+        released,
+    )
+    return unfinished
+
+
+def _rebuild(coord: Coordinator, work: OpenWork) -> list[Task]:
+    table = coord.table
     policies = {
         task_id: (kind, Policy(replicas, quorum, max_replicas, lease))
         for task_id, kind, replicas, quorum, max_replicas, lease in work.tasks
@@ -54,11 +70,4 @@ async def recover(coord: Coordinator) -> list[Task]:
     for task in unfinished:
         failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
         task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
-    log.info(
-        "recovered %d running tasks, %d microtasks, %d results; %d leases voided",
-        len(work.tasks),
-        len(work.microtasks),
-        len(work.results),
-        released,
-    )
     return unfinished

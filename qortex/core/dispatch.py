@@ -159,14 +159,18 @@ class DispatchTable:
     # -- work coming in -------------------------------------------------
 
     def add_task(self, task_id: str, kind: str, policy: Policy, inputs: Iterable[Any]) -> Task:
+        # A new microtask has no results and no copies out, so it wants exactly
+        # ``replicas`` copies; no need to ask the quorum, which matters at 1M.
+        queue = self._queues.setdefault(kind, OrderedDict())
         task = Task(task_id, kind, [])
         for index, value in enumerate(inputs):
             mt = Microtask(f"{task_id}:{index}", task_id, index, kind, value, policy)
+            mt.need = policy.replicas
             task.microtasks.append(mt)
+            queue[mt.id] = mt
         task.open = len(task.microtasks)
         self.tasks[task_id] = task
-        for mt in task.microtasks:
-            self._requeue(mt)
+        self._stale.clear()
         return task
 
     def restore_result(self, mt: Microtask, miner_id: str, output: Any, agree: Agree) -> None:

@@ -49,6 +49,10 @@ async def read_json(request: Request, schema: type[T]) -> T:
         raise InvalidInput(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:  # msgspec's own error for bad UTF-8 inside a string
+        raise InvalidInput("request body is not valid JSON: a string is not UTF-8") from None
+    except RecursionError:
+        raise InvalidInput("request body is not valid JSON: nested too deeply") from None
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

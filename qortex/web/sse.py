@@ -20,16 +20,22 @@ from qortex.events import Event
 from qortex.web.auth import require_key
 
 PAGE = 1000
+MAX_EVENT_ID = 2**63 - 1
 
 
 def frame(event: Event) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), event.data)
 
 
+def _is_event_id(raw: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true too), and small enough for SQLite."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_EVENT_ID
+
+
 async def stream(request: Request) -> StreamingResponse:
     require_key(request)
     raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
-    if raw is not None and not raw.isdigit():
+    if raw is not None and not _is_event_id(raw):
         raise InvalidInput("Last-Event-ID must be a non-negative integer")
     task_id = request.query_params.get("taskId")
     miner_id = request.query_params.get("minerId")
