@@ -38,6 +38,8 @@ SCAN_LIMIT = 256
 # results apart from unknown ones.
 CLOSED_MEMORY = 200_000
 
+NOBODY: frozenset[str] = frozenset()
+
 
 @dataclass(slots=True, eq=False)
 class Microtask:
@@ -49,7 +51,9 @@ class Microtask:
     policy: Policy
     state: str = lifecycle.PENDING
     holders: dict[str, str] = field(default_factory=dict)  # miner id -> assignment id
-    excluded: set[str] = field(default_factory=set)  # returned a copy, or let one expire
+    # Miners that returned a copy or let one expire. Most microtasks never need
+    # a set of their own until their first result, so they share an empty one.
+    excluded: set[str] | frozenset[str] = NOBODY
     tally: Tally = field(default_factory=Tally)
     need: int = 0  # copies still to issue
     decision: Any = None
@@ -176,7 +180,7 @@ class DispatchTable:
     def restore_result(self, mt: Microtask, miner_id: str, output: Any, agree: Agree) -> None:
         """Replay a stored result while rebuilding from the store."""
         mt.tally.add(output, agree)
-        mt.excluded.add(miner_id)
+        _exclude(mt, miner_id)
         self._requeue(mt)
 
     def settle(self, mt: Microtask, state: str, decision: Any = None) -> None:
@@ -304,7 +308,7 @@ class DispatchTable:
         """Count an accepted result and apply the quorum inline."""
         mt = lease.microtask
         self._close(lease, "return", requeue=False)
-        mt.excluded.add(lease.miner_id)
+        _exclude(mt, lease.miner_id)
         mt.tally.add(output, agree)
         outcome = Outcome(lease)
         verdict = mt.tally.verdict(mt.policy, len(mt.holders))
@@ -338,7 +342,7 @@ class DispatchTable:
             _, aid = heapq.heappop(self._deadlines)
             lease = self.leases.get(aid)
             if lease is not None:
-                lease.microtask.excluded.add(lease.miner_id)
+                _exclude(lease.microtask, lease.miner_id)
                 self._close(lease, "expire")
                 expired.append(lease)
         return expired
@@ -396,6 +400,12 @@ class DispatchTable:
     @property
     def pending(self) -> int:
         return sum(mt.need for queue in self._queues.values() for mt in queue.values())
+
+
+def _exclude(mt: Microtask, miner_id: str) -> None:
+    if mt.excluded is NOBODY:
+        mt.excluded = set()
+    mt.excluded.add(miner_id)  # type: ignore[union-attr]
 
 
 def _eligible(miner: Miner, mt: Microtask) -> bool:
