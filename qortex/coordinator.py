@@ -26,7 +26,7 @@ from qortex.core import lifecycle
 from qortex.core.dispatch import DispatchTable, Lease, Outcome, Task
 from qortex.core.kinds import KindRegistry
 from qortex.core.quorum import Policy
-from qortex.errors import InvalidInput, ResultRefused
+from qortex.errors import InvalidInput, ResultRefused, TooManyRequests
 from qortex.events import Event, EventBus, EventLog
 from qortex.gcpause import collector_paused
 from qortex.protocol import messages as m
@@ -71,6 +71,8 @@ class Stats:
     decided: int = 0
     inconclusive: int = 0
     reassigned: int = 0
+    closed: Counter[int] = field(default_factory=Counter)  # miner sockets closed, by code
+    throttled: int = 0  # requests answered 429
 
 
 class Coordinator:
@@ -138,6 +140,12 @@ class Coordinator:
         inputs = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
         if not inputs:
             raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
+        if self.table.open + len(inputs) > self.settings.max_pending:
+            raise TooManyRequests(
+                f"{self.table.open} microtasks are waiting already (limit"
+                f" {self.settings.max_pending}); try again when miners have caught up",
+                retry_after=5,
+            )
         task_id = str(uuid.uuid4())
         now = self.clock()
         unit: list[f.Fact] = [
@@ -214,6 +222,7 @@ class Coordinator:
     def connect(self, info: Authenticated, link: MinerLink) -> None:
         old = self.connections.get(info.miner_id)
         if old is not None:
+            self.stats.closed[m.REPLACED] += 1
             old.link.close(m.REPLACED, "the same key connected from another socket")
             self.disconnect(info.miner_id, old.link, "replaced")
         now = self.clock()
@@ -407,6 +416,7 @@ class Coordinator:
         """Close miners that sent nothing, not even a heartbeat, for ``silence`` seconds."""
         for conn in list(self.connections.values()):
             if now - max(conn.link.last_seen, conn.since) > silence:
+                self.stats.closed[m.TIMEOUT] += 1
                 conn.link.close(m.TIMEOUT, f"nothing received for {silence:g} s")
 
     def _reassigned(

@@ -5,6 +5,7 @@
     ├── NotFound            no such task, miner or assignment       (HTTP 404)
     ├── Unauthorized        missing or wrong API key               (HTTP 401)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
+    ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
     ├── ProtocolViolation   a miner broke the WebSocket protocol    (close code 4000-4999)
     ├── IllegalTransition   a lifecycle move the table forbids      (a bug, never user input)
@@ -15,6 +16,8 @@ WebSocket close code, so no handler needs its own error mapping.
 """
 
 from __future__ import annotations
+
+import math
 
 
 class QortexError(Exception):
@@ -46,6 +49,14 @@ class Unauthorized(QortexError):
 
 class PayloadTooLarge(QortexError):
     status = 413
+
+
+class TooManyRequests(QortexError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retryAfter=self.retry_after)
 
 
 class ResultRefused(QortexError):

@@ -52,6 +52,12 @@ class Settings:
     verify_threads: int = 2
     sync: str = "full"
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    cors_origins: list[str] = field(default_factory=list)
+    api_rate: float = 50.0
+    api_burst: int = 200
+    miner_rate: float = 2000.0
+    miner_burst: int = 4000
+    max_pending: int = 2_000_000
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -67,7 +73,18 @@ class Settings:
             raise ConfigError("sync must be 'full' or 'normal'")
         if not 8 <= self.matmul_tile <= 512:
             raise ConfigError("matmul_tile must be between 8 and 512")
-        for name in ("lease_seconds", "result_timeout_ms", "max_tweets_per_task", "commit_batch"):
+        positive = (
+            "lease_seconds",
+            "result_timeout_ms",
+            "max_tweets_per_task",
+            "commit_batch",
+            "api_rate",
+            "api_burst",
+            "miner_rate",
+            "miner_burst",
+            "max_pending",
+        )
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         object.__setattr__(self, "quorum", quorum)

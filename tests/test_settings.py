@@ -297,6 +297,12 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "verify_threads": ("0", 0),
         "sync": ("normal", "normal"),
         "trusted_proxies": ("a,b", ["a", "b"]),
+        "cors_origins": ("https://x.org", ["https://x.org"]),
+        "api_rate": ("5.5", 5.5),
+        "api_burst": ("6", 6),
+        "miner_rate": ("7.5", 7.5),
+        "miner_burst": ("8", 8),
+        "max_pending": ("9", 9),
         "log_level": ("warning", "warning"),
     }
     assert set(values) == {f.name for f in fields(Settings)}

@@ -159,6 +159,7 @@ class DispatchTable:
         # make one of them placeable (a miner, a free slot, new work).
         self._stale: dict[str, int] = {}
         self.backlogged = False
+        self.open = 0  # microtasks neither decided nor inconclusive, over all tasks
 
     # -- work coming in -------------------------------------------------
 
@@ -173,6 +174,7 @@ class DispatchTable:
             task.microtasks.append(mt)
             queue[mt.id] = mt
         task.open = len(task.microtasks)
+        self.open += task.open
         self.tasks[task_id] = task
         self._stale.clear()
         return task
@@ -190,6 +192,7 @@ class DispatchTable:
         mt.need = 0
         self._queues.get(mt.kind, OrderedDict()).pop(mt.id, None)
         self.tasks[mt.task_id].open -= 1
+        self.open -= 1
 
     def drop_task(self, task_id: str) -> None:
         """Forget a finished task; its microtasks are all settled."""
@@ -325,6 +328,7 @@ class DispatchTable:
                 outcome.cancelled.append(cancelled)
             task = self.tasks[mt.task_id]
             task.open -= 1
+            self.open -= 1
             if task.open == 0:
                 failed = any(m.state == lifecycle.INCONCLUSIVE for m in task.microtasks)
                 task.state = lifecycle.advance(task.state, "fail" if failed else "complete")

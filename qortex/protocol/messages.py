@@ -92,8 +92,10 @@ AUTH_FAILED = 4001  # the challenge answer did not verify
 UNEXPECTED = 4002  # a frame not allowed at this point of the conversation
 UNSUPPORTED = 4003  # protocol version not spoken here
 REPLACED = 4004  # the same key connected again from a newer socket
+SLOW_READER = 4008  # the miner does not read what it is sent
 BAD_HELLO = 4005  # malformed public key, slots out of range, no kind we run
 TIMEOUT = 4009  # handshake too slow, or silent past the heartbeat limit
+RATE_LIMITED = 4010  # more frames per second than the coordinator allows
 
 CLOSE_CODES = {
     BAD_FRAME: "bad frame",
@@ -102,7 +104,9 @@ CLOSE_CODES = {
     UNSUPPORTED: "unsupported protocol version",
     REPLACED: "replaced by a newer connection",
     BAD_HELLO: "bad hello",
+    SLOW_READER: "slow reader",
     TIMEOUT: "timeout",
+    RATE_LIMITED: "rate limited",
 }
 
 SERVER_TYPES = frozenset(t.__struct_config__.tag for t in ServerFrame.__args__)

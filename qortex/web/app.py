@@ -15,19 +15,22 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex import __version__, credentials
 from qortex.coordinator import Coordinator
 from qortex.core.kinds import KindRegistry
-from qortex.errors import QortexError
+from qortex.core.limits import Limiter
+from qortex.errors import QortexError, TooManyRequests
 from qortex.events import EventBus
 from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
 from qortex.store.facts import INSERT_META
-from qortex.web import miners, openapi, pages, socket, sse, tasks
+from qortex.web import metrics, miners, openapi, pages, socket, sse, tasks
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
 from qortex.web.verifier import Verifier
@@ -81,7 +84,11 @@ async def health(request: Request) -> JSON:
 
 async def _qortex_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, QortexError)
-    return JSON(exc.to_json(), status_code=exc.status)
+    headers = None
+    if isinstance(exc, TooManyRequests):
+        request.app.state.coordinator.stats.throttled += 1
+        headers = {"retry-after": str(exc.retry_after)}
+    return JSON(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSON:
@@ -125,6 +132,8 @@ def create_app(
         app.state.bus = bus
         app.state.coordinator = coordinator
         app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
+        app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
+        app.state.metrics = metrics.registry_for(coordinator)
         try:
             app.state.api_key_hash = await _api_key_hash(settings, store)
             await coordinator.start()
@@ -148,10 +157,22 @@ def create_app(
         *miners.routes,
         *socket.routes,
         *pages.routes,
+        *metrics.routes,
         *openapi.routes,
     ]
+    middleware = []
+    if settings.cors_origins:  # otherwise browsers keep other sites' pages out
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["x-api-key", "content-type", "last-event-id"],
+            )
+        )
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             QortexError: _qortex_error,

@@ -12,7 +12,7 @@ import secrets
 
 from starlette.requests import HTTPConnection
 
-from qortex.errors import Unauthorized
+from qortex.errors import TooManyRequests, Unauthorized
 
 META_KEY = "api_key_sha256"
 
@@ -31,5 +31,10 @@ def require_key(conn: HTTPConnection) -> None:
     if not given:
         raise Unauthorized("missing API key: send it in the x-api-key header")
     expected: str = conn.app.state.api_key_hash
-    if not hmac.compare_digest(hash_key(given), expected):
+    digest = hash_key(given)
+    if not hmac.compare_digest(digest, expected):
         raise Unauthorized("wrong API key")
+    state = conn.app.state
+    wait = state.api_limiter.take(digest, state.coordinator.clock())
+    if wait:
+        raise TooManyRequests(f"more than {state.settings.api_rate:g} requests per second", wait)

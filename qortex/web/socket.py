@@ -21,6 +21,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from qortex import __version__
+from qortex.core.limits import Bucket
 from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
 from qortex.protocol.server import (
@@ -34,7 +35,6 @@ from qortex.protocol.server import (
 log = logging.getLogger("qortex.socket")
 
 SEND_QUEUE = 4096
-SLOW = 4008  # the miner does not read what it is sent
 
 
 class SocketLink:
@@ -79,7 +79,8 @@ class SocketLink:
         except asyncio.QueueFull:  # the miner reads too slowly; never wait behind it
             self.closed = True
             self._task.cancel()
-            code, reason = item if isinstance(item, tuple) else (SLOW, "the miner reads too slowly")
+            slow = (m.SLOW_READER, "the miner reads too slowly")
+            code, reason = item if isinstance(item, tuple) else slow
             self._task = asyncio.create_task(self._close_now(code, reason))
 
     async def _pump(self) -> None:
@@ -148,6 +149,7 @@ async def miner_socket(ws: WebSocket) -> None:
     link = SocketLink(ws)
     miner_id = ""
     reason = "closed"
+    budget = Bucket(settings.miner_rate, settings.miner_burst)
 
     def count(frame: m.Result, output: bytes) -> None:
         try:
@@ -181,8 +183,13 @@ async def miner_socket(ws: WebSocket) -> None:
         coord.connect(info, link)
         while True:
             data = await _receive(ws)
-            link.last_seen = coord.clock()
-            for event in session.receive_all(data):
+            now = link.last_seen = coord.clock()
+            events = session.receive_all(data)
+            if budget.take(now, max(1, len(events))):
+                raise ProtocolViolation(
+                    m.RATE_LIMITED, f"more than {settings.miner_rate:g} frames per second"
+                )
+            for event in events:
                 if isinstance(event, ResultIn):
                     frame = event.result
                     refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
@@ -196,9 +203,11 @@ async def miner_socket(ws: WebSocket) -> None:
                     link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:
         reason = "the handshake took too long"
+        coord.stats.closed[m.TIMEOUT] += 1
         link.close(m.TIMEOUT, reason)
     except ProtocolViolation as exc:
         reason = exc.message
+        coord.stats.closed[exc.close_code] += 1
         link.close(exc.close_code, exc.message)
     except WebSocketDisconnect as exc:
         reason = f"disconnected ({exc.code})"

@@ -1,0 +1,75 @@
+"""``GET /metrics``: the coordinator's counters in Prometheus' text format.
+
+The numbers are read from the coordinator when a scrape arrives, so counting
+costs nothing on the hot path; the registry belongs to the app, not the
+process, like everything else here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from qortex.coordinator import Coordinator
+from qortex.web.auth import require_key
+
+
+class CoordinatorCollector:
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.coord
+        s = c.stats
+        yield CounterMetricFamily("qortex_results_accepted", "Results counted", value=s.accepted)
+        refused = CounterMetricFamily(
+            "qortex_results_refused", "Results refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(s.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
+        closed = CounterMetricFamily(
+            "qortex_miner_closes",
+            "Miner sockets closed by the coordinator, by code",
+            labels=["code"],
+        )
+        for code, count in sorted(s.closed.items()):
+            closed.add_metric([str(code)], count)
+        yield closed
+        yield CounterMetricFamily("qortex_microtasks_decided", "Decided", value=s.decided)
+        yield CounterMetricFamily(
+            "qortex_microtasks_inconclusive", "Given up", value=s.inconclusive
+        )
+        yield CounterMetricFamily(
+            "qortex_copies_reassigned", "Copies expired or released", value=s.reassigned
+        )
+        yield CounterMetricFamily("qortex_throttled", "Requests answered 429", value=s.throttled)
+        yield CounterMetricFamily(
+            "qortex_commits", "SQLite transactions", value=c.store.writer.commits
+        )
+        yield GaugeMetricFamily("qortex_miners_connected", "Miners", value=len(c.connections))
+        yield GaugeMetricFamily("qortex_leases_out", "Copies leased", value=len(c.table.leases))
+        yield GaugeMetricFamily(
+            "qortex_microtasks_open", "Waiting for a decision", value=c.table.open
+        )
+        yield GaugeMetricFamily("qortex_tasks_running", "Running tasks", value=len(c.table.tasks))
+        yield GaugeMetricFamily("qortex_event_subscribers", "SSE streams", value=c.bus.subscribers)
+
+
+def registry_for(coord: Coordinator) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CoordinatorCollector(coord))  # type: ignore[arg-type]
+    return registry
+
+
+async def metrics(request: Request) -> Response:
+    require_key(request)
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]
