@@ -154,6 +154,18 @@ class MinerProcesses:
                 self.proc.wait()
 
 
+def start_miners(server: Server, count: int, key_dir: Path) -> MinerProcesses:
+    """``qortex miner --count N``, returned once all N are connected."""
+    miners = MinerProcesses(server, count, key_dir)
+    with server.client() as client:
+        wait_until(
+            lambda: client.get("/health").json()["minersConnected"] >= count,
+            20,
+            f"{count} miners connected",
+        )
+    return miners
+
+
 def wait_until(predicate: Any, seconds: float, message: str) -> Any:
     deadline = time.monotonic() + timeout(seconds)
     while time.monotonic() < deadline:

@@ -16,6 +16,12 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
 
 
+def _filters(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause from the conditions whose value is given (not None or empty)."""
+    given = [(sql, value) for sql, value in conditions if value is not None and value != ""]
+    return " AND ".join(["1 = 1", *(sql for sql, _ in given)]), [v for _, v in given]
+
+
 class Reader:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -42,19 +48,12 @@ class Reader:
     async def tasks(
         self, status: str | None, kind: str | None, limit: int, before: float | None
     ) -> list[dict[str, Any]]:
-        where, params = ["1 = 1"], []
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if kind:
-            where.append("kind = ?")
-            params.append(kind)
-        if before is not None:
-            where.append("created_at < ?")
-            params.append(before)
+        where, params = _filters(
+            ("status = ?", status), ("kind = ?", kind), ("created_at < ?", before)
+        )
         sql = (
             "SELECT id, kind, status, microtasks, created_at, finished_at FROM tasks"
-            f" WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?"
+            f" WHERE {where} ORDER BY created_at DESC LIMIT ?"
         )
         return await self.all(sql, (*params, limit))
 
@@ -88,14 +87,10 @@ class Reader:
     async def events_after(
         self, after: int, task_id: str | None, miner_id: str | None, limit: int
     ) -> list[dict[str, Any]]:
-        where, params = ["id > ?"], [after]
-        if task_id:
-            where.append("task_id = ?")
-            params.append(task_id)
-        if miner_id:
-            where.append("miner_id = ?")
-            params.append(miner_id)
-        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        where, params = _filters(
+            ("id > ?", after), ("task_id = ?", task_id), ("miner_id = ?", miner_id)
+        )
+        sql = f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?"
         return await self.all(sql, (*params, limit))
 
     async def last_event_id(self) -> int:

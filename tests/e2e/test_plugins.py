@@ -29,7 +29,7 @@ from qortex.kinds.matmul import decode_matrix, encode_matrix
 from qortex.kinds.sentiment import SentimentKind
 from qortex.plugins import load_kinds
 from qortex.settings import Settings
-from tests.helpers import MinerProcesses, Server, timeout, wait_until
+from tests.helpers import MinerProcesses, Server, start_miners, timeout, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,13 +95,7 @@ def server(tmp_path: Path, reverse_plugin: None) -> Iterator[Server]:
 
 @pytest.fixture
 def three_miners(server: Server, tmp_path: Path) -> Iterator[MinerProcesses]:
-    miners = MinerProcesses(server, 3, tmp_path / "keys")
-    with server.client() as client:
-        wait_until(
-            lambda: client.get("/health").json()["minersConnected"] == 3,
-            20,
-            "three miners connected",
-        )
+    miners = start_miners(server, 3, tmp_path / "keys")
     yield miners
     miners.stop()
 

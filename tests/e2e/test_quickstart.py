@@ -17,7 +17,16 @@ from qortex.core.kinds import KindRegistry
 from qortex.kinds.sentiment import SentimentKind
 from qortex.miner.keys import read_key
 from qortex.proof import check_proof
-from tests.helpers import API_KEY, TWEETS, MinerProcesses, Server, labels, timeout, wait_until
+from tests.helpers import (
+    API_KEY,
+    TWEETS,
+    MinerProcesses,
+    Server,
+    labels,
+    start_miners,
+    timeout,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +40,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def five_miners(server: Server, tmp_path: Path) -> Iterator[MinerProcesses]:
-    miners = MinerProcesses(server, 5, tmp_path / "keys")
-    with server.client() as client:
-        wait_until(
-            lambda: client.get("/health").json()["minersConnected"] == 5,
-            20,
-            "five miners connected",
-        )
+    miners = start_miners(server, 5, tmp_path / "keys")
     yield miners
     miners.stop()
 
