@@ -19,6 +19,7 @@ from qortex.core.dispatch import Task
 from qortex.core.quorum import Policy
 from qortex.events import EventLog
 from qortex.gcpause import collector_paused
+from qortex.store import facts
 from qortex.store.database import OpenWork
 
 if TYPE_CHECKING:
@@ -31,8 +32,8 @@ async def recover(coord: Coordinator) -> list[Task]:
     """Load open work into ``coord``; returns tasks settled before a crash but not finished."""
     store = coord.store
     now = coord.clock()
-    released = await store.release_open_leases(now)
     coord.events = EventLog(await store.reader.last_event_id())
+    released = await _void_leases(coord, now)
     work = await store.load_open_work()
     with collector_paused():
         unfinished = _rebuild(coord, work)
@@ -44,6 +45,42 @@ async def recover(coord: Coordinator) -> list[Task]:
         released,
     )
     return unfinished
+
+
+async def _void_leases(coord: Coordinator, now: float) -> int:
+    """Leases out at the last stop are void; say so in the log, as a disconnect would.
+
+    Their copies will be issued again. Subscribers saw them assigned, so each
+    gets its ``microtask.reassigned``, and each miner that held one its
+    ``miner.disconnected``, in the same transaction that closes them.
+    """
+    leases = await coord.store.open_leases()
+    if not leases:
+        return 0
+    unit: list[facts.Fact] = []
+    events = []
+    for assignment_id, microtask_id, miner_id in leases:
+        unit.append((facts.CLOSE_ASSIGNMENT, (lifecycle.RELEASED, now, assignment_id)))
+        task_id = microtask_id.rsplit(":", 1)[0]
+        events.append(
+            coord.events.new(
+                "microtask.reassigned",
+                now,
+                task_id,
+                miner_id,
+                microtaskId=microtask_id,
+                assignmentId=assignment_id,
+                reason=lifecycle.RELEASED,
+            )
+        )
+    for miner_id in sorted({miner for _, _, miner in leases}):
+        events.append(
+            coord.events.new(
+                "miner.disconnected", now, miner_id=miner_id, reason="coordinator restarted"
+            )
+        )
+    await coord.store.writer.write(unit + [event.fact() for event in events])
+    return len(leases)
 
 
 def _rebuild(coord: Coordinator, work: OpenWork) -> list[Task]:

@@ -49,17 +49,13 @@ class Store:
         await self.writer.stop()
         await self.reader.close()
 
-    async def release_open_leases(self, now: float) -> int:
-        """Leases out at the last stop are void: their copies will be issued again."""
-
-        def release(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "UPDATE assignments SET status = 'released', closed_at = ? WHERE status = 'leased'",
-                (now,),
-            )
-            return cursor.rowcount
-
-        return await self.writer.run(release)
+    async def open_leases(self) -> list[tuple[str, str, str]]:
+        """(assignment, microtask, miner) of every lease still out in the file."""
+        return await self.writer.run(
+            lambda conn: conn.execute(
+                "SELECT id, microtask_id, miner_id FROM assignments WHERE status = 'leased'"
+            ).fetchall()
+        )
 
     async def load_open_work(self) -> OpenWork:
         def load(conn: sqlite3.Connection) -> OpenWork:
