@@ -18,6 +18,7 @@ digits of the SHA-256 of its raw 32-byte public key.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -39,20 +40,27 @@ def miner_id_of(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:32]
 
 
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def _hex(text: str, digits: int) -> bytes | None:
+    """Exactly ``digits`` hex digits as bytes; ``bytes.fromhex`` alone would skip spaces."""
+    if len(text) != digits or not _HEX.fullmatch(text):
+        return None
+    return bytes.fromhex(text)
+
+
 def parse_public_key(text: str) -> VerifyKey:
     """A verify key from 64 hex digits; ``ValueError`` if it is not one."""
-    raw = bytes.fromhex(text) if len(text) == 64 else b""
-    if len(raw) != 32:
+    raw = _hex(text, 64)
+    if raw is None:
         raise ValueError("publicKey must be 64 hex digits (a raw ed25519 public key)")
     return VerifyKey(raw)
 
 
 def verify(key: VerifyKey, message: bytes, signature_hex: str) -> bool:
-    try:
-        signature = bytes.fromhex(signature_hex)
-    except ValueError:
-        return False
-    if len(signature) != 64:
+    signature = _hex(signature_hex, 128)
+    if signature is None:
         return False
     try:
         key.verify(message, signature)

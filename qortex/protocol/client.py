@@ -82,7 +82,7 @@ class ClientSession:
             if kind is not None and kind not in m.SERVER_TYPES:
                 return None  # a frame type from a newer server: skip it, as the spec asks
             raise ProtocolViolation(m.BAD_FRAME, f"invalid frame from server: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except m.UNREADABLE as exc:
             raise ProtocolViolation(m.BAD_FRAME, f"invalid frame from server: {exc}") from None
         match frame:
             case m.Challenge(nonce=nonce):

@@ -118,12 +118,16 @@ def frame_type(data: str | bytes) -> str | None:
     """The ``type`` of a JSON object frame, or ``None``; for skipping unknown frames."""
     try:
         value = _peek.decode(data).get("type")
-    except msgspec.DecodeError:  # also covers ValidationError: not a JSON object
+    except UNREADABLE:  # also covers ValidationError: not a JSON object
         return None
     return value if isinstance(value, str) else None
 
 
 _batch = msgspec.json.Decoder(list[msgspec.Raw])
+
+#: Everything decoding untrusted bytes can raise: bad JSON or types, bad UTF-8
+#: inside a binary message, nesting deeper than the decoder recurses.
+UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def frames_of(data: str | bytes) -> list[bytes | str]:
@@ -136,7 +140,7 @@ def frames_of(data: str | bytes) -> list[bytes | str]:
     if head in ("[", b"["):
         try:
             return [bytes(raw) for raw in _batch.decode(data)]
-        except msgspec.DecodeError:
+        except UNREADABLE:
             pass  # let the frame decoder name the problem
     return [data]
 

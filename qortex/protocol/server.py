@@ -11,6 +11,7 @@ the coordinator owns the consequences; this class only knows the conversation::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -77,17 +78,23 @@ class ServerSession:
 
     # -- frames in ----------------------------------------------------------
 
-    def receive_all(self, data: str | bytes) -> list[Event]:
-        """Every event in one message, which may hold an array of frames."""
-        events = (self.receive(frame) for frame in m.frames_of(data))
-        return [event for event in events if event is not None]
+    def receive_all(self, data: str | bytes) -> Iterator[Event]:
+        """The events of one message, one frame at a time, in order.
+
+        A generator, so the caller acts on each frame before the next is even
+        decoded: a bad frame ends the conversation after the good ones before it.
+        """
+        for frame in m.frames_of(data):
+            event = self.receive(frame)
+            if event is not None:
+                yield event
 
     def receive(self, data: str | bytes) -> Event | None:
         try:
             frame = m.miner_decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise ProtocolViolation(m.BAD_FRAME, f"invalid frame: {exc}") from None
-        except msgspec.DecodeError:
+        except m.UNREADABLE:
             raise ProtocolViolation(m.BAD_FRAME, "frames must be JSON objects") from None
         if isinstance(frame, m.Heartbeat):
             return HeartbeatIn() if self.state == READY else None

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -37,6 +38,16 @@ log = logging.getLogger("qortex.socket")
 SEND_QUEUE = 4096
 
 
+class _Message(NamedTuple):
+    data: bytes
+    frames: int
+
+
+class _Close(NamedTuple):
+    code: int
+    reason: str
+
+
 class SocketLink:
     """The coordinator's handle on one socket: queue a frame, or end the connection.
 
@@ -49,14 +60,19 @@ class SocketLink:
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
-        self._queue: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
+        self._queue: asyncio.Queue[_Message | _Close] = asyncio.Queue()
         self._frames: list[bytes] = []
+        self._unsent = 0  # frames queued and not yet written: the bound is on these
         self._task = asyncio.create_task(self._pump())
         self.closed = False
         self.last_seen = 0.0
 
     def send(self, frame: bytes) -> None:
         if self.closed:
+            return
+        self._unsent += 1
+        if self._unsent > SEND_QUEUE:  # the miner reads too slowly; never wait behind it
+            self._abort(m.SLOW_READER, f"more than {SEND_QUEUE} frames unread")
             return
         if not self._frames:
             asyncio.get_running_loop().call_soon(self._seal)
@@ -66,31 +82,29 @@ class SocketLink:
         if not self.closed:
             self._seal()  # what was already sent goes out before the close
             self.closed = True
-            self._put((code, reason))
+            self._queue.put_nowait(_Close(code, reason))
 
     def _seal(self) -> None:
-        if self._frames:
+        if self._frames and not self.closed:
             frames, self._frames = self._frames, []
-            self._put(m.batch(frames))
+            self._queue.put_nowait(_Message(m.batch(frames), len(frames)))
 
-    def _put(self, item: bytes | tuple[int, str]) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:  # the miner reads too slowly; never wait behind it
-            self.closed = True
-            self._task.cancel()
-            slow = (m.SLOW_READER, "the miner reads too slowly")
-            code, reason = item if isinstance(item, tuple) else slow
-            self._task = asyncio.create_task(self._close_now(code, reason))
+    def _abort(self, code: int, reason: str) -> None:
+        """Close now, dropping whatever is still queued."""
+        self.closed = True
+        self._frames = []
+        self._task.cancel()
+        self._task = asyncio.create_task(self._close_now(code, reason))
 
     async def _pump(self) -> None:
         try:
             while True:
                 item = await self._queue.get()
-                if isinstance(item, tuple):
-                    await self._close_now(*item)
+                if isinstance(item, _Close):
+                    await self._close_now(item.code, item.reason)
                     return
-                await self._ws.send_text(item.decode())
+                await self._ws.send_text(item.data.decode())
+                self._unsent -= item.frames
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True
 
@@ -184,12 +198,12 @@ async def miner_socket(ws: WebSocket) -> None:
         while True:
             data = await _receive(ws)
             now = link.last_seen = coord.clock()
-            events = session.receive_all(data)
-            if budget.take(now, max(1, len(events))):
+            frames = m.frames_of(data)
+            if budget.take(now, len(frames)):
                 raise ProtocolViolation(
                     m.RATE_LIMITED, f"more than {settings.miner_rate:g} frames per second"
                 )
-            for event in events:
+            for event in filter(None, map(session.receive, frames)):
                 if isinstance(event, ResultIn):
                     frame = event.result
                     refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)

@@ -443,5 +443,7 @@ def test_close_codes_table() -> None:
         4003: "unsupported protocol version",
         4004: "replaced by a newer connection",
         4005: "bad hello",
+        4008: "slow reader",
         4009: "timeout",
+        4010: "rate limited",
     }
