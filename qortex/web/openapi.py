@@ -3,10 +3,14 @@
 Request bodies are the JSON Schemas msgspec derives from the very Structs that
 decode and validate them (``TaskRequest``, ``Registration``, ``SignedResult``),
 so the document cannot drift from what the routes accept; query parameters and
-responses are written out here beside them. The document is built once per app
-and served as pre-encoded bytes.
+responses are written out here beside them, and each body has examples a
+client (or a fuzzer's first requests) can send as they are. The document is
+built once per app and served as pre-encoded bytes.
 
-Left out: ``/ws/miner`` (a WebSocket, which OpenAPI cannot describe; see
+The browser routes (``/``, ``/mine``, ``/kinds/{name}.js``,
+``/kinds/{name}/{file}``) and ``/metrics`` are in it as non-JSON GETs: their
+path parameters reach lookups by name, which is worth fuzzing. Left out:
+``/ws/miner`` (a WebSocket, which OpenAPI cannot describe; see
 docs/protocol.md) and the ``/static`` mount (fixed files served by Starlette's
 ``StaticFiles``, whose multi-segment paths an OpenAPI path template cannot
 express).
@@ -180,7 +184,9 @@ ERRORS = {
     404: "No such task, miner, kind or file",
     409: "The result is refused; `detail.reason` says why",
     413: "The body is larger than `max_request_bytes`",
+    429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
 }
+RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 
 
 def _json(description: str, schema: Schema) -> Schema:
@@ -268,6 +274,8 @@ def _operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = _body(body)
+    if security:  # every route that checks the key also limits its rate
+        responses["429"] = {**_json(ERRORS[429], _ref("Error")), "headers": RETRY_AFTER}
     operation["responses"] = responses
     return operation
 
@@ -419,6 +427,22 @@ def _paths() -> Schema:
                     "503": _json("The database cannot be read or written", _ref("Health")),
                 },
                 PUBLIC,
+            ),
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus counters",
+                "service",
+                _responses(
+                    {
+                        200: {
+                            "description": "Prometheus' text exposition format",
+                            "content": {"text/plain": {"schema": TEXT}},
+                        }
+                    },
+                    (401,),
+                ),
+                KEY,
             ),
         },
         "/api/v1/kinds": {

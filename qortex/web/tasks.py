@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import msgspec
@@ -26,7 +27,7 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     replicas: Replicas | None = None
     quorum: Replicas | None = None
     max_replicas: Replicas | None = None
-    lease_seconds: Annotated[float, Meta(gt=0, le=86_400)] | None = None
+    lease_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] | None = None
 
     def resolve(self) -> tuple[str, Any]:
         if self.tweets is not UNSET:
@@ -171,6 +172,8 @@ async def list_tasks(request: Request) -> JSON:
     before_raw = request.query_params.get("before")
     try:
         before = float(before_raw) if before_raw is not None else None
+        if before is not None and not math.isfinite(before):
+            raise ValueError
     except ValueError:
         raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
     kind = request.query_params.get("kind")
