@@ -84,6 +84,7 @@ BAD: list[tuple[str, dict[str, Any], int, str]] = [
         "quorum",
     ),
     ("replicas wrong type", {"json": {"tweets": ["a"], "replicas": "3"}}, 400, "replicas"),
+    ("lease too short", {"json": {"tweets": ["a"], "leaseSeconds": 1e-300}}, 400, "leaseSeconds"),
     ("oversized body", {"content": b'{"tweets": ["' + b"a" * 70_000 + b'"]}'}, 413, "larger than"),
 ]
 
@@ -152,6 +153,8 @@ def test_unknown_route_and_method_answer_json(client: TestClient) -> None:
         ({"limit": "0"}, "limit must be between"),
         ({"limit": "x"}, "limit must be an integer"),
         ({"before": "yesterday"}, "before"),
+        ({"before": "nan"}, "before"),
+        ({"before": "inf"}, "before"),
     ],
 )
 def test_bad_list_queries(client: TestClient, params: dict[str, str], message: str) -> None:
