@@ -196,15 +196,24 @@ def test_sse_resumes_from_last_event_id_without_loss(
 ) -> None:
     with server.client() as client:
         task_id = client.post("/api/v1/tasks", json={"tweets": TWEETS}).json()["taskId"]
-        wait_until(lambda: client.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed",
-                   20, "task completed")
-    everything = follow_events(server, 0, until=lambda e: e["type"] == "task.completed",
-                               taskId=task_id)
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{task_id}").json()["status"] == "completed",
+            20,
+            "task completed",
+        )
+    everything = follow_events(
+        server, 0, until=lambda e: e["type"] == "task.completed", taskId=task_id
+    )
     cut = everything[len(everything) // 2]["id"]
     first = [e for e in everything if e["id"] <= cut]
     # A client that saw events up to ``cut`` reconnects with the standard header.
-    rest = follow_events(server, cut, until=lambda e: e["type"] == "task.completed",
-                         last_event_header=True, taskId=task_id)
+    rest = follow_events(
+        server,
+        cut,
+        until=lambda e: e["type"] == "task.completed",
+        last_event_header=True,
+        taskId=task_id,
+    )
     ids = [e["id"] for e in first + rest]
     assert ids == [e["id"] for e in everything]  # every event once, in order
     assert rest[0]["id"] > cut

@@ -65,8 +65,11 @@ def test_kill_9_mid_task_loses_nothing(tmp_path: Path) -> None:
         # ... and subscribers are told, as they would be of a disconnect.
         last = sqlite3.connect(server.db).execute("SELECT MAX(id) FROM events").fetchone()[0]
         log = follow_events(server, 0, until=lambda e: e["id"] >= last)
-        voided = [e for e in log if e["type"] == "microtask.reassigned"
-                  and e["data"]["reason"] == "released"]
+        voided = [
+            e
+            for e in log
+            if e["type"] == "microtask.reassigned" and e["data"]["reason"] == "released"
+        ]
         assert len(voided) == leased_at_kill
         assert {e["data"]["minerId"] for e in voided} >= {stuck.signer.miner_id}
 
