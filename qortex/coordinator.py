@@ -15,13 +15,12 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
+from qortex.connections import Connection, MinerLink, Stats
 from qortex.core import lifecycle
 from qortex.core.dispatch import DispatchTable, Lease, Outcome, Task
 from qortex.core.kinds import KindRegistry
@@ -42,37 +41,6 @@ _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 
 MAX_REPLICAS_LIMIT = 64
-
-
-class MinerLink(Protocol):
-    """What the coordinator needs of a connection: queue a frame, or end it."""
-
-    #: When the last frame arrived, on the coordinator's clock (set by the endpoint).
-    last_seen: float
-
-    def send(self, frame: bytes) -> None: ...
-
-    def close(self, code: int, reason: str) -> None: ...
-
-
-@dataclass(slots=True, eq=False)
-class Connection:
-    info: Authenticated
-    link: MinerLink
-    since: float
-    accepted: int = 0
-    refused: int = 0
-
-
-@dataclass(slots=True)
-class Stats:
-    accepted: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
-    decided: int = 0
-    inconclusive: int = 0
-    reassigned: int = 0
-    closed: Counter[int] = field(default_factory=Counter)  # miner sockets closed, by code
-    throttled: int = 0  # requests answered 429
 
 
 class Coordinator:

@@ -26,157 +26,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__
-from qortex.core import lifecycle
 from qortex.web.miners import Registration, SignedResult
+from qortex.web.schemas import (
+    BOOLEAN,
+    JSON_TYPE,
+    NUMBER,
+    REF,
+    RESPONSE_SCHEMAS,
+    STRING,
+    TASK_STATUS,
+    Schema,
+    ref,
+)
 from qortex.web.tasks import TaskRequest
 
 REQUEST_BODIES = (TaskRequest, Registration, SignedResult)
-REF = "#/components/schemas/{name}"
-JSON_TYPE = "application/json"
-
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": REF.format(name=name)}
-
-
-def _obj(required: list[str] | None = None, **properties: Schema) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    schema["required"] = list(properties) if required is None else required
-    return schema
-
-
-STRING: Schema = {"type": "string"}
-INTEGER: Schema = {"type": "integer"}
-NUMBER: Schema = {"type": "number"}
-BOOLEAN: Schema = {"type": "boolean"}
-ANY: Schema = {}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-TASK_STATUS: Schema = {"type": "string", "enum": list(lifecycle.TASK_STATES)}
-
-# What the routes answer; written by hand, checked against real answers by the fuzz tests.
-RESPONSE_SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "description": "Every 4xx and 5xx answer: a stable error name and a human message.",
-        "properties": {"error": STRING, "message": STRING, "detail": {"type": "object"}},
-        "required": ["error", "message"],
-    },
-    "TaskCreated": _obj(
-        taskId=STRING, status=TASK_STATUS, kind=STRING, microtasks=_nullable(INTEGER)
-    ),
-    "TaskSummary": _obj(
-        taskId=STRING,
-        kind=STRING,
-        status=TASK_STATUS,
-        microtasks=INTEGER,
-        createdAt=NUMBER,
-        finishedAt=_nullable(NUMBER),
-    ),
-    "TaskPage": _obj(
-        tasks={"type": "array", "items": _ref("TaskSummary")},
-        next={**_nullable(NUMBER), "description": "pass as `before` for the next page"},
-    ),
-    "Task": {
-        "allOf": [
-            _ref("TaskSummary"),
-            _obj(
-                replicas=INTEGER,
-                quorum=INTEGER,
-                maxReplicas=INTEGER,
-                leaseSeconds=NUMBER,
-                decided=INTEGER,
-                output=ANY,
-                microtaskDetails={
-                    "type": "array",
-                    "items": _obj(
-                        microtaskId=STRING,
-                        index=INTEGER,
-                        status={"type": "string", "enum": list(lifecycle.MICROTASK_STATES)},
-                        decision=ANY,
-                        votes={
-                            "type": "array",
-                            "items": _obj(
-                                ["minerId", "agrees"],
-                                minerId=STRING,
-                                agrees=_nullable(BOOLEAN),
-                                output=ANY,
-                            ),
-                        },
-                    ),
-                },
-            ),
-        ]
-    },
-    "Proof": _obj(
-        format={"const": "qortex-proof-v1"},
-        task={"type": "object"},
-        microtasks={
-            "type": "array",
-            "items": _obj(microtaskId=STRING, status=STRING, decision=_nullable(STRING)),
-        },
-        results={
-            "type": "array",
-            "items": _obj(
-                assignmentId=STRING,
-                microtaskId=STRING,
-                minerId=STRING,
-                publicKey=STRING,
-                output=STRING,
-                signature=STRING,
-            ),
-        },
-    ),
-    "MinerPage": _obj(
-        miners={
-            "type": "array",
-            "items": _obj(
-                minerId=STRING,
-                publicKey=STRING,
-                name=STRING,
-                software=STRING,
-                kinds={"type": "array", "items": STRING},
-                connected=BOOLEAN,
-                slots=_nullable(INTEGER),
-                busy=INTEGER,
-                accepted=INTEGER,
-                refused=INTEGER,
-                firstSeen=NUMBER,
-                lastSeen=NUMBER,
-            ),
-        },
-        connected=INTEGER,
-    ),
-    "Registered": _obj(minerId=STRING, publicKey=STRING),
-    "ResultAccepted": _obj(status={"const": "accepted"}, assignmentId=STRING),
-    "Health": _obj(
-        status={"type": "string", "enum": ["ok", "failing"]},
-        version=STRING,
-        baseUrl=STRING,
-        database=STRING,
-        uptimeSeconds=NUMBER,
-        minersConnected=INTEGER,
-        tasksRunning=INTEGER,
-        leasesOut=INTEGER,
-        kinds={"type": "array", "items": STRING},
-    ),
-    "Event": _obj(
-        ["id", "event", "data"],
-        id={"type": "string", "pattern": "^[0-9]+$"},
-        event=STRING,
-        data={"type": "string", "contentMediaType": JSON_TYPE},
-        retry={"type": "string", "pattern": "^[0-9]+$"},
-    ),
-    "Kinds": _obj(
-        kinds={"type": "array", "items": _obj(name=STRING, browser=BOOLEAN)},
-    ),
-}
 
 ERRORS = {
     400: "Invalid input: the body, a parameter or the task does not validate",
@@ -196,7 +60,7 @@ def _json(description: str, schema: Schema) -> Schema:
 def _responses(ok: dict[int, Schema], errors: tuple[int, ...]) -> Schema:
     answers: Schema = {str(status): response for status, response in ok.items()}
     for status in errors:
-        answers[str(status)] = _json(ERRORS[status], _ref("Error"))
+        answers[str(status)] = _json(ERRORS[status], ref("Error"))
     return answers
 
 
@@ -251,7 +115,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 
 def _body(struct: type) -> Schema:
     name = struct.__name__
-    content = {JSON_TYPE: {"schema": _ref(name), "examples": EXAMPLES[name]}}
+    content = {JSON_TYPE: {"schema": ref(name), "examples": EXAMPLES[name]}}
     return {"required": True, "content": content}
 
 
@@ -275,7 +139,7 @@ def _operation(
     if body is not None:
         operation["requestBody"] = _body(body)
     if security:  # every route that checks the key also limits its rate
-        responses["429"] = {**_json(ERRORS[429], _ref("Error")), "headers": RETRY_AFTER}
+        responses["429"] = {**_json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
     operation["responses"] = responses
     return operation
 
@@ -289,7 +153,7 @@ def _paths() -> Schema:
                 _responses(
                     {
                         201: {
-                            **_json("The task is recorded", _ref("TaskCreated")),
+                            **_json("The task is recorded", ref("TaskCreated")),
                             "headers": {"location": {"schema": STRING}},
                         }
                     },
@@ -301,7 +165,7 @@ def _paths() -> Schema:
             "get": _operation(
                 "List tasks, newest first",
                 "tasks",
-                _responses({200: _json("One page of tasks", _ref("TaskPage"))}, (400, 401)),
+                _responses({200: _json("One page of tasks", ref("TaskPage"))}, (400, 401)),
                 KEY,
                 [
                     _query("status", TASK_STATUS, "only tasks in this state"),
@@ -319,7 +183,7 @@ def _paths() -> Schema:
             "get": _operation(
                 "A task, its output, and each microtask's status, decision and votes",
                 "tasks",
-                _responses({200: _json("The task", _ref("Task"))}, (401, 404)),
+                _responses({200: _json("The task", ref("Task"))}, (401, 404)),
                 KEY,
                 [
                     TASK_ID,
@@ -332,7 +196,7 @@ def _paths() -> Schema:
                 "The proof bundle, for `qortex verify`",
                 "tasks",
                 _responses(
-                    {200: _json("Inputs, signed results, decisions", _ref("Proof"))}, (401, 404)
+                    {200: _json("Inputs, signed results, decisions", ref("Proof"))}, (401, 404)
                 ),
                 KEY,
                 [TASK_ID],
@@ -346,7 +210,7 @@ def _paths() -> Schema:
                     {
                         200: {
                             "description": "An endless event stream; the schema is one event",
-                            "content": {"text/event-stream": {"schema": _ref("Event")}},
+                            "content": {"text/event-stream": {"schema": ref("Event")}},
                         }
                     },
                     (400, 401),
@@ -374,7 +238,7 @@ def _paths() -> Schema:
             "get": _operation(
                 "Miners seen, connected or not",
                 "miners",
-                _responses({200: _json("One page of miners", _ref("MinerPage"))}, (400, 401)),
+                _responses({200: _json("One page of miners", ref("MinerPage"))}, (400, 401)),
                 KEY,
                 [
                     _query(
@@ -396,8 +260,8 @@ def _paths() -> Schema:
                 "miners",
                 _responses(
                     {
-                        200: _json("Already registered; nothing changed", _ref("Registered")),
-                        201: _json("Registered", _ref("Registered")),
+                        200: _json("Already registered; nothing changed", ref("Registered")),
+                        201: _json("Registered", ref("Registered")),
                     },
                     (400, 413),
                 ),
@@ -410,7 +274,7 @@ def _paths() -> Schema:
                 "A signed result over HTTP, as on the socket",
                 "miners",
                 _responses(
-                    {200: _json("Accepted and durable", _ref("ResultAccepted"))},
+                    {200: _json("Accepted and durable", ref("ResultAccepted"))},
                     (400, 401, 404, 409, 413),
                 ),
                 PUBLIC,
@@ -423,8 +287,8 @@ def _paths() -> Schema:
                 "Database reachable, uptime, miners connected",
                 "service",
                 {
-                    "200": _json("Healthy", _ref("Health")),
-                    "503": _json("The database cannot be read or written", _ref("Health")),
+                    "200": _json("Healthy", ref("Health")),
+                    "503": _json("The database cannot be read or written", ref("Health")),
                 },
                 PUBLIC,
             ),
@@ -449,7 +313,7 @@ def _paths() -> Schema:
             "get": _operation(
                 "The task kinds this coordinator runs",
                 "service",
-                {"200": _json("The kinds", _ref("Kinds"))},
+                {"200": _json("The kinds", ref("Kinds"))},
                 PUBLIC,
             ),
         },

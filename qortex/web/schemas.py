@@ -1,0 +1,159 @@
+"""The shapes of Qortex's JSON answers, as JSON Schema, for the OpenAPI document.
+
+Request bodies are not here: they come from the msgspec structs that validate
+them. These describe what the routes send back, so that a client generator or
+a fuzzer can check every answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qortex.core import lifecycle
+
+REF = "#/components/schemas/{name}"
+JSON_TYPE = "application/json"
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": REF.format(name=name)}
+
+
+def obj(required: list[str] | None = None, **properties: Schema) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    return schema
+
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+NUMBER: Schema = {"type": "number"}
+BOOLEAN: Schema = {"type": "boolean"}
+ANY: Schema = {}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+TASK_STATUS: Schema = {"type": "string", "enum": list(lifecycle.TASK_STATES)}
+
+# What the routes answer; written by hand, checked against real answers by the fuzz tests.
+RESPONSE_SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "description": "Every 4xx and 5xx answer: a stable error name and a human message.",
+        "properties": {"error": STRING, "message": STRING, "detail": {"type": "object"}},
+        "required": ["error", "message"],
+    },
+    "TaskCreated": obj(
+        taskId=STRING, status=TASK_STATUS, kind=STRING, microtasks=nullable(INTEGER)
+    ),
+    "TaskSummary": obj(
+        taskId=STRING,
+        kind=STRING,
+        status=TASK_STATUS,
+        microtasks=INTEGER,
+        createdAt=NUMBER,
+        finishedAt=nullable(NUMBER),
+    ),
+    "TaskPage": obj(
+        tasks={"type": "array", "items": ref("TaskSummary")},
+        next={**nullable(NUMBER), "description": "pass as `before` for the next page"},
+    ),
+    "Task": {
+        "allOf": [
+            ref("TaskSummary"),
+            obj(
+                replicas=INTEGER,
+                quorum=INTEGER,
+                maxReplicas=INTEGER,
+                leaseSeconds=NUMBER,
+                decided=INTEGER,
+                output=ANY,
+                microtaskDetails={
+                    "type": "array",
+                    "items": obj(
+                        microtaskId=STRING,
+                        index=INTEGER,
+                        status={"type": "string", "enum": list(lifecycle.MICROTASK_STATES)},
+                        decision=ANY,
+                        votes={
+                            "type": "array",
+                            "items": obj(
+                                ["minerId", "agrees"],
+                                minerId=STRING,
+                                agrees=nullable(BOOLEAN),
+                                output=ANY,
+                            ),
+                        },
+                    ),
+                },
+            ),
+        ]
+    },
+    "Proof": obj(
+        format={"const": "qortex-proof-v1"},
+        task={"type": "object"},
+        microtasks={
+            "type": "array",
+            "items": obj(microtaskId=STRING, status=STRING, decision=nullable(STRING)),
+        },
+        results={
+            "type": "array",
+            "items": obj(
+                assignmentId=STRING,
+                microtaskId=STRING,
+                minerId=STRING,
+                publicKey=STRING,
+                output=STRING,
+                signature=STRING,
+            ),
+        },
+    ),
+    "MinerPage": obj(
+        miners={
+            "type": "array",
+            "items": obj(
+                minerId=STRING,
+                publicKey=STRING,
+                name=STRING,
+                software=STRING,
+                kinds={"type": "array", "items": STRING},
+                connected=BOOLEAN,
+                slots=nullable(INTEGER),
+                busy=INTEGER,
+                accepted=INTEGER,
+                refused=INTEGER,
+                firstSeen=NUMBER,
+                lastSeen=NUMBER,
+            ),
+        },
+        connected=INTEGER,
+    ),
+    "Registered": obj(minerId=STRING, publicKey=STRING),
+    "ResultAccepted": obj(status={"const": "accepted"}, assignmentId=STRING),
+    "Health": obj(
+        status={"type": "string", "enum": ["ok", "failing"]},
+        version=STRING,
+        baseUrl=STRING,
+        database=STRING,
+        uptimeSeconds=NUMBER,
+        minersConnected=INTEGER,
+        tasksRunning=INTEGER,
+        leasesOut=INTEGER,
+        kinds={"type": "array", "items": STRING},
+    ),
+    "Event": obj(
+        ["id", "event", "data"],
+        id={"type": "string", "pattern": "^[0-9]+$"},
+        event=STRING,
+        data={"type": "string", "contentMediaType": JSON_TYPE},
+        retry={"type": "string", "pattern": "^[0-9]+$"},
+    ),
+    "Kinds": obj(
+        kinds={"type": "array", "items": obj(name=STRING, browser=BOOLEAN)},
+    ),
+}
