@@ -83,7 +83,7 @@ class EventLog:
 
 class Subscription:
     def __init__(self, bus: EventBus, limit: int) -> None:
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(limit)
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(limit)
         self._bus = bus
         self.dropped = False
 
