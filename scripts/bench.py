@@ -36,7 +36,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from loopback import HOST, base_env, free_port
 from rich.console import Console
 from rich.table import Table
 
@@ -53,7 +53,6 @@ SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
 import bench_load  # noqa: E402
 
-HOST = "127.0.0.1"
 API_KEY = "bench-" + secrets.token_hex(12)
 SEED_ALIASES = ("API_KEY_SECRET", "DISPATCH_REPLICAS", "RESULT_TIMEOUT_MS", "MAX_TWEETS_PER_TASK")
 REPLICAS = 3
@@ -141,24 +140,8 @@ def kill_all() -> None:
         signal_group(proc, signal.SIGKILL)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def raise_nofile() -> int:
     return bench_load.raise_nofile()
-
-
-def base_env(tmp: Path) -> dict[str, str]:
-    """Our environment minus any Qortex settings, so the defaults (sync=full...) apply."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("QORTEX_") and k not in SEED_ALIASES
-    }
-    env["XDG_CONFIG_HOME"] = str(tmp / "config")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class Server:

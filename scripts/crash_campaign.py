@@ -54,7 +54,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -66,6 +65,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from loopback import HOST, base_env, free_port
 from rich.console import Console
 from rich.table import Table
 from websockets.asyncio.client import ClientConnection, connect
@@ -75,11 +75,9 @@ from qortex.errors import ProtocolViolation
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
 from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
-from qortex.settings import SEED_ALIASES
 from qortex.signing import Signer
 from qortex.store.schema import LATEST, migrate
 
-HOST = "127.0.0.1"
 API_KEY = "crash-campaign-key-0123456789"
 REPLICAS = 3
 LARGE_TWEETS = 20_000
@@ -154,21 +152,6 @@ async def end(proc: Any, sig: int = signal.SIGTERM, grace: float = 10.0) -> None
 def kill_all() -> None:
     for proc in _children:
         signal_group(proc, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def base_env(tmp: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("QORTEX_") and k not in SEED_ALIASES
-    }
-    env["XDG_CONFIG_HOME"] = str(tmp / "config")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class Server:

@@ -72,6 +72,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from loopback import free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -105,12 +106,6 @@ except OSError:  # not Linux: children are still ended in ``finally``
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if _libc is not None:
         _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tweets(rng: random.Random, count: int) -> list[str]:

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from typing import Any
 
 import httpx
 import schemathesis
+from loopback import HOST, free_port
 from rich.console import Console
 from rich.table import Table
 from schemathesis.config import SchemathesisConfig
@@ -51,7 +51,6 @@ from schemathesis.engine import events
 
 from qortex.signing import Signer, result_message
 
-HOST = "127.0.0.1"
 API_KEY = "fuzz-" + os.urandom(12).hex()
 RESULT = "/internal/miner/{minerId}/result"
 TABLES = ("tasks", "microtasks", "assignments", "results", "miners")
@@ -95,12 +94,6 @@ def error_has_json_message(ctx: Any, response: Any, case: Any) -> bool | None:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if _libc is not None:
         _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: even if we are killed -9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Server:
