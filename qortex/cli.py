@@ -131,8 +131,13 @@ def miner(
     except KeyboardInterrupt:
         pass
     finally:
-        accepted = sum(mnr.stats.accepted for mnr in miners)
-        err.print(f"{len(miners)} miner(s): {accepted} result(s) accepted")
+        stats = [mnr.stats for mnr in miners]
+        refused = sum(sum(s.refused.values()) for s in stats)
+        err.print(
+            f"{len(miners)} miner(s): {sum(s.connects for s in stats)} connection(s),"
+            f" {sum(s.computed for s in stats)} computed, {sum(s.accepted for s in stats)}"
+            f" accepted, {refused} refused, {sum(s.cancelled for s in stats)} cancelled"
+        )
 
 
 def _key(url: str, given: str | None) -> str:

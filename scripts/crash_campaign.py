@@ -1008,8 +1008,8 @@ def _verify(
 
 def _cli_accepted(path: Path) -> int | None:
     """The CLI miners' own count of acks, from the line ``qortex miner`` prints as it stops."""
-    found = re.findall(r"(\d+) miner\(s\): (\d+) result\(s\) accepted", path.read_text())
-    return sum(int(n) for _, n in found) if found else None
+    found = re.findall(r"\d+ miner\(s\): .*?(\d+) accepted,", path.read_text())
+    return sum(int(n) for n in found) if found else None
 
 
 # -- output ------------------------------------------------------------------------

@@ -73,9 +73,6 @@ class Reader:
             (task_id,),
         )
 
-    async def assignment(self, assignment_id: str) -> dict[str, Any] | None:
-        return await self.one("SELECT * FROM assignments WHERE id = ?", (assignment_id,))
-
     async def miner(self, miner_id: str) -> dict[str, Any] | None:
         return await self.one("SELECT * FROM miners WHERE id = ?", (miner_id,))
 

@@ -37,6 +37,7 @@ def test_short_crash_campaign_keeps_every_promise() -> None:
     assert report["tasksSubmitted"] > 0
     assert report["tasksChecked"] == report["tasksSubmitted"]
     assert report["resultsAcked"] > 0
+    assert isinstance(report["cliResultsAccepted"], int)  # the CLI miners' own count was read
     assert report["resultsChecked"] == report["resultsAcked"]
     assert report["eventsSeen"] == report["eventsLogged"] - report["eventsAfterStreamClosed"]
     assert report["duplicatesSeen"] == 0
