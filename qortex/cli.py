@@ -278,7 +278,8 @@ def verify(
         err.print(f"[red]✗[/] {problem}")
     if problems:
         raise typer.Exit(1)
-    print(f"ok: {len(bundle['results'])} signatures and every decision check out")
+    votes = sum(len(mt["votes"]) for mt in bundle["microtasks"])
+    print(f"ok: {votes} signatures and every decision check out")
 
 
 @app.command()

@@ -29,6 +29,8 @@ class Connection:
     info: Authenticated
     link: MinerLink
     since: float
+    address: str = ""  # as seen through trusted proxies
+    network: str = ""  # the /24 or /48 it counts as (qortex.core.credibility.network_of)
     accepted: int = 0
     refused: int = 0
 

@@ -22,18 +22,23 @@ import msgspec
 
 from qortex.connections import Connection, MinerLink, Stats
 from qortex.core import lifecycle
-from qortex.core.dispatch import DispatchTable, Lease, Outcome, Task
+from qortex.core.credibility import network_of
+from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
+from qortex.core.ledger import Ledger
 from qortex.core.quorum import Policy
-from qortex.errors import InvalidInput, ResultRefused, TooManyRequests
+from qortex.core.work import NO_GOLD, Lease, Outcome, Task
+from qortex.errors import InvalidInput, ProtocolViolation, TooManyRequests
 from qortex.events import Event, EventBus, EventLog
 from qortex.gcpause import collector_paused
+from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
 from qortex.recovery import recover
 from qortex.settings import Settings
 from qortex.store import facts as f
 from qortex.store.database import Store
+from qortex.trust import Trust
 
 log = logging.getLogger("qortex.coordinator")
 
@@ -58,7 +63,12 @@ class Coordinator:
         self.kinds = kinds
         self.bus = bus
         self.clock = clock
-        self.table = DispatchTable(rng or random.Random())
+        self.rng = rng or random.Random()
+        self.ledger = Ledger(settings.fault_fraction)
+        self.verifier: Any = None  # set by the web layer: checks signatures on threads
+        self.intake = Intake(self)
+        self.trust = Trust(self)
+        self.table = DispatchTable(self.rng, checkable=self.intake.checkable)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
         self.events = EventLog(0)
@@ -70,8 +80,10 @@ class Coordinator:
     # -- life -------------------------------------------------------------
 
     async def start(self) -> None:
+        for miner_id, passes, status, allowance in await self.store.standings():
+            self.ledger.load(miner_id, passes, status, allowance)
         for task in await recover(self):
-            self._spawn(self._finish(task, self.store.writer.write([])))
+            self.finish_later(task, self.store.writer.write([]))
         self._ticker = asyncio.create_task(self._expire_loop(), name="qortex-leases")
 
     async def stop(self) -> None:
@@ -86,34 +98,49 @@ class Coordinator:
     # -- tasks ------------------------------------------------------------
 
     def policy(self, **given: Any) -> Policy:
+        """A task's rule: the settings, with the client's floors and target where it gave them."""
         s = self.settings
         replicas = given.get("replicas")
         if replicas is None:
             quorum, max_replicas = s.quorum, s.max_replicas
             replicas = s.replicas
         else:
-            quorum, max_replicas = replicas // 2 + 1, max(replicas, 2 * replicas - 1)
+            quorum = replicas // 2 + 1
+            max_replicas = max(s.max_replicas, 2 * replicas - 1)
         quorum = given.get("quorum") or quorum
         max_replicas = given.get("max_replicas") or max_replicas
         if max_replicas > MAX_REPLICAS_LIMIT:
             raise InvalidInput(f"at most {MAX_REPLICAS_LIMIT} replicas", field="max_replicas")
         lease = min(given.get("lease_seconds") or s.lease_seconds, s.lease_limit_seconds)
-        return Policy(replicas, quorum, max(max_replicas, replicas), lease)
+        target = given.get("target_error") or s.target_error
+        return Policy(replicas, quorum, max(max_replicas, replicas), lease, target)
 
-    async def submit(self, kind_name: str, task_input: Any, **params: Any) -> str:
-        """Validate, split and record a task; returns its id once it is durable."""
+    async def submit(
+        self, kind_name: str, task_input: Any, gold: list[Any] | None = None, **params: Any
+    ) -> str:
+        """Validate, split and record a task; returns its id once it is durable.
+
+        Known-answer items (``gold``: expected outputs for inputs the client
+        chose) are shuffled among the real microtasks, so nothing tells them
+        apart, and left out of the task's output.
+        """
         kind = self.kinds.get(kind_name)
         normalised = kind.validate(task_input)
         policy = self.policy(**params)
-        inputs = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
-        if not inputs:
+        parts = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
+        if not parts:
             raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
-        if self.table.open + len(inputs) > self.settings.max_pending:
+        known = [(msgspec.Raw(_json.encode(g.input)), g.output) for g in gold or []]
+        total = len(parts) + len(known)
+        if self.table.open + total > self.settings.max_pending:
             raise TooManyRequests(
                 f"{self.table.open} microtasks are waiting already (limit"
                 f" {self.settings.max_pending}); try again when miners have caught up",
                 retry_after=5,
             )
+        gold_at = dict(zip(sorted(self.rng.sample(range(total), len(known))), known, strict=True))
+        real = iter(parts)
+        inputs = [gold_at[i][0] if i in gold_at else next(real) for i in range(total)]
         task_id = str(uuid.uuid4())
         now = self.clock()
         unit: list[f.Fact] = [
@@ -127,13 +154,23 @@ class Coordinator:
                     policy.quorum,
                     policy.max_replicas,
                     policy.lease_seconds,
-                    len(inputs),
+                    total,
                     now,
+                    policy.target_error,
                 ),
             )
         ]
         unit += [
-            (f.INSERT_MICROTASK, (f"{task_id}:{i}", task_id, i, bytes(raw).decode()))
+            (
+                f.INSERT_MICROTASK,
+                (
+                    f"{task_id}:{i}",
+                    task_id,
+                    i,
+                    bytes(raw).decode(),
+                    _json.encode(gold_at[i][1]).decode() if i in gold_at else None,
+                ),
+            )
             for i, raw in enumerate(inputs)
         ]
         event = self.events.new(
@@ -141,61 +178,90 @@ class Coordinator:
             now,
             task_id,
             kind=kind.name,
-            microtasks=len(inputs),
+            microtasks=total,
             replicas=policy.replicas,
             quorum=policy.quorum,
+            targetError=policy.target_error,
         )
-        committed = self._write(unit, [event])
+        committed = self.write(unit, [event])
         with collector_paused():
-            self.table.add_task(task_id, kind.name, policy, inputs)
-        self._schedule_fill()
+            expected = {i: g[1] for i, g in gold_at.items()}
+            self.table.add_task(task_id, kind.name, policy, inputs, expected)
+        self.schedule_fill()
         await committed
         return task_id
+
+    def finish_later(self, task: Task, after: asyncio.Future[None]) -> None:
+        """Record a task's end once its last decision is durable."""
+        self.spawn(self._finish(task, after))
 
     async def _finish(self, task: Task, after: asyncio.Future[None]) -> None:
         """Assemble and record a task's output once its last decision is durable."""
         await after
+        if task.state == lifecycle.RUNNING or self.table.tasks.get(task.id) is not task:
+            return  # reopened meanwhile: it finishes again later
         kind = self.kinds.get(task.kind)
         now = self.clock()
-        if task.state == lifecycle.COMPLETED:
+        state, output_text, reason = task.state, None, ""
+        if state == lifecycle.COMPLETED:
             row = await self.store.reader.task(task.id)
             assert row is not None
-            output = kind.assemble(_decode(row["input"]), [mt.decision for mt in task.microtasks])
-            output_text: str | None = _json.encode(output).decode()
+            decisions = [mt.decision for mt in task.microtasks if mt.gold is NO_GOLD]
+            try:
+                output = kind.assemble(_decode(row["input"]), decisions)
+                output_text = _json.encode(output).decode()
+            except Exception as exc:  # a plugin's bug fails the task, with the reason
+                state, reason = lifecycle.FAILED, f"assembling the output failed: {exc!r}"[:300]
+        else:
+            failed = sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+            reason = f"{failed} microtask(s) inconclusive"
+        if state == lifecycle.COMPLETED:
             event = self.events.new(
                 "task.completed",
                 now,
                 task.id,
                 kind=task.kind,
-                status=task.state,
+                status=state,
                 microtasks=len(task.microtasks),
             )
         else:
-            output_text = None
-            failed = sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
             event = self.events.new(
                 "task.failed",
                 now,
                 task.id,
                 kind=task.kind,
-                status=task.state,
-                inconclusive=failed,
-                reason=f"{failed} microtask(s) inconclusive",
+                status=state,
+                inconclusive=sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks),
+                reason=reason,
             )
-        await self._write([(f.FINISH_TASK, (task.state, output_text, now, task.id))], [event])
-        self.table.drop_task(task.id)
+        await self.write([(f.FINISH_TASK, (state, output_text, now, task.id))], [event])
+        if task.state != lifecycle.RUNNING:
+            self.table.drop_task(task.id)
 
     # -- miners -----------------------------------------------------------
 
-    def connect(self, info: Authenticated, link: MinerLink) -> None:
+    def connect(self, info: Authenticated, link: MinerLink, address: str = "") -> None:
+        """A miner finished its handshake; banned keys are turned away here."""
+        if self.ledger.banned(info.miner_id):
+            self.stats.closed[m.BANNED] += 1
+            raise ProtocolViolation(m.BANNED, "this miner is banned: it failed a check")
         old = self.connections.get(info.miner_id)
         if old is not None:
             self.stats.closed[m.REPLACED] += 1
             old.link.close(m.REPLACED, "the same key connected from another socket")
             self.disconnect(info.miner_id, old.link, "replaced")
         now = self.clock()
-        self.connections[info.miner_id] = Connection(info, link, now)
-        self.table.connect(info.miner_id, info.slots, info.kinds)
+        network = network_of(address, info.miner_id)
+        self.connections[info.miner_id] = Connection(info, link, now, address, network)
+        standing = self.ledger.get(info.miner_id)
+        self.table.connect(
+            info.miner_id,
+            info.slots,
+            info.kinds,
+            network,
+            self.ledger.error(info.miner_id),
+            standing.allowance,
+        )
         kinds = list(info.kinds)
         unit = [
             (
@@ -208,6 +274,7 @@ class Coordinator:
                     _json.encode(kinds).decode(),
                     now,
                     now,
+                    address,
                 ),
             )
         ]
@@ -219,9 +286,10 @@ class Coordinator:
             slots=info.slots,
             kinds=kinds,
             software=info.software,
+            reputation=self.ledger.reputation(info.miner_id),
         )
-        self._write(unit, [event])
-        self._schedule_fill()
+        self.write(unit, [event])
+        self.schedule_fill()
 
     def disconnect(self, miner_id: str, link: MinerLink, reason: str) -> None:
         conn = self.connections.get(miner_id)
@@ -231,116 +299,35 @@ class Coordinator:
         now = self.clock()
         released = self.table.disconnect(miner_id)
         unit, events = self._reassigned(released, lifecycle.RELEASED, now)
+        if released:
+            self.trust.let_go([miner_id], unit)
         events.append(
             self.events.new(
                 "miner.disconnected", now, miner_id=miner_id, reason=reason, released=len(released)
             )
         )
-        self._write([*unit, (f.SEEN_MINER, (now, miner_id))], events)
-        self._schedule_fill()
+        self.write([*unit, (f.SEEN_MINER, (now, miner_id))], events)
+        self.ledger.forget(miner_id)
+        self.schedule_fill()
 
     def public_key(self, miner_id: str) -> str | None:
         conn = self.connections.get(miner_id)
         return conn.info.public_key if conn else None
 
-    # -- results ----------------------------------------------------------
+    # -- decisions --------------------------------------------------------
 
-    def accept(
-        self, miner_id: str, assignment_id: str, microtask_id: str, output: bytes, signature: str
-    ) -> asyncio.Future[None]:
-        """Count a result whose signature has been verified.
-
-        Raises :class:`ResultRefused` (and changes nothing but the refusal
-        count) if it may not count; otherwise returns a future that resolves
-        once the result, and any decision it caused, is durable.
-        """
-        now = self.clock()
-        try:
-            lease = self.table.take(miner_id, assignment_id, microtask_id, now)
-            try:
-                value = _decode(output)
-            except msgspec.DecodeError:
-                raise ResultRefused("bad_output", "output is not a JSON text") from None
-        except ResultRefused as refusal:
-            self.refuse(miner_id, assignment_id, refusal)
-            raise
-        kind = self.kinds.get(lease.microtask.kind)
-        outcome = self.table.record(lease, value, kind.agree)
-        mt = lease.microtask
-        unit: list[f.Fact] = [
-            (f.INSERT_RESULT, (assignment_id, mt.id, miner_id, output.decode(), signature, now)),
-            (f.CLOSE_ASSIGNMENT, (lifecycle.RETURNED, now, assignment_id)),
-            (f.COUNT_ACCEPTED, (1, now, miner_id)),
-        ]
-        events = [
-            self.events.new(
-                "microtask.result",
-                now,
-                mt.task_id,
-                miner_id,
-                microtaskId=mt.id,
-                assignmentId=assignment_id,
-            )
-        ]
-        self.stats.accepted += 1
-        conn = self.connections.get(miner_id)
-        if conn is not None:
-            conn.accepted += 1
-        if outcome.decided or outcome.inconclusive:
-            self._settle(outcome, now, unit, events)
-        committed = self._write(unit, events)
-        if outcome.task is not None:
-            self._spawn(self._finish(outcome.task, committed))
-        self._schedule_fill()
-        return committed
-
-    def precheck(
-        self, miner_id: str, assignment_id: str, microtask_id: str
-    ) -> ResultRefused | None:
-        """Why a result would be refused before its signature is even checked, if it would.
-
-        Signature checks are the dearest part of a result, and a result whose
-        copy is already withdrawn, late or unknown changes nothing whoever
-        signed it, so it is refused (and counted) without one.
-        """
-        try:
-            self.table.take(miner_id, assignment_id, microtask_id, self.clock())
-        except ResultRefused as refusal:
-            self.refuse(miner_id, assignment_id, refusal)
-            return refusal
-        return None
-
-    def refuse(
-        self, miner_id: str, assignment_id: str, refusal: ResultRefused, attributable: bool = True
-    ) -> None:
-        """Count a refusal; charge it to the miner only if the miner really sent it.
-
-        A result for a copy cancelled a moment earlier (``withdrawn``) is an
-        honest race, and an unverified HTTP result could come from anyone, so
-        neither is held against the miner it names.
-        """
-        self.stats.refused[refusal.reason] += 1
-        if not attributable or refusal.reason == "withdrawn":
-            return
-        conn = self.connections.get(miner_id)
-        if conn is not None:
-            conn.refused += 1
-        now = self.clock()
-        event = self.events.new(
-            "result.refused", now, None, miner_id, assignmentId=assignment_id, reason=refusal.reason
-        )
-        self._write([(f.COUNT_REFUSED, (1, now, miner_id))], [event])
-
-    def _settle(
-        self, outcome: Outcome, now: float, unit: list[f.Fact], events: list[Event]
-    ) -> None:
-        mt = outcome.lease.microtask
+    def settle(self, outcome: Outcome, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+        """The facts, cancels and event of a microtask decided or given up."""
+        mt = outcome.microtask
         decision = _json.encode(mt.decision).decode() if outcome.decided else None
-        unit.append((f.SETTLE_MICROTASK, (mt.state, decision, now, mt.id)))
+        unit.append(
+            (f.SETTLE_MICROTASK, (mt.state, decision, now, mt.error, mt.reason or None, mt.id))
+        )
         for lease in outcome.cancelled:
             unit.append((f.CLOSE_ASSIGNMENT, (lifecycle.CANCELLED, now, lease.id)))
             self._send(lease.miner_id, m.Cancel(lease.id, mt.state))
-        best = mt.tally.best
+        best, _ = mt.tally.best()
+        detail: dict[str, Any] = {"reason": mt.reason} if mt.reason else {}
         events.append(
             self.events.new(
                 "microtask.quorum",
@@ -349,9 +336,11 @@ class Coordinator:
                 microtaskId=mt.id,
                 status=mt.state,
                 decision=mt.decision,
-                votes=len(best) if outcome.decided else 0,
+                votes=len({v.miner_id for v in best.votes}) if best and outcome.decided else 0,
                 results=mt.tally.returned,
                 cancelled=len(outcome.cancelled),
+                error=mt.error,
+                **detail,
             )
         )
         if outcome.decided:
@@ -374,8 +363,9 @@ class Coordinator:
                 for lease in expired:
                     self._send(lease.miner_id, m.Cancel(lease.id, "expired"))
                 unit, events = self._reassigned(expired, lifecycle.EXPIRED, now)
-                self._write(unit, events)
-                self._schedule_fill()
+                self.trust.let_go([lease.miner_id for lease in expired], unit)
+                self.write(unit, events)
+                self.schedule_fill()
             deadline = self.table.next_deadline()
             wait = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
             await asyncio.sleep(wait)
@@ -408,7 +398,7 @@ class Coordinator:
 
     # -- placement --------------------------------------------------------
 
-    def _schedule_fill(self) -> None:
+    def schedule_fill(self) -> None:
         """Coalesce every change of this loop iteration into one placement pass."""
         if not self._fill_pending:
             self._fill_pending = True
@@ -419,7 +409,7 @@ class Coordinator:
         now = self.clock()
         leases = self.table.fill(now)
         if self.table.backlogged:
-            asyncio.get_running_loop().call_later(0.005, self._schedule_fill)
+            asyncio.get_running_loop().call_later(0.005, self.schedule_fill)
         if not leases:
             return
         unit: list[f.Fact] = []
@@ -446,10 +436,16 @@ class Coordinator:
             self._send(
                 lease.miner_id,
                 m.Assign(
-                    lease.id, mt.id, mt.task_id, mt.kind, mt.input, int(lease.deadline * 1000)
+                    lease.id,
+                    mt.id,
+                    mt.task_id,
+                    mt.kind,
+                    mt.input,
+                    int(lease.deadline * 1000),
+                    input_sha256=mt.input_digest(),
                 ),
             )
-        self._write(unit, events)
+        self.write(unit, events)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -458,7 +454,8 @@ class Coordinator:
         if conn is not None:
             conn.link.send(m.encoder.encode(frame))
 
-    def _write(self, unit: list[f.Fact], events: list[Event]) -> asyncio.Future[None]:
+    def write(self, unit: list[f.Fact], events: list[Event]) -> asyncio.Future[None]:
+        """Queue facts and events for one commit; subscribers hear of the events after it."""
         future = self.store.writer.write(unit + [e.fact() for e in events])
         if events:
             future.add_done_callback(
@@ -466,7 +463,7 @@ class Coordinator:
             )
         return future
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -4,6 +4,7 @@
     ├── InvalidInput        a request or task body is wrong        (HTTP 400 / 422)
     ├── NotFound            no such task, miner or assignment       (HTTP 404)
     ├── Unauthorized        missing or wrong API key               (HTTP 401)
+    ├── Forbidden           the caller is known and not allowed    (HTTP 403)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
     ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
@@ -45,6 +46,10 @@ class NotFound(QortexError):
 
 class Unauthorized(QortexError):
     status = 401
+
+
+class Forbidden(QortexError):
+    status = 403
 
 
 class PayloadTooLarge(QortexError):

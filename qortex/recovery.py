@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qortex.core import lifecycle
-from qortex.core.dispatch import Task
+from qortex.core.credibility import Vote
+from qortex.core.dispatch import DispatchTable
+from qortex.core.kinds import KindRegistry
 from qortex.core.quorum import Policy
+from qortex.core.work import Task
 from qortex.events import EventLog
 from qortex.gcpause import collector_paused
 from qortex.store import facts
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from qortex.coordinator import Coordinator
 
 log = logging.getLogger("qortex.recovery")
+_decode = msgspec.json.decode
 
 
 async def recover(coord: Coordinator) -> list[Task]:
@@ -36,7 +40,8 @@ async def recover(coord: Coordinator) -> list[Task]:
     released = await _void_leases(coord, now)
     work = await store.load_open_work()
     with collector_paused():
-        unfinished = _rebuild(coord, work)
+        loaded = rebuild(coord.table, coord.kinds, work)
+    unfinished = [task for task in loaded if task.open == 0]
     log.info(
         "recovered %d running tasks, %d microtasks, %d results; %d leases voided",
         len(work.tasks),
@@ -83,28 +88,36 @@ async def _void_leases(coord: Coordinator, now: float) -> int:
     return len(leases)
 
 
-def _rebuild(coord: Coordinator, work: OpenWork) -> list[Task]:
-    table = coord.table
+def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[Task]:
+    """Load tasks into the table, decisions and counted votes included; returns them.
+
+    Tasks whose microtasks are all settled come back completed or failed.
+    """
     policies = {
-        task_id: (kind, Policy(replicas, quorum, max_replicas, lease))
-        for task_id, kind, replicas, quorum, max_replicas, lease in work.tasks
+        task_id: (kind, Policy(replicas, quorum, max_replicas, lease, target))
+        for task_id, kind, replicas, quorum, max_replicas, lease, target in work.tasks
     }
+    loaded: list[Task] = []
+    by_id = {}
     for task_id, rows in groupby(work.microtasks, key=lambda row: row[1]):
         rows = list(rows)
         kind, policy = policies[task_id]
-        task = table.add_task(task_id, kind, policy, [msgspec.Raw(r[3].encode()) for r in rows])
+        gold = {row[2]: _decode(row[6]) for row in rows if row[6] is not None}
+        inputs = [msgspec.Raw(row[3].encode()) for row in rows]
+        task = table.add_task(task_id, kind, policy, inputs, gold)
         for mt, row in zip(task.microtasks, rows, strict=True):
+            by_id[mt.id] = mt
             if row[4] != lifecycle.PENDING:
-                decision = msgspec.json.decode(row[5]) if row[5] is not None else None
-                table.settle(mt, row[4], decision)
-    by_id = {mt.id: mt for task in table.tasks.values() for mt in task.microtasks}
-    for microtask_id, miner_id, output in work.results:
+                decision = _decode(row[5]) if row[5] is not None else None
+                table.settle(mt, row[4], decision, 1.0 if row[7] is None else row[7])
+                mt.reason = row[8] or ""
+        loaded.append(task)
+    for microtask_id, miner_id, output, network, error in work.results:
         mt = by_id[microtask_id]
-        table.restore_result(
-            mt, miner_id, msgspec.json.decode(output), coord.kinds.get(mt.kind).agree
-        )
-    unfinished = [task for task in table.tasks.values() if task.open == 0]
-    for task in unfinished:
-        failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
-        task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
-    return unfinished
+        vote = Vote(miner_id, network or miner_id, 1.0 if error is None else error)
+        table.restore_result(mt, vote, _decode(output), kinds.get(mt.kind).agree)
+    for task in loaded:
+        if task.open == 0:
+            failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+            task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
+    return loaded

@@ -29,15 +29,23 @@ SEED_ALIASES: dict[str, str] = {
 }
 
 
+#: The default ``max_replicas``: room for new miners to outvote a liar.
+MIN_MAX_REPLICAS = 10
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     db: str = "qortex.db"
     api_key: str = ""
-    replicas: int = 5
+    replicas: int = 1
     quorum: int = 0
     max_replicas: int = 0
+    target_error: float = 1e-3
+    fault_fraction: float = 0.1
+    check_rate: float = 0.1
+    checker: bool = True
     lease_seconds: float = 30.0
     result_timeout_ms: int = 30_000
     max_tweets_per_task: int = 5
@@ -64,11 +72,17 @@ class Settings:
         if self.replicas < 1:
             raise ConfigError("replicas must be at least 1")
         quorum = self.quorum or self.replicas // 2 + 1
-        max_replicas = self.max_replicas or max(self.replicas, 2 * self.replicas - 1)
+        max_replicas = self.max_replicas or max(MIN_MAX_REPLICAS, 2 * self.replicas - 1)
         if not 1 <= quorum <= self.replicas:
             raise ConfigError(f"quorum must be between 1 and replicas ({self.replicas})")
         if max_replicas < self.replicas:
             raise ConfigError("max_replicas must be at least replicas")
+        if not 0 < self.target_error < 1:
+            raise ConfigError("target_error must be between 0 and 1")
+        if not 0 < self.fault_fraction < 1:
+            raise ConfigError("fault_fraction must be between 0 and 1")
+        if not 0 <= self.check_rate <= 1:
+            raise ConfigError("check_rate must be between 0 and 1")
         if self.sync not in ("full", "normal"):
             raise ConfigError("sync must be 'full' or 'normal'")
         if not 8 <= self.matmul_tile <= 512:
@@ -105,6 +119,15 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"{name} must be a list of strings")
     if isinstance(kind, types.UnionType):
         kind = get_args(kind)[0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     try:
         if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
             raise ValueError

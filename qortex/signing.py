@@ -23,13 +23,19 @@ import re
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-RESULT_DOMAIN = "qortex-result-v1"
+RESULT_DOMAIN = "qortex-result-v2"
 HELLO_DOMAIN = "qortex-hello-v1"
 
 
-def result_message(assignment_id: str, microtask_id: str, output: bytes) -> bytes:
+def result_message(
+    assignment_id: str, microtask_id: str, input_sha256: str, output: bytes
+) -> bytes:
     digest = hashlib.sha256(output).hexdigest()
-    return f"{RESULT_DOMAIN}\n{assignment_id}\n{microtask_id}\n{digest}".encode()
+    return f"{RESULT_DOMAIN}\n{assignment_id}\n{microtask_id}\n{input_sha256}\n{digest}".encode()
+
+
+def input_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def hello_message(nonce: str) -> bytes:

@@ -2,16 +2,22 @@
 
 The table is the coordinator's memory of the work in flight. It is a cache of
 the store: everything here can be rebuilt from SQLite after a crash (see
-``Coordinator.recover``). It makes every placement decision and nothing else;
+:mod:`qortex.recovery`). It makes every placement decision and nothing else;
 callers turn the returned leases and outcomes into messages and facts.
 
 Rules it keeps:
 
-* copies of one microtask go to distinct miners: a miner never holds two live
-  copies of a microtask, and never gets another once it has returned one or let
-  one expire (a disconnect is forgiven: networks drop, and the miner may be back);
+* copies of one microtask go to distinct miners on distinct networks, and a
+  miner never gets another copy once it has returned one, let one expire or
+  dropped one by disconnecting (hoarders cannot hold work back);
 * placement is random among eligible free miners, so colluders cannot arrange
-  to meet on a microtask;
+  to meet on a microtask, and answering fast buys nothing: a miner's usable
+  slots start at one and grow only with checks passed, and halve when it
+  lets a copy go;
+* a microtask wants another copy while even unanimous outstanding copies could
+  not make its best answer credible enough (:mod:`qortex.core.quorum`); copies
+  to a credible miner, or to one whose result will be checked, count for more,
+  so they need fewer companions (adaptive replication);
 * work lost to a disconnect or a deadline goes back to the front of the queue;
 * per-result work is O(1) in the number of pending microtasks.
 """
@@ -22,11 +28,23 @@ import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from qortex.core import lifecycle
-from qortex.core.quorum import Policy, Tally
+from qortex.core.credibility import Vote
+from qortex.core.quorum import Policy
+from qortex.core.randomset import RandomSet
+from qortex.core.work import (
+    NO_GOLD,
+    Lease,
+    Microtask,
+    Miner,
+    Outcome,
+    Plan,
+    Task,
+    exclude,
+    projected,
+)
 from qortex.errors import ResultRefused
 
 Agree = Callable[[Any, Any], bool]
@@ -34,125 +52,29 @@ Agree = Callable[[Any, Any], bool]
 # How many queued microtasks a fill may pass over when every free miner has
 # already worked on them (fewer miners than replicas); keeps a fill bounded.
 SCAN_LIMIT = 256
+# How many more free miners one pick may look at beyond those known to be
+# ineligible, to step over miners of networks the microtask already has.
+NETWORK_SCAN = 64
 # How many closed assignments are remembered to tell "late" and "duplicate"
 # results apart from unknown ones.
 CLOSED_MEMORY = 200_000
 
-NOBODY: frozenset[str] = frozenset()
-
-
-@dataclass(slots=True, eq=False)
-class Microtask:
-    id: str
-    task_id: str
-    index: int
-    kind: str
-    input: Any
-    policy: Policy
-    state: str = lifecycle.PENDING
-    holders: dict[str, str] = field(default_factory=dict)  # miner id -> assignment id
-    # Miners that returned a copy or let one expire. Most microtasks never need
-    # a set of their own until their first result, so they share an empty one.
-    excluded: set[str] | frozenset[str] = NOBODY
-    tally: Tally = field(default_factory=Tally)
-    need: int = 0  # copies still to issue
-    decision: Any = None
-
-
-@dataclass(slots=True, eq=False)
-class Lease:
-    id: str
-    microtask: Microtask
-    miner_id: str
-    issued_at: float
-    deadline: float
-    state: str = lifecycle.LEASED
-
-
-@dataclass(slots=True, eq=False)
-class Miner:
-    id: str
-    slots: int
-    kinds: frozenset[str]
-    leases: dict[str, Lease] = field(default_factory=dict)
-
-    @property
-    def free(self) -> int:
-        return self.slots - len(self.leases)
-
-
-@dataclass(slots=True, eq=False)
-class Task:
-    id: str
-    kind: str
-    microtasks: list[Microtask]
-    state: str = lifecycle.RUNNING
-    open: int = 0  # microtasks neither decided nor inconclusive
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one accepted result caused."""
-
-    lease: Lease
-    decided: bool = False
-    inconclusive: bool = False
-    cancelled: list[Lease] = field(default_factory=list)
-    task: Task | None = None  # set when this result finished the task
-
-
-class _RandomSet:
-    """A set with O(1) add, remove and uniform choice."""
-
-    __slots__ = ("_index", "_items")
-
-    def __init__(self) -> None:
-        self._items: list[Miner] = []
-        self._index: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add(self, miner: Miner) -> None:
-        if miner.id not in self._index:
-            self._index[miner.id] = len(self._items)
-            self._items.append(miner)
-
-    def discard(self, miner: Miner) -> None:
-        i = self._index.pop(miner.id, None)
-        if i is None:
-            return
-        last = self._items.pop()
-        if last is not miner:
-            self._items[i] = last
-            self._index[last.id] = i
-
-    def pick(self, rng: random.Random, ok: Callable[[Miner], bool], tries: int) -> Miner | None:
-        """A random member passing ``ok``, looking at no more than ``tries`` + 1 members.
-
-        Callers pass ``tries`` >= the number of members that fail ``ok``, so a
-        scan from a random start finds one whenever one exists.
-        """
-        n = len(self._items)
-        if not n:
-            return None
-        start = rng.randrange(n)
-        for step in range(min(n, tries + 1)):
-            miner = self._items[(start + step) % n]
-            if ok(miner):
-                return miner
-        return None
-
 
 class DispatchTable:
-    def __init__(self, rng: random.Random, new_id: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        new_id: Callable[[], str] | None = None,
+        checkable: Iterable[str] = (),
+    ) -> None:
         self._rng = rng
         self._new_id = new_id or (lambda: f"{rng.getrandbits(96):024x}")
+        self.checkable = frozenset(checkable)  # kinds whose results can be checked
         self.tasks: dict[str, Task] = {}
         self.miners: dict[str, Miner] = {}
         self.leases: dict[str, Lease] = {}
         self._queues: dict[str, OrderedDict[str, Microtask]] = {}
-        self._free: dict[str, _RandomSet] = {}
+        self._free: dict[str, RandomSet[Miner]] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
         # Per kind: microtasks passed over since the last change that could
@@ -163,14 +85,21 @@ class DispatchTable:
 
     # -- work coming in -------------------------------------------------
 
-    def add_task(self, task_id: str, kind: str, policy: Policy, inputs: Iterable[Any]) -> Task:
-        # A new microtask has no results and no copies out, so it wants exactly
-        # ``replicas`` copies; no need to ask the quorum, which matters at 1M.
+    def add_task(
+        self,
+        task_id: str,
+        kind: str,
+        policy: Policy,
+        inputs: Iterable[Any],
+        gold: dict[int, Any] | None = None,
+    ) -> Task:
+        """Queue a task's microtasks; a new one wants copies, so no need to ask the quorum."""
         queue = self._queues.setdefault(kind, OrderedDict())
         task = Task(task_id, kind, [])
+        gold = gold or {}
         for index, value in enumerate(inputs):
             mt = Microtask(f"{task_id}:{index}", task_id, index, kind, value, policy)
-            mt.need = policy.replicas
+            mt.gold = gold.get(index, NO_GOLD)
             task.microtasks.append(mt)
             queue[mt.id] = mt
         task.open = len(task.microtasks)
@@ -179,17 +108,17 @@ class DispatchTable:
         self._stale.clear()
         return task
 
-    def restore_result(self, mt: Microtask, miner_id: str, output: Any, agree: Agree) -> None:
+    def restore_result(self, mt: Microtask, vote: Vote, output: Any, agree: Agree) -> None:
         """Replay a stored result while rebuilding from the store."""
-        mt.tally.add(output, agree)
-        _exclude(mt, miner_id)
+        mt.tally = mt.tally.adding(vote, output, agree)
+        exclude(mt, vote.miner_id)
         self._requeue(mt)
 
-    def settle(self, mt: Microtask, state: str, decision: Any = None) -> None:
+    def settle(self, mt: Microtask, state: str, decision: Any = None, error: float = 1.0) -> None:
         """Mark a microtask as already decided or inconclusive (rebuilding from the store)."""
         mt.state = state
         mt.decision = decision
-        mt.need = 0
+        mt.error = error
         self._queues.get(mt.kind, OrderedDict()).pop(mt.id, None)
         self.tasks[mt.task_id].open -= 1
         self.open -= 1
@@ -200,16 +129,28 @@ class DispatchTable:
 
     # -- miners -----------------------------------------------------------
 
-    def connect(self, miner_id: str, slots: int, kinds: Iterable[str]) -> Miner:
+    def connect(
+        self,
+        miner_id: str,
+        slots: int,
+        kinds: Iterable[str],
+        network: str = "",
+        error: float = 1.0,
+        allowance: int = 1,
+    ) -> Miner:
         if miner_id in self.miners:
             raise ValueError(f"miner {miner_id} is already connected")
-        miner = Miner(miner_id, slots, frozenset(kinds))
+        miner = Miner(miner_id, slots, frozenset(kinds), network or miner_id, error, allowance)
         self.miners[miner_id] = miner
         self._update_free(miner)
         return miner
 
     def disconnect(self, miner_id: str) -> list[Lease]:
-        """Release every lease the miner held; their microtasks go back to the front."""
+        """Release every lease the miner held; their microtasks go back to the front.
+
+        Dropping a copy by disconnecting counts as letting it expire: the miner
+        gets no other copy of that microtask, so hoarders cannot hold it back.
+        """
         miner = self.miners.pop(miner_id, None)
         if miner is None:
             return []
@@ -218,13 +159,22 @@ class DispatchTable:
                 self._free[kind].discard(miner)
         released = list(miner.leases.values())
         for lease in released:
+            exclude(lease.microtask, miner_id)
             self._close(lease, "release")
         return released
+
+    def rate(self, miner_id: str, error: float, allowance: int) -> None:
+        """A connected miner's new error rate and earned slots."""
+        miner = self.miners.get(miner_id)
+        if miner is not None:
+            miner.error = error
+            miner.allowance = max(1, allowance)
+            self._update_free(miner)
 
     # -- placement --------------------------------------------------------
 
     def fill(self, now: float) -> list[Lease]:
-        """Lease queued copies to free miners until one side runs out.
+        """Lease copies of queued microtasks to free miners until one side runs out.
 
         A microtask that none of the free miners may take is passed over and
         moved to the back of its queue, so the next pass starts with work that
@@ -243,14 +193,21 @@ class DispatchTable:
             passed: list[str] = []
             done: list[str] = []
             for mt in queue.values():
-                while mt.need > 0 and len(free):
-                    busy = len(mt.holders) + len(mt.excluded)
-                    miner = free.pick(self._rng, lambda m, mt=mt: _eligible(m, mt), busy)
+                wanted = _wants(mt)
+                while wanted and len(free):
+                    networks = mt.networks()
+                    busy = len(mt.holders) + len(mt.excluded) + NETWORK_SCAN
+
+                    def ok(m: Miner, mt: Microtask = mt, networks: set[str] = networks) -> bool:
+                        return _eligible(m, mt) and m.network not in networks
+
+                    miner = free.pick(self._rng, ok, busy)
                     if miner is None:
                         break
                     issued.append(self._lease(mt, miner, now))
                     self._stale.pop(kind, None)
-                if mt.need == 0:
+                    wanted = _wants(mt)
+                if not wanted:
                     done.append(mt.id)
                 elif not len(free):
                     break
@@ -268,9 +225,15 @@ class DispatchTable:
         return issued
 
     def _lease(self, mt: Microtask, miner: Miner, now: float) -> Lease:
-        lease = Lease(self._new_id(), mt, miner.id, now, now + mt.policy.lease_seconds)
-        mt.holders[miner.id] = lease.id
-        mt.need -= 1
+        lease = Lease(
+            self._new_id(),
+            mt,
+            miner.id,
+            now,
+            now + mt.policy.lease_seconds,
+            projected(miner, mt, self.checkable),
+        )
+        mt.holders[miner.id] = lease
         miner.leases[lease.id] = lease
         self.leases[lease.id] = lease
         heapq.heappush(self._deadlines, (lease.deadline, lease.id))
@@ -307,35 +270,79 @@ class DispatchTable:
             raise ResultRefused("late", "the lease expired before the result arrived")
         return lease
 
-    def record(self, lease: Lease, output: Any, agree: Agree) -> Outcome:
-        """Count an accepted result and apply the quorum inline."""
+    def apply(self, plan: Plan) -> Outcome:
+        """Count a result as :meth:`evaluate` planned it, and decide inline."""
+        lease, verdict = plan.lease, plan.verdict
         mt = lease.microtask
         self._close(lease, "return", requeue=False)
-        _exclude(mt, lease.miner_id)
-        mt.tally.add(output, agree)
-        outcome = Outcome(lease)
-        verdict = mt.tally.verdict(mt.policy, len(mt.holders))
-        if verdict.is_decided or verdict.inconclusive:
-            outcome.decided = verdict.is_decided
-            outcome.inconclusive = verdict.inconclusive
-            mt.state = lifecycle.advance(mt.state, "decide" if verdict.is_decided else "give_up")
-            mt.decision = verdict.decided
-            mt.need = 0
-            self._queues[mt.kind].pop(mt.id, None)
-            for aid in list(mt.holders.values()):
-                cancelled = self.leases[aid]
-                self._close(cancelled, "cancel", requeue=False)
-                outcome.cancelled.append(cancelled)
-            task = self.tasks[mt.task_id]
-            task.open -= 1
-            self.open -= 1
-            if task.open == 0:
-                failed = any(m.state == lifecycle.INCONCLUSIVE for m in task.microtasks)
-                task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
-                outcome.task = task
-        else:
-            self._want(mt, verdict.more)
+        exclude(mt, lease.miner_id)
+        mt.tally = plan.tally
+        mt.error = verdict.error
+        if verdict.is_decided:
+            return self._settle(mt, "decide", verdict.decided)
+        if verdict.inconclusive:
+            return self._settle(mt, "give_up")
+        self._requeue(mt)
+        return Outcome(mt)
+
+    def returned(self, lease: Lease) -> None:
+        """Close a copy whose result came back but does not count (it failed a check)."""
+        self._close(lease, "return", requeue=False)
+        exclude(lease.microtask, lease.miner_id)
+
+    def fail(self, mt: Microtask, reason: str, lease: Lease | None = None) -> Outcome:
+        """Give a microtask up because its kind's code failed on it."""
+        if lease is not None:
+            self.returned(lease)
+        mt.reason = reason
+        return self._settle(mt, "give_up")
+
+    def _settle(self, mt: Microtask, move: str, decision: Any = None) -> Outcome:
+        mt.state = lifecycle.advance(mt.state, move)
+        mt.decision = decision
+        outcome = Outcome(mt, decided=move == "decide", inconclusive=move != "decide")
+        self._queues[mt.kind].pop(mt.id, None)
+        for cancelled in list(mt.holders.values()):
+            self._close(cancelled, "cancel", requeue=False)
+            outcome.cancelled.append(cancelled)
+        task = self.tasks[mt.task_id]
+        task.open -= 1
+        self.open -= 1
+        if task.open == 0:
+            failed = any(m.state == lifecycle.INCONCLUSIVE for m in task.microtasks)
+            task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
+            outcome.task = task
         return outcome
+
+    def strike(self, mt: Microtask, miner_id: str) -> tuple[bool, Outcome | None]:
+        """Drop a banned miner's votes from a microtask.
+
+        Returns whether a settled microtask was reopened, and the outcome when
+        the remaining results decide it again at once (another answer won).
+        A decision that still meets its target without those votes stands.
+        """
+        mt.tally = mt.tally.without(miner_id)
+        if mt.state == lifecycle.PENDING:
+            self._requeue(mt)
+            return False, None
+        verdict = mt.tally.verdict(mt.policy, [])
+        if mt.state == lifecycle.DECIDED and verdict.is_decided and verdict.decided == mt.decision:
+            mt.error = verdict.error
+            return False, None
+        if mt.reason or (mt.state == lifecycle.INCONCLUSIVE and verdict.inconclusive):
+            return False, None
+        mt.state = lifecycle.advance(mt.state, "reopen")
+        mt.decision, mt.error = None, verdict.error
+        task = self.tasks[mt.task_id]
+        if task.state != lifecycle.RUNNING:
+            task.state = lifecycle.advance(task.state, "revise")
+        task.open += 1
+        self.open += 1
+        if verdict.is_decided:
+            mt.error = verdict.error
+            return True, self._settle(mt, "decide", verdict.decided)
+        self._requeue(mt, front=True)
+        return True, None
 
     # -- deadlines --------------------------------------------------------
 
@@ -346,7 +353,7 @@ class DispatchTable:
             _, aid = heapq.heappop(self._deadlines)
             lease = self.leases.get(aid)
             if lease is not None:
-                _exclude(lease.microtask, lease.miner_id)
+                exclude(lease.microtask, lease.miner_id)
                 self._close(lease, "expire")
                 expired.append(lease)
         return expired
@@ -373,14 +380,9 @@ class DispatchTable:
             self._requeue(mt, front=True)
 
     def _requeue(self, mt: Microtask, front: bool = False) -> None:
-        verdict = mt.tally.verdict(mt.policy, len(mt.holders))
-        self._want(mt, verdict.more, front)
-
-    def _want(self, mt: Microtask, more: int, front: bool = False) -> None:
-        mt.need = more
         self._stale.clear()
         queue = self._queues.setdefault(mt.kind, OrderedDict())
-        if more > 0:
+        if _wants(mt):
             if mt.id not in queue:
                 queue[mt.id] = mt
             if front:
@@ -393,7 +395,7 @@ class DispatchTable:
             return
         self._stale.clear()
         for kind in miner.kinds:
-            free = self._free.setdefault(kind, _RandomSet())
+            free = self._free.setdefault(kind, RandomSet())
             if miner.free > 0:
                 free.add(miner)
             else:
@@ -403,13 +405,16 @@ class DispatchTable:
 
     @property
     def pending(self) -> int:
-        return sum(mt.need for queue in self._queues.values() for mt in queue.values())
+        """Microtasks waiting for another copy."""
+        return sum(len(queue) for queue in self._queues.values())
 
 
-def _exclude(mt: Microtask, miner_id: str) -> None:
-    if mt.excluded is NOBODY:
-        mt.excluded = set()
-    mt.excluded.add(miner_id)  # type: ignore[union-attr]
+def _wants(mt: Microtask) -> bool:
+    if mt.state != lifecycle.PENDING:
+        return False
+    if mt.gold is not NO_GOLD:  # a known answer decides on the first result
+        return not mt.holders and not mt.tally.returned
+    return mt.tally.wants_more(mt.policy, mt.outstanding())
 
 
 def _eligible(miner: Miner, mt: Microtask) -> bool:

@@ -8,7 +8,7 @@ way. The registry belongs to one app instance: tests build as many as they like.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,6 +43,18 @@ class Kind(Protocol):
     def assemble(self, task_input: Any, outputs: list[Any]) -> Any:
         """The task's output from its decided microtask outputs, in order."""
         ...
+
+
+def checker_of(kind: Kind) -> Callable[[Any, Any], bool] | None:
+    """A kind's optional cheap checker, ``check(microtask_input, output) -> bool``.
+
+    A checker says whether an output is right without trusting any miner:
+    recomputation when computing is cheap, a randomised check (Freivalds) when
+    verifying is cheaper than computing. Kinds without one rely on votes and
+    known-answer items.
+    """
+    check = getattr(kind, "check", None)
+    return check if callable(check) else None
 
 
 class KindRegistry:

@@ -15,11 +15,13 @@ A microtask waits for copies until the quorum decides it or gives up::
 
     pending --decide--> decided
     pending --give_up-> inconclusive
+    decided/inconclusive --reopen--> pending    a voter was caught lying: decide again
 
 A task is the sum of its microtasks::
 
     running --complete--> completed   every microtask decided
     running --fail------> failed      some microtask inconclusive
+    completed/failed --revise--> running   a decision was reopened
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     (PENDING, "give_up"): INCONCLUSIVE,
     (RUNNING, "complete"): COMPLETED,
     (RUNNING, "fail"): FAILED,
+    (DECIDED, "reopen"): PENDING,
+    (INCONCLUSIVE, "reopen"): PENDING,
+    (COMPLETED, "revise"): RUNNING,
+    (FAILED, "revise"): RUNNING,
 }
 
 ASSIGNMENT_STATES: Final = (LEASED, RETURNED, EXPIRED, RELEASED, CANCELLED)

@@ -1,30 +1,35 @@
 """When a microtask is decided, when it needs more copies, when it is hopeless.
 
-The policy follows volunteer-computing practice (BOINC's initial replication,
-minimum quorum and maximum total results): issue ``replicas`` copies to
-distinct miners; decide as soon as ``quorum`` results agree; while results
-disagree, issue more copies, but never collect more than ``max_replicas``
-results; once the best group can no longer reach the quorum, give up.
+A microtask is decided when the estimated probability that its best answer is
+wrong (see :mod:`qortex.core.credibility`) is at most the task's
+``target_error`` and, as a floor for clients who ask for one, at least
+``quorum`` distinct miners agree. While it is not, more copies are issued, but
+never more than ``max_replicas`` results are collected; once even unanimous
+outstanding copies could not decide it, it is inconclusive.
 
 "Agree" belongs to the task kind (equal labels, numbers within a tolerance), so
 results are grouped with the kind's ``agree`` against each group's first member.
+A tally is never changed in place: :meth:`Tally.adding` returns a new one, so
+a caller can work out a verdict, plugin calls and all, before it mutates anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from qortex.core.credibility import Vote, group_errors, projected_error
 from qortex.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    replicas: int
-    quorum: int
+    replicas: int  # copies issued at first (a floor)
+    quorum: int  # agreeing distinct miners needed at least (a floor)
     max_replicas: int
     lease_seconds: float
+    target_error: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -37,44 +42,102 @@ class Policy:
             raise InvalidInput("max_replicas must be at least replicas", field="max_replicas")
         if self.lease_seconds <= 0:
             raise InvalidInput("lease_seconds must be positive", field="lease_seconds")
+        if not 0 < self.target_error < 1:
+            raise InvalidInput("targetError must be between 0 and 1", field="targetError")
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """``decided`` holds the winning output; ``more`` is how many copies to add now."""
+    """``decided`` holds the winning output; ``error`` its estimated probability of being wrong."""
 
     decided: Any = None
     is_decided: bool = False
     inconclusive: bool = False
-    more: int = 0
+    error: float = 1.0
+    votes: int = 0  # distinct miners behind the best answer
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Group:
+    output: Any  # the first member's output: what the group says
+    votes: tuple[Vote, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Tally:
-    """The results of one microtask, grouped by agreement."""
+    """The counted results of one microtask, grouped by agreement."""
 
-    groups: list[list[Any]] = field(default_factory=list)
+    groups: tuple[Group, ...] = ()
     returned: int = 0
 
-    def add(self, output: Any, agree: Callable[[Any, Any], bool]) -> None:
-        self.returned += 1
+    def adding(self, vote: Vote, output: Any, agree: Callable[[Any, Any], bool]) -> Tally:
+        """This tally with one more result; calls the kind's ``agree``, which may raise."""
+        groups = list(self.groups)
+        for i, group in enumerate(groups):
+            if agree(group.output, output):
+                groups[i] = Group(group.output, (*group.votes, vote))
+                break
+        else:
+            groups.append(Group(output, (vote,)))
+        return Tally(tuple(groups), self.returned + 1)
+
+    def without(self, miner_id: str) -> Tally:
+        """This tally with a miner's votes struck out (the miner was caught lying)."""
+        groups = []
+        removed = 0
         for group in self.groups:
-            if agree(group[0], output):
-                group.append(output)
-                return
-        self.groups.append([output])
+            kept = tuple(v for v in group.votes if v.miner_id != miner_id)
+            removed += len(group.votes) - len(kept)
+            if kept:
+                groups.append(Group(group.output, kept))
+        return Tally(tuple(groups), self.returned - removed)
 
-    @property
-    def best(self) -> list[Any]:
-        return max(self.groups, key=len) if self.groups else []
+    def voters(self) -> set[str]:
+        return {v.miner_id for g in self.groups for v in g.votes}
 
-    def verdict(self, policy: Policy, outstanding: int) -> Verdict:
-        best = self.best
-        if len(best) >= policy.quorum:
-            return Verdict(decided=best[0], is_decided=True)
-        missing = policy.quorum - len(best)
-        room = policy.max_replicas - self.returned
-        if room < missing:
-            return Verdict(inconclusive=True)
-        wanted = min(max(policy.replicas - self.returned, missing), room)
-        return Verdict(more=max(0, wanted - outstanding))
+    def best(self) -> tuple[Group | None, float]:
+        """The most credible group and its error."""
+        if not self.groups:
+            return None, 1.0
+        errors = group_errors([g.votes for g in self.groups])
+        i = min(range(len(errors)), key=errors.__getitem__)
+        return self.groups[i], errors[i]
+
+    def verdict(self, policy: Policy, outstanding: Sequence[Vote]) -> Verdict:
+        """Decided, inconclusive, or neither; ``outstanding`` are the copies still out."""
+        best, error = self.best()
+        distinct = len({v.miner_id for v in best.votes}) if best else 0
+        if best is not None and error <= policy.target_error and distinct >= policy.quorum:
+            return Verdict(best.output, True, error=error, votes=distinct)
+        if self.returned + len(outstanding) >= policy.max_replicas and not self.can_still_decide(
+            policy, outstanding
+        ):
+            return Verdict(inconclusive=True, error=error, votes=distinct)
+        return Verdict(error=error, votes=distinct)
+
+    def can_still_decide(self, policy: Policy, outstanding: Sequence[Vote]) -> bool:
+        """Whether some group would be decided if every outstanding copy joined it."""
+        candidates = [*(g.votes for g in self.groups)] or [()]
+        for i, votes in enumerate(candidates):
+            others = [g.votes for j, g in enumerate(self.groups) if j != i]
+            joined = (*votes, *outstanding)
+            if not joined:
+                continue
+            distinct = len({v.miner_id for v in joined})
+            if distinct >= policy.quorum and projected_error(joined, others) <= policy.target_error:
+                return True
+        return False
+
+    def wants_more(self, policy: Policy, outstanding: Sequence[Vote]) -> bool:
+        """Whether another copy should be issued now.
+
+        The floor comes first: ``replicas`` copies in all. Beyond it, another
+        copy is wanted while even unanimous outstanding copies joining the best
+        group would leave it short of the target, and there is room left.
+        """
+        issued = self.returned + len(outstanding)
+        if issued >= policy.max_replicas:
+            return False
+        if issued < policy.replicas:
+            return True
+        return not self.can_still_decide(policy, outstanding)

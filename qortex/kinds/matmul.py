@@ -217,6 +217,10 @@ def _decode_output(value: Any) -> np.ndarray | None:
         return None
 
 
+#: Random vectors per Freivalds check.
+CHECK_VECTORS = 2
+
+
 class MatmulKind:
     name = "matmul"
     browser_module = files("qortex.kinds").joinpath("matmul.js")
@@ -342,6 +346,23 @@ class MatmulKind:
             return False
         scale = max(1.0, float(np.abs(first).max()), float(np.abs(second).max()))
         return bool(np.allclose(first, second, rtol=RTOL, atol=RTOL * scale))
+
+    def check(self, microtask_input: Any, output: Any) -> bool:
+        """Freivalds' check: ``a (b R) == C R`` for a random ``R``, in O(n^2) not O(n^3).
+
+        With Gaussian columns in ``R``, a tile that is wrong anywhere beyond
+        rounding passes with probability zero; the miner cannot tell which
+        results are checked, nor predict ``R``.
+        """
+        tile = _decode_output(output)
+        a = decode_matrix(microtask_input["a"], "a")
+        b = decode_matrix(microtask_input["b"], "b")
+        if tile is None or tile.shape != (a.shape[0], b.shape[1]):
+            return False
+        r = np.random.default_rng().standard_normal((b.shape[1], CHECK_VECTORS))
+        expected, got = a @ (b @ r), tile @ r
+        scale = max(1.0, float(np.abs(expected).max()), float(np.abs(got).max()))
+        return bool(np.allclose(expected, got, rtol=RTOL, atol=RTOL * scale))
 
     def assemble(self, task_input: dict[str, Any], outputs: list[Any]) -> Any:
         """Place each decided tile into C; answer in the form the client sent ``a`` in."""

@@ -188,6 +188,10 @@ class SentimentKind:
     def compute(self, microtask_input: str) -> str:
         return classify(microtask_input, self.lexicon)
 
+    def check(self, microtask_input: str, output: Any) -> bool:
+        """Recomputation: a label costs microseconds, so a checked result is simply redone."""
+        return isinstance(microtask_input, str) and self.compute(microtask_input) == output
+
     def agree(self, a: Any, b: Any) -> bool:
         """Labels are discrete, so only identical answers count as the same."""
         return a == b

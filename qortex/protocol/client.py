@@ -102,7 +102,9 @@ class ClientSession:
         return None
 
     def result_frame(self, assign: m.Assign, output: bytes) -> bytes:
-        message = result_message(assign.assignment_id, assign.microtask_id, output)
+        message = result_message(
+            assign.assignment_id, assign.microtask_id, assign.input_sha256, output
+        )
         result = m.Result(
             assign.assignment_id, assign.microtask_id, output.decode(), self.signer.sign(message)
         )

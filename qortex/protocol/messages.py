@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Frame(
@@ -66,6 +66,7 @@ class Assign(Frame, tag="assign"):
     kind: str
     input: msgspec.Raw
     deadline_ms: int
+    input_sha256: str = ""
 
 
 class Ack(Frame, tag="ack"):
@@ -96,6 +97,7 @@ SLOW_READER = 4008  # the miner does not read what it is sent
 BAD_HELLO = 4005  # malformed public key, slots out of range, no kind we run
 TIMEOUT = 4009  # handshake too slow, or silent past the heartbeat limit
 RATE_LIMITED = 4010  # more frames per second than the coordinator allows
+BANNED = 4011  # the miner failed a check (or the operator banned it): never come back
 
 CLOSE_CODES = {
     BAD_FRAME: "bad frame",
@@ -107,6 +109,7 @@ CLOSE_CODES = {
     SLOW_READER: "slow reader",
     TIMEOUT: "timeout",
     RATE_LIMITED: "rate limited",
+    BANNED: "banned",
 }
 
 SERVER_TYPES = frozenset(t.__struct_config__.tag for t in ServerFrame.__args__)

@@ -146,10 +146,12 @@ class ServerSession:
             self.hello.name[:100],
         )
 
-    def check(self, event: ResultIn) -> bool:
+    def check(self, event: ResultIn, input_sha256: str) -> bool:
         """Whether a result's signature verifies under this miner's key (thread-safe)."""
         frame = event.result
-        message = result_message(frame.assignment_id, frame.microtask_id, event.output)
+        message = result_message(
+            frame.assignment_id, frame.microtask_id, input_sha256, event.output
+        )
         return verify(self._key, message, frame.signature)
 
     # -- frames out ---------------------------------------------------------

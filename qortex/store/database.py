@@ -16,11 +16,23 @@ from qortex.store.writer import Writer
 
 @dataclass(frozen=True, slots=True)
 class OpenWork:
-    """What recovery needs to rebuild the dispatch table: running tasks and their parts."""
+    """What rebuilding the dispatch table needs: tasks, their microtasks, counted results."""
 
-    tasks: list[tuple[Any, ...]]  # id, kind, replicas, quorum, max_replicas, lease_seconds
-    microtasks: list[tuple[Any, ...]]  # id, task_id, idx, input, status, decision
-    results: list[tuple[Any, ...]]  # microtask_id, miner_id, output
+    # id, kind, replicas, quorum, max_replicas, lease_seconds, target_error
+    tasks: list[tuple[Any, ...]]
+    # id, task_id, idx, input, status, decision, gold, error, reason
+    microtasks: list[tuple[Any, ...]]
+    # microtask_id, miner_id, output, network, error (results of banned miners left out)
+    results: list[tuple[Any, ...]]
+
+
+_TASK_COLUMNS = (
+    "t.id, t.kind, t.replicas, t.quorum, t.max_replicas, t.lease_seconds, t.target_error"
+)
+_MICROTASK_COLUMNS = (
+    "m.id, m.task_id, m.idx, m.input, m.status, m.decision, m.gold, m.error, m.reason"
+)
+_RESULT_COLUMNS = "r.microtask_id, r.miner_id, r.output, r.network, r.error"
 
 
 class Store:
@@ -58,21 +70,67 @@ class Store:
         )
 
     async def load_open_work(self) -> OpenWork:
+        """Every running task, for recovery, with every counted result."""
+
         def load(conn: sqlite3.Connection) -> OpenWork:
             tasks = conn.execute(
-                "SELECT id, kind, replicas, quorum, max_replicas, lease_seconds FROM tasks"
-                " WHERE status = 'running' ORDER BY created_at"
+                f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.status = 'running'"
+                " ORDER BY t.created_at"
             ).fetchall()
             microtasks = conn.execute(
-                "SELECT m.id, m.task_id, m.idx, m.input, m.status, m.decision FROM microtasks m"
+                f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m"
                 " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
                 " ORDER BY t.created_at, m.idx"
             ).fetchall()
             results = conn.execute(
-                "SELECT r.microtask_id, r.miner_id, r.output FROM results r"
-                " JOIN microtasks m ON m.id = r.microtask_id"
-                " WHERE m.status = 'pending' ORDER BY r.received_at"
+                f"SELECT {_RESULT_COLUMNS} FROM results r"
+                " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
+                " WHERE t.status = 'running' AND r.revoked = 0 ORDER BY r.received_at"
             ).fetchall()
             return OpenWork(tasks, microtasks, results)
 
         return await self.writer.run(load)
+
+    async def load_tasks(self, task_ids: list[str]) -> OpenWork:
+        """Some tasks whole, settled microtasks and all, to re-examine their decisions."""
+
+        def load(conn: sqlite3.Connection) -> OpenWork:
+            marks = ",".join("?" * len(task_ids))
+            tasks = conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.id IN ({marks})"
+                " ORDER BY t.created_at",
+                task_ids,
+            ).fetchall()
+            microtasks = conn.execute(
+                f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m WHERE m.task_id IN ({marks})"
+                " ORDER BY m.task_id, m.idx",
+                task_ids,
+            ).fetchall()
+            results = conn.execute(
+                f"SELECT {_RESULT_COLUMNS} FROM results r JOIN microtasks m"
+                f" ON m.id = r.microtask_id WHERE m.task_id IN ({marks}) AND r.revoked = 0"
+                " ORDER BY r.received_at",
+                task_ids,
+            ).fetchall()
+            return OpenWork(tasks, microtasks, results)
+
+        return await self.writer.run(load)
+
+    async def voted(self, miner_id: str) -> list[tuple[str, str]]:
+        """(microtask, task) of every result a miner returned, revoked or not."""
+        return await self.writer.run(
+            lambda conn: conn.execute(
+                "SELECT r.microtask_id, m.task_id FROM results r"
+                " JOIN microtasks m ON m.id = r.microtask_id WHERE r.miner_id = ?",
+                (miner_id,),
+            ).fetchall()
+        )
+
+    async def standings(self) -> list[tuple[str, int, str, int]]:
+        """(miner, passes, status, allowance) of every miner with a record worth keeping."""
+        return await self.writer.run(
+            lambda conn: conn.execute(
+                "SELECT id, passes, status, allowance FROM miners"
+                " WHERE passes > 0 OR status != 'active'"
+            ).fetchall()
+        )

@@ -19,15 +19,17 @@ INSERT_META = (
 )
 INSERT_TASK = (
     "INSERT INTO tasks (id, kind, status, input, replicas, quorum, max_replicas, lease_seconds,"
-    " microtasks, created_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)"
+    " microtasks, created_at, target_error) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_MICROTASK = (
-    "INSERT INTO microtasks (id, task_id, idx, input, status) VALUES (?, ?, ?, ?, 'pending')"
+    "INSERT INTO microtasks (id, task_id, idx, input, status, gold)"
+    " VALUES (?, ?, ?, ?, 'pending', ?)"
 )
 UPSERT_MINER = (
-    "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
-    " software = excluded.software, kinds = excluded.kinds, last_seen = excluded.last_seen"
+    "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen, address)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+    " software = excluded.software, kinds = excluded.kinds, last_seen = excluded.last_seen,"
+    " address = excluded.address"
 )
 INSERT_MINER = (
     "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen)"
@@ -38,20 +40,34 @@ INSERT_ASSIGNMENT = (
     " VALUES (?, ?, ?, 'leased', ?, ?)"
 )
 INSERT_RESULT = (
-    "INSERT INTO results (assignment_id, microtask_id, miner_id, output, signature, received_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO results (assignment_id, microtask_id, miner_id, output, signature, received_at,"
+    " network, error, checked, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 2)"
 )
 CLOSE_ASSIGNMENT = (
     "UPDATE assignments SET status = ?, closed_at = ? WHERE id = ? AND status = 'leased'"
 )
+REOPEN_MICROTASK = (
+    "UPDATE microtasks SET status = 'pending', decision = NULL, decided_at = NULL, error = ?"
+    " WHERE id = ?"
+)
 SETTLE_MICROTASK = (
-    "UPDATE microtasks SET status = ?, decision = ?, decided_at = ? WHERE id = ?"
-    " AND status = 'pending'"
+    "UPDATE microtasks SET status = ?, decision = ?, decided_at = ?, error = ?, reason = ?"
+    " WHERE id = ? AND status = 'pending'"
+)
+REVISE_TASK = (
+    "UPDATE tasks SET status = 'running', output = NULL, finished_at = NULL,"
+    " revision = revision + 1 WHERE id = ?"
 )
 FINISH_TASK = (
     "UPDATE tasks SET status = ?, output = ?, finished_at = ? WHERE id = ? AND status = 'running'"
 )
 COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + ?, last_seen = ? WHERE id = ?"
+STANDING = "UPDATE miners SET passes = ?, allowance = ? WHERE id = ?"
+BAN_MINER = "UPDATE miners SET status = 'banned', failures = failures + 1 WHERE id = ?"
+REVOKE_RESULTS = "UPDATE results SET revoked = 1 WHERE miner_id = ?"
+INSERT_REPUTATION = (
+    "INSERT INTO reputation (miner_id, at, reputation, passes, reason) VALUES (?, ?, ?, ?, ?)"
+)
 COUNT_REFUSED = "UPDATE miners SET refused = refused + ?, last_seen = ? WHERE id = ?"
 SEEN_MINER = "UPDATE miners SET last_seen = ? WHERE id = ?"
 INSERT_EVENT = (
@@ -67,10 +83,16 @@ STATEMENTS: list[str] = [
     INSERT_ASSIGNMENT,
     INSERT_RESULT,
     CLOSE_ASSIGNMENT,
+    REOPEN_MICROTASK,
     SETTLE_MICROTASK,
+    REVISE_TASK,
     FINISH_TASK,
     COUNT_ACCEPTED,
     COUNT_REFUSED,
+    STANDING,
+    BAN_MINER,
+    REVOKE_RESULTS,
+    INSERT_REPUTATION,
     SEEN_MINER,
     INSERT_EVENT,
 ]
@@ -87,5 +109,14 @@ def _sum_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(count, at, miner) for miner, (count, at) in totals.items()]
 
 
+def _latest_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(..., miner) rows of absolute values: only each miner's last row matters."""
+    return list({row[-1]: row for row in rows}.values())
+
+
 #: Statements whose rows within one batch can be folded together before they run.
-MERGE = {COUNT_ACCEPTED: _sum_per_miner, COUNT_REFUSED: _sum_per_miner}
+MERGE = {
+    COUNT_ACCEPTED: _sum_per_miner,
+    COUNT_REFUSED: _sum_per_miner,
+    STANDING: _latest_per_miner,
+}

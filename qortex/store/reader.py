@@ -59,15 +59,16 @@ class Reader:
 
     async def microtasks(self, task_id: str) -> list[dict[str, Any]]:
         return await self.all(
-            "SELECT id, idx, status, decision, decided_at FROM microtasks"
-            " WHERE task_id = ? ORDER BY idx",
+            "SELECT id, idx, input, status, decision, decided_at, gold, error, reason"
+            " FROM microtasks WHERE task_id = ? ORDER BY idx",
             (task_id,),
         )
 
     async def results_of_task(self, task_id: str) -> list[dict[str, Any]]:
         return await self.all(
             "SELECT r.assignment_id, r.microtask_id, r.miner_id, r.output, r.signature,"
-            " r.received_at, m.public_key FROM results r JOIN miners m ON m.id = r.miner_id"
+            " r.received_at, r.network, r.error, r.checked, r.revoked, r.version, m.public_key"
+            " FROM results r JOIN miners m ON m.id = r.miner_id"
             " WHERE r.microtask_id IN (SELECT id FROM microtasks WHERE task_id = ?)"
             " ORDER BY r.received_at",
             (task_id,),
@@ -79,6 +80,16 @@ class Reader:
     async def miners(self, limit: int, offset: int) -> list[dict[str, Any]]:
         return await self.all(
             "SELECT * FROM miners ORDER BY last_seen DESC LIMIT ? OFFSET ?", (limit, offset)
+        )
+
+    async def reputation_history(
+        self, miner_id: str, limit: int, before: float | None
+    ) -> list[dict[str, Any]]:
+        where, params = _filters(("miner_id = ?", miner_id), ("at < ?", before))
+        return await self.all(
+            "SELECT at, reputation, passes, reason FROM reputation"
+            f" WHERE {where} ORDER BY at DESC LIMIT ?",
+            (*params, limit),
         )
 
     async def events_after(

@@ -81,6 +81,35 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_task ON events (task_id, id) WHERE task_id IS NOT NULL;
     CREATE INDEX events_by_miner ON events (miner_id, id) WHERE miner_id IS NOT NULL;
     """,
+    # 2: the trust engine: credibility and status per miner, the reputation
+    # history, what each counted result weighed, known-answer items, and the
+    # rule each decision met
+    """
+    ALTER TABLE tasks ADD COLUMN target_error REAL NOT NULL DEFAULT 0.001;
+    ALTER TABLE tasks ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE microtasks ADD COLUMN gold TEXT;
+    ALTER TABLE microtasks ADD COLUMN error REAL;
+    ALTER TABLE microtasks ADD COLUMN reason TEXT;
+    ALTER TABLE results ADD COLUMN network TEXT NOT NULL DEFAULT '';
+    ALTER TABLE results ADD COLUMN error REAL;
+    ALTER TABLE results ADD COLUMN checked INTEGER;
+    ALTER TABLE results ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE results ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX results_by_miner ON results (miner_id);
+    ALTER TABLE miners ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE miners ADD COLUMN passes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE miners ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE miners ADD COLUMN allowance INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE miners ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    CREATE TABLE reputation (
+        miner_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        reputation INTEGER NOT NULL,
+        passes INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX reputation_by_miner ON reputation (miner_id, at);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

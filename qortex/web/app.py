@@ -30,7 +30,7 @@ from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
 from qortex.store.facts import INSERT_META
-from qortex.web import metrics, miners, openapi, pages, socket, sse, tasks
+from qortex.web import metrics, miners, openapi, pages, reputation, socket, sse, tasks
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
 from qortex.web.verifier import Verifier
@@ -132,6 +132,7 @@ def create_app(
         app.state.bus = bus
         app.state.coordinator = coordinator
         app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
+        coordinator.verifier = app.state.verifier
         app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
         app.state.metrics = metrics.registry_for(coordinator)
         try:
@@ -155,6 +156,7 @@ def create_app(
         *tasks.routes,
         *sse.routes,
         *miners.routes,
+        *reputation.routes,
         *socket.routes,
         *pages.routes,
         *metrics.routes,

@@ -6,11 +6,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
-from qortex.errors import InvalidInput, NotFound, ResultRefused, Unauthorized
+from qortex.core.credibility import network_of
+from qortex.errors import Forbidden, InvalidInput, NotFound, ResultRefused, Unauthorized
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
 from qortex.store import facts as f
 from qortex.web.auth import require_key
 from qortex.web.http import JSON, query_int, read_json
+from qortex.web.reputation import standing
 
 
 class Registration(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -51,19 +53,40 @@ async def post_result(request: Request) -> JSON:
     miner_id = request.path_params["miner_id"]
     body = await read_json(request, SignedResult)
     coord = request.app.state.coordinator
+    if coord.ledger.banned(miner_id):
+        raise Forbidden("this miner is banned: it failed a check", minerId=miner_id)
     public_key = coord.public_key(miner_id)
     if public_key is None:
         row = await coord.store.reader.miner(miner_id)
         if row is None:
             raise NotFound(f"no miner {miner_id!r}; register it first", minerId=miner_id)
         public_key = row["public_key"]
+    key = parse_public_key(public_key)
     output = body.output.encode()
-    message = result_message(body.assignment_id, body.microtask_id, output)
-    if not verify(parse_public_key(public_key), message, body.signature):
-        refusal = ResultRefused("bad_signature", "the signature does not verify for this miner")
-        coord.refuse(miner_id, body.assignment_id, refusal, attributable=False)
-        raise Unauthorized(refusal.message, reason=refusal.reason)
-    await coord.accept(miner_id, body.assignment_id, body.microtask_id, output, body.signature)
+
+    def signed(input_sha256: str) -> bool:
+        message = result_message(body.assignment_id, body.microtask_id, input_sha256, output)
+        return verify(key, message, body.signature)
+
+    conn = coord.connections.get(miner_id)
+    host = request.client.host if request.client else ""
+    network = conn.network if conn else network_of(host, miner_id)
+    done = coord.intake.receive(
+        miner_id,
+        body.assignment_id,
+        body.microtask_id,
+        output,
+        body.signature,
+        signed,
+        network,
+        attributable=False,
+    )
+    try:
+        await done
+    except ResultRefused as refusal:
+        if refusal.reason == "bad_signature":
+            raise Unauthorized(refusal.message, reason=refusal.reason) from None
+        raise
     return JSON({"status": "accepted", "assignmentId": body.assignment_id})
 
 
@@ -90,6 +113,7 @@ async def list_miners(request: Request) -> JSON:
                 "refused": row["refused"],
                 "firstSeen": row["first_seen"],
                 "lastSeen": row["last_seen"],
+                **standing(coord, row),
             }
         )
     return JSON({"miners": miners, "connected": len(coord.connections)})

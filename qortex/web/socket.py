@@ -123,14 +123,19 @@ class SocketLink:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-def _acker(link: SocketLink, assignment_id: str) -> Callable[[asyncio.Future[None]], None]:
-    """Send the ack once the result's commit succeeded; a failed commit acks nothing."""
+def _replier(link: SocketLink, assignment_id: str) -> Callable[[asyncio.Future[None]], None]:
+    """Ack once the result is durable; say why if it was refused; a failed commit says nothing."""
 
-    def ack(future: asyncio.Future[None]) -> None:
-        if not future.cancelled() and future.exception() is None:
+    def reply(future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
             link.send(m.encoder.encode(m.Ack(assignment_id)))
+        elif isinstance(error, ResultRefused):
+            link.send(m.encoder.encode(m.Refused(assignment_id, error.reason, error.message)))
 
-    return ack
+    return reply
 
 
 async def _receive(ws: WebSocket) -> str | bytes:
@@ -151,37 +156,15 @@ async def _handshake(ws: WebSocket, session: ServerSession, link: SocketLink) ->
                 return event
 
 
-def _refused(assignment_id: str, refusal: ResultRefused) -> bytes:
-    return m.encoder.encode(m.Refused(assignment_id, refusal.reason, refusal.message))
-
-
 async def miner_socket(ws: WebSocket) -> None:
     state = ws.app.state
-    coord, settings, verifier = state.coordinator, state.settings, state.verifier
+    coord, settings = state.coordinator, state.settings
     await ws.accept()
     session = ServerSession(secrets.token_hex(16), frozenset(coord.kinds))
     link = SocketLink(ws)
     miner_id = ""
     reason = "closed"
     budget = Bucket(settings.miner_rate, settings.miner_burst)
-
-    def count(frame: m.Result, output: bytes) -> None:
-        try:
-            done = coord.accept(
-                miner_id, frame.assignment_id, frame.microtask_id, output, frame.signature
-            )
-        except ResultRefused as refusal:
-            link.send(_refused(frame.assignment_id, refusal))
-        else:
-            done.add_done_callback(_acker(link, frame.assignment_id))
-
-    def reject(frame: m.Result) -> None:
-        refusal = ResultRefused("bad_signature", "the result signature does not verify")
-        coord.refuse(miner_id, frame.assignment_id, refusal)
-        link.send(_refused(frame.assignment_id, refusal))
-
-    def checked(event: ResultIn) -> Callable[[bool], None]:
-        return lambda ok: count(event.result, event.output) if ok else reject(event.result)
 
     try:
         # One deadline for the whole handshake; afterwards silence is caught by the
@@ -194,7 +177,9 @@ async def miner_socket(ws: WebSocket) -> None:
                 settings.heartbeat_seconds, settings.max_message_bytes, __version__
             )
         )
-        coord.connect(info, link)
+        address = ws.client.host if ws.client else ""
+        coord.connect(info, link, address)
+        network = coord.connections[miner_id].network
         while True:
             data = await _receive(ws)
             now = link.last_seen = coord.clock()
@@ -206,13 +191,16 @@ async def miner_socket(ws: WebSocket) -> None:
             for event in filter(None, map(session.receive, frames)):
                 if isinstance(event, ResultIn):
                     frame = event.result
-                    refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
-                    if refusal is not None:
-                        link.send(_refused(frame.assignment_id, refusal))
-                    elif verifier is None:
-                        checked(event)(session.check(event))
-                    else:
-                        verifier.submit(partial(session.check, event), checked(event))
+                    done = coord.intake.receive(
+                        miner_id,
+                        frame.assignment_id,
+                        frame.microtask_id,
+                        event.output,
+                        frame.signature,
+                        partial(session.check, event),
+                        network,
+                    )
+                    done.add_done_callback(_replier(link, frame.assignment_id))
                 elif isinstance(event, HeartbeatIn):
                     link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:

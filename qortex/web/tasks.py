@@ -11,11 +11,21 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.core import lifecycle
+from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
+from qortex.proof import PROOF_FORMAT
 from qortex.web.auth import require_key
 from qortex.web.http import JSON, query_int, read_json
 
 Replicas = Annotated[int, Meta(ge=1, le=64)]
+MAX_GOLD = 1000
+
+
+class GoldItem(msgspec.Struct, forbid_unknown_fields=True):
+    """A known-answer item: a microtask input and the output an honest miner returns."""
+
+    input: Any
+    output: Any
 
 
 class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -28,6 +38,8 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     quorum: Replicas | None = None
     max_replicas: Replicas | None = None
     lease_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] | None = None
+    target_error: Annotated[float, Meta(gt=0, lt=1)] | None = None
+    gold: Annotated[list[GoldItem], Meta(max_length=MAX_GOLD)] | None = None
 
     def resolve(self) -> tuple[str, Any]:
         if self.tweets is not UNSET:
@@ -49,6 +61,8 @@ async def create_task(request: Request) -> JSON:
     task_id = await coord.submit(
         kind,
         task_input,
+        gold=body.gold,
+        target_error=body.target_error,
         replicas=body.replicas,
         quorum=body.quorum,
         max_replicas=body.max_replicas,
@@ -84,80 +98,132 @@ async def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return row, await reader.results_of_task(task_id)
 
 
-async def get_task(request: Request) -> JSON:
-    """A task, its microtasks and their votes.
+def _votes(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_microtask: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_microtask.setdefault(r["microtask_id"], []).append(r)
+    return by_microtask
 
-    Each vote says which miner voted and whether it agreed with the decision;
-    the outputs themselves (large for some kinds) come with ``?outputs=true``,
-    and always in the proof bundle.
+
+def _checked(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+async def get_task(request: Request) -> JSON:
+    """A task, and for each microtask how it was decided.
+
+    Each decision says how sure it is (``error``, the estimated probability
+    that it is wrong), who voted, what each vote weighed, which were checked
+    and whether each agrees; the outputs themselves (large for some kinds)
+    come with ``?outputs=true``, and always in the proof bundle. Known-answer
+    items are reported apart from the task's own microtasks.
     """
     row, results = await _load(request)
     reader = request.app.state.store.reader
     with_outputs = request.query_params.get("outputs", "").lower() in ("1", "true", "yes")
     agree = request.app.state.coordinator.kinds.get(row["kind"]).agree
-    outputs: dict[str, list[tuple[str, Any]]] = {}
-    for r in results:
-        outputs.setdefault(r["microtask_id"], []).append(
-            (r["miner_id"], msgspec.json.decode(r["output"]))
-        )
-    microtasks = []
+    votes_of = _votes(results)
+    microtasks, gold = [], []
     for mt in await reader.microtasks(row["id"]):
         decision = None if mt["decision"] is None else msgspec.json.decode(mt["decision"])
         votes = []
-        for miner_id, output in outputs.get(mt["id"], []):
-            vote: dict[str, Any] = {"minerId": miner_id}
-            vote["agrees"] = None if decision is None else agree(decision, output)
+        for r in votes_of.get(mt["id"], []):
+            output = msgspec.json.decode(r["output"])
+            vote: dict[str, Any] = {
+                "minerId": r["miner_id"],
+                "agrees": None if decision is None else agree(decision, output),
+                "credibility": None if r["error"] is None else 1.0 - r["error"],
+                "checked": _checked(r["checked"]),
+                "revoked": bool(r["revoked"]),
+            }
             if with_outputs:
                 vote["output"] = output
             votes.append(vote)
-        microtasks.append(
-            {
-                "microtaskId": mt["id"],
-                "index": mt["idx"],
-                "status": mt["status"],
-                "decision": decision,
-                "votes": votes,
-            }
-        )
+        detail = {
+            "microtaskId": mt["id"],
+            "index": mt["idx"],
+            "status": mt["status"],
+            "decision": decision,
+            "error": mt["error"],
+            "votes": votes,
+        }
+        if mt["reason"]:
+            detail["reason"] = mt["reason"]
+        if mt["gold"] is None:
+            microtasks.append(detail)
+        else:
+            expected = msgspec.json.decode(mt["gold"])
+            checked = [v["checked"] for v in votes if v["checked"] is not None]
+            gold.append(
+                {**detail, "expected": expected, "passed": all(checked) if checked else None}
+            )
     body = _task_summary(row)
     body.update(
         replicas=row["replicas"],
         quorum=row["quorum"],
         maxReplicas=row["max_replicas"],
         leaseSeconds=row["lease_seconds"],
+        targetError=row["target_error"],
+        revision=row["revision"],
         decided=sum(mt["status"] == lifecycle.DECIDED for mt in microtasks),
         output=None if row["output"] is None else msgspec.json.decode(row["output"]),
         microtaskDetails=microtasks,
+        gold={
+            "items": len(gold),
+            "passed": sum(g["passed"] is True for g in gold),
+            "failed": sum(g["passed"] is False for g in gold),
+            "details": gold,
+        },
     )
     return JSON(body)
 
 
 async def get_proof(request: Request) -> JSON:
-    """Everything needed to re-check a task offline: inputs, signed results, decisions."""
+    """Everything needed to re-derive a task's decisions offline; see docs/protocol.md."""
     row, results = await _load(request)
+    votes_of = _votes(results)
     microtasks = await request.app.state.store.reader.microtasks(row["id"])
     return JSON(
         {
-            "format": "qortex-proof-v1",
+            "format": PROOF_FORMAT,
             "task": {
                 **_task_summary(row),
                 "input": msgspec.json.decode(row["input"]),
+                "replicas": row["replicas"],
                 "quorum": row["quorum"],
+                "maxReplicas": row["max_replicas"],
+                "targetError": row["target_error"],
+                "revision": row["revision"],
+                "output": None if row["output"] is None else msgspec.json.decode(row["output"]),
             },
+            "rule": {"checkedError": CHECKED_ERROR, "network": "IPv4 /24, IPv6 /48"},
             "microtasks": [
-                {"microtaskId": mt["id"], "status": mt["status"], "decision": mt["decision"]}
-                for mt in microtasks
-            ],
-            "results": [
                 {
-                    "assignmentId": r["assignment_id"],
-                    "microtaskId": r["microtask_id"],
-                    "minerId": r["miner_id"],
-                    "publicKey": r["public_key"],
-                    "output": r["output"],
-                    "signature": r["signature"],
+                    "microtaskId": mt["id"],
+                    "index": mt["idx"],
+                    "input": mt["input"],
+                    "status": mt["status"],
+                    "decision": mt["decision"],
+                    "error": mt["error"],
+                    "reason": mt["reason"],
+                    "gold": mt["gold"],
+                    "votes": [
+                        {
+                            "assignmentId": r["assignment_id"],
+                            "minerId": r["miner_id"],
+                            "publicKey": r["public_key"],
+                            "output": r["output"],
+                            "signature": r["signature"],
+                            "version": r["version"],
+                            "network": r["network"],
+                            "error": r["error"],
+                            "checked": _checked(r["checked"]),
+                            "revoked": bool(r["revoked"]),
+                        }
+                        for r in votes_of.get(mt["id"], [])
+                    ],
                 }
-                for r in results
+                for mt in microtasks
             ],
         }
     )

@@ -1,0 +1,136 @@
+"""The records the dispatch table keeps: microtasks, leases, miners, tasks, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qortex.core import lifecycle
+from qortex.core.credibility import CHECKED_ERROR, Vote
+from qortex.core.quorum import Policy, Tally, Verdict
+
+NOBODY: frozenset[str] = frozenset()
+NO_GOLD = object()
+UNDECODED = object()  # a microtask's input not yet decoded from its JSON text
+EMPTY = Tally()
+
+
+@dataclass(slots=True, eq=False)
+class Microtask:
+    id: str
+    task_id: str
+    index: int
+    kind: str
+    input: Any  # the exact JSON text miners get (msgspec.Raw)
+    policy: Policy
+    digest: str = ""  # hex SHA-256 of the input bytes, which miners sign (see input_digest)
+    gold: Any = NO_GOLD  # a known-answer item's expected output
+    value: Any = UNDECODED  # the input decoded, once, when a checker first needs it
+    state: str = lifecycle.PENDING
+    holders: dict[str, Lease] = field(default_factory=dict)  # miner id -> its live copy
+    # Miners that returned a copy, let one expire or dropped one. Most
+    # microtasks never need a set of their own, so they share an empty one.
+    excluded: set[str] | frozenset[str] = NOBODY
+    tally: Tally = EMPTY
+    decision: Any = None
+    error: float = 1.0  # the decision's estimated probability of being wrong
+    reason: str = ""  # why it is inconclusive, when a plugin failed
+
+    def input_digest(self) -> str:
+        """The input's digest, worked out when first needed rather than for every load."""
+        if not self.digest:
+            self.digest = hashlib.sha256(bytes(self.input)).hexdigest()
+        return self.digest
+
+    def outstanding(self) -> list[Vote]:
+        return [lease.projected for lease in self.holders.values()]
+
+    def networks(self) -> set[str]:
+        used = {lease.projected.network for lease in self.holders.values()}
+        used.update(v.network for g in self.tally.groups for v in g.votes)
+        return used
+
+
+@dataclass(slots=True, eq=False)
+class Lease:
+    id: str
+    microtask: Microtask
+    miner_id: str
+    issued_at: float
+    deadline: float
+    projected: Vote  # what its result is expected to weigh, for adaptive replication
+    state: str = lifecycle.LEASED
+
+
+@dataclass(slots=True, eq=False)
+class Miner:
+    id: str
+    slots: int  # declared: a ceiling, not a grant
+    kinds: frozenset[str]
+    network: str = ""
+    error: float = 1.0  # its error rate (see qortex.core.credibility)
+    allowance: int = 1  # slots it has earned
+    leases: dict[str, Lease] = field(default_factory=dict)
+
+    @property
+    def free(self) -> int:
+        return min(self.slots, self.allowance) - len(self.leases)
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    id: str
+    kind: str
+    microtasks: list[Microtask]
+    state: str = lifecycle.RUNNING
+    open: int = 0  # microtasks neither decided nor inconclusive
+
+
+@dataclass(slots=True)
+class Plan:
+    """What counting one result would do, worked out before anything changes."""
+
+    lease: Lease
+    vote: Vote
+    tally: Tally
+    verdict: Verdict
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one accepted result (or a failure) caused."""
+
+    microtask: Microtask
+    decided: bool = False
+    inconclusive: bool = False
+    cancelled: list[Lease] = field(default_factory=list)
+    task: Task | None = None  # set when this finished the task
+
+
+def exclude(mt: Microtask, miner_id: str) -> None:
+    """The miner gets no further copy of this microtask."""
+    if mt.excluded is NOBODY:
+        mt.excluded = set()
+    mt.excluded.add(miner_id)  # type: ignore[union-attr]
+
+
+def projected(miner: Miner, mt: Microtask, checkable: frozenset[str]) -> Vote:
+    """What a copy given to ``miner`` is expected to weigh once returned.
+
+    A result that will surely be checked (a known-answer item, or a kind with
+    a checker for a miner not yet credible enough) weighs as a check.
+    """
+    sure_check = mt.gold is not NO_GOLD or (
+        mt.kind in checkable and miner.error > mt.policy.target_error
+    )
+    return Vote(miner.id, miner.network, CHECKED_ERROR if sure_check else miner.error)
+
+
+def evaluate(lease: Lease, vote: Vote, output: Any, agree: Callable[[Any, Any], bool]) -> Plan:
+    """Work out what counting a result would do; changes nothing (``agree`` may raise)."""
+    mt = lease.microtask
+    tally = mt.tally.adding(vote, output, agree)
+    others = [held.projected for miner, held in mt.holders.items() if miner != lease.miner_id]
+    return Plan(lease, vote, tally, tally.verdict(mt.policy, others))

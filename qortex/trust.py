@@ -1,0 +1,157 @@
+"""What credibility changes: checks passed are recorded, liars are banned, and
+every decision a liar's votes helped make is examined again (Sarmenta's
+blacklisting and backtracking).
+
+A ban is durable before anything follows from it. Then the banned miner's
+results are struck from every microtask they were counted in, running tasks
+and finished ones alike: an undecided microtask simply loses the votes; a
+decided one whose answer no longer meets its target without them is reopened
+(``microtask.reopened``) and its task, even a completed one, runs again
+(``task.revised``), so its output and proof change once it is decided anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from qortex.core import lifecycle
+from qortex.core.ledger import Report
+from qortex.core.work import Outcome
+from qortex.events import Event
+from qortex.protocol import messages as m
+from qortex.recovery import rebuild
+from qortex.store import facts as f
+
+if TYPE_CHECKING:
+    from qortex.coordinator import Coordinator
+
+log = logging.getLogger("qortex.trust")
+
+
+class Trust:
+    def __init__(self, coord: Coordinator) -> None:
+        self._coord = coord
+
+    def passed(self, miner_id: str, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+        """A miner's result passed a check: more credibility, one more slot."""
+        coord = self._coord
+        conn = coord.connections.get(miner_id)
+        report = coord.ledger.passed(miner_id, conn.info.slots if conn else 1)
+        self._standing(miner_id, unit)
+        if report is not None:
+            self._report(report, now, unit, events)
+
+    def let_go(self, miner_ids: list[str], unit: list[f.Fact]) -> None:
+        """Miners let copies expire or dropped them: their earned slots halve."""
+        for miner_id in dict.fromkeys(miner_ids):
+            self._coord.ledger.let_go(miner_id)
+            self._standing(miner_id, unit)
+
+    def _standing(self, miner_id: str, unit: list[f.Fact]) -> None:
+        coord = self._coord
+        standing = coord.ledger.get(miner_id)
+        unit.append((f.STANDING, (standing.passes, standing.allowance, miner_id)))
+        coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
+
+    def _report(self, report: Report, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+        unit.append(
+            (
+                f.INSERT_REPUTATION,
+                (report.miner_id, now, report.reputation, report.passes, report.reason),
+            )
+        )
+        events.append(
+            self._coord.events.new(
+                "miner.reputation",
+                now,
+                miner_id=report.miner_id,
+                reputation=report.reputation,
+                passes=report.passes,
+                reason=report.reason,
+            )
+        )
+
+    def ban(self, miner_id: str, reason: str, unit: list[f.Fact]) -> asyncio.Future[None]:
+        """Ban a miner caught lying; its decisions are re-examined once the ban is durable."""
+        coord = self._coord
+        now = coord.clock()
+        report = coord.ledger.ban(miner_id, reason)
+        unit += [(f.BAN_MINER, (miner_id,)), (f.REVOKE_RESULTS, (miner_id,))]
+        events = [coord.events.new("miner.banned", now, miner_id=miner_id, reason=reason)]
+        self._report(report, now, unit, events)
+        committed = coord.write(unit, events)
+        conn = coord.connections.get(miner_id)
+        if conn is not None:
+            coord.stats.closed[m.BANNED] += 1
+            conn.link.close(m.BANNED, f"banned: {reason}")
+            coord.disconnect(miner_id, conn.link, "banned")
+        coord.spawn(self._backtrack(miner_id, committed))
+        log.warning("miner %s banned: %s", miner_id, reason)
+        return committed
+
+    async def _backtrack(self, miner_id: str, after: asyncio.Future[None]) -> None:
+        await after
+        coord = self._coord
+        voted = await coord.store.voted(miner_id)
+        task_ids = list(dict.fromkeys(task_id for _, task_id in voted))
+        missing = [t for t in task_ids if t not in coord.table.tasks]
+        borrowed = set()
+        if missing:
+            # Finished tasks: load them whole; the banned miner's results are
+            # revoked in the store, so they come back without its votes.
+            work = await coord.store.load_tasks(missing)
+            borrowed = {task.id for task in rebuild(coord.table, coord.kinds, work)}
+        now = coord.clock()
+        unit: list[f.Fact] = []
+        events: list[Event] = []
+        outcomes: list[Outcome] = []
+        revised: set[str] = set()
+        for microtask_id, task_id in dict.fromkeys(voted):
+            task = coord.table.tasks.get(task_id)
+            if task is None:
+                continue
+            mt = task.microtasks[int(microtask_id.rsplit(":", 1)[1])]
+            was = task.state
+            reopened, outcome = coord.table.strike(mt, miner_id)
+            if not reopened:
+                continue
+            unit.append((f.REOPEN_MICROTASK, (mt.error, mt.id)))
+            events.append(
+                coord.events.new(
+                    "microtask.reopened",
+                    now,
+                    task_id,
+                    miner_id,
+                    microtaskId=mt.id,
+                    reason="a voter was banned",
+                )
+            )
+            if was != lifecycle.RUNNING and task_id not in revised:
+                revised.add(task_id)
+                unit.append((f.REVISE_TASK, (task_id,)))
+                events.append(
+                    coord.events.new(
+                        "task.revised",
+                        now,
+                        task_id,
+                        miner_id,
+                        status=lifecycle.RUNNING,
+                        reason=f"miner {miner_id} was banned; its votes no longer count",
+                    )
+                )
+            if outcome is not None:
+                coord.settle(outcome, now, unit, events)
+                outcomes.append(outcome)
+        for task_id in borrowed - revised:
+            coord.table.drop_task(task_id)
+        committed = coord.write(unit, events)
+        for outcome in outcomes:
+            if outcome.task is not None:
+                coord.finish_later(outcome.task, committed)
+        coord.schedule_fill()
+        await committed
+        log.info(
+            "backtracked miner %s: %d results, %d tasks revised", miner_id, len(voted), len(revised)
+        )

@@ -1,0 +1,97 @@
+"""A miner's standing over HTTP: its record and reputation, and how its reputation moved."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from qortex.errors import InvalidInput, NotFound
+from qortex.web.auth import require_key
+from qortex.web.http import JSON, query_int
+
+
+def standing(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """The trust fields of one miner, from its row and the coordinator's ledger."""
+    miner_id = row["id"]
+    error = coord.ledger.error(miner_id) if row["status"] == "active" else None
+    return {
+        "status": row["status"],
+        "reputation": coord.ledger.reputation(miner_id),
+        "credibility": None if error is None else 1.0 - error,
+        "checksPassed": row["passes"],
+        "checksFailed": row["failures"],
+        "earnedSlots": row["allowance"],
+    }
+
+
+async def get_miner(request: Request) -> JSON:
+    require_key(request)
+    coord = request.app.state.coordinator
+    miner_id = request.path_params["miner_id"]
+    row = await coord.store.reader.miner(miner_id)
+    if row is None:
+        raise NotFound(f"no miner {miner_id!r}", minerId=miner_id)
+    conn = coord.connections.get(miner_id)
+    return JSON(
+        {
+            "minerId": miner_id,
+            "publicKey": row["public_key"],
+            "name": row["name"],
+            "software": row["software"],
+            "kinds": msgspec.json.decode(row["kinds"]),
+            "connected": conn is not None,
+            "address": row["address"],
+            "slots": conn.info.slots if conn else None,
+            "accepted": row["accepted"],
+            "refused": row["refused"],
+            "firstSeen": row["first_seen"],
+            "lastSeen": row["last_seen"],
+            **standing(coord, row),
+        }
+    )
+
+
+async def reputation_history(request: Request) -> JSON:
+    """Newest first, paged by time: ``?limit=`` and ``?before=`` a previous page's ``next``."""
+    require_key(request)
+    coord = request.app.state.coordinator
+    miner_id = request.path_params["miner_id"]
+    if await coord.store.reader.miner(miner_id) is None:
+        raise NotFound(f"no miner {miner_id!r}", minerId=miner_id)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    raw = request.query_params.get("before")
+    try:
+        before = float(raw) if raw is not None else None
+        if before is not None and not math.isfinite(before):
+            raise ValueError
+    except ValueError:
+        raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
+    rows = await coord.store.reader.reputation_history(miner_id, limit, before)
+    history = [
+        {
+            "at": r["at"],
+            "reputation": r["reputation"],
+            "checksPassed": r["passes"],
+            "reason": r["reason"],
+        }
+        for r in rows
+    ]
+    following = history[-1]["at"] if len(history) == limit else None
+    return JSON(
+        {
+            "minerId": miner_id,
+            "reputation": coord.ledger.reputation(miner_id),
+            "history": history,
+            "next": following,
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/miners/{miner_id}", get_miner, methods=["GET"]),
+    Route("/api/v1/miners/{miner_id}/reputation-history", reputation_history, methods=["GET"]),
+]
