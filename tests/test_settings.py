@@ -31,9 +31,13 @@ def test_defaults(empty_dir: Path) -> None:
     assert s.port == 8000
     assert s.db == "qortex.db"
     assert s.api_key == ""
-    assert s.replicas == 5
-    assert s.quorum == 3  # majority of 5
-    assert s.max_replicas == 9  # 2 * 5 - 1
+    assert s.replicas == 1  # a floor: the trust engine adds copies while unsure
+    assert s.quorum == 1  # majority of 1
+    assert s.max_replicas == 10  # room for new miners to outvote a liar
+    assert s.target_error == 1e-3
+    assert s.fault_fraction == 0.1
+    assert s.check_rate == 0.1
+    assert s.checker is True
     assert s.lease_seconds == 30.0
     assert s.result_timeout_ms == 30_000
     assert s.max_tweets_per_task == 5
@@ -61,7 +65,7 @@ def test_toml_file_overrides_defaults(tmp_path: Path) -> None:
     assert s.trusted_proxies == ["10.0.0.1"]
     assert s.sync == "normal"
     assert s.quorum == 2
-    assert s.max_replicas == 5
+    assert s.max_replicas == 10
     assert s.db == "qortex.db"  # untouched keys keep their defaults
 
 
@@ -154,9 +158,9 @@ def test_lease_limit_is_capped_by_the_result_timeout(empty_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("replicas", "quorum", "max_replicas"),
-    [(1, 1, 1), (2, 2, 3), (3, 2, 5), (4, 3, 7), (5, 3, 9), (6, 4, 11)],
+    [(1, 1, 10), (2, 2, 10), (5, 3, 10), (6, 4, 11), (9, 5, 17)],
 )
-def test_zero_quorum_is_a_majority_and_zero_max_is_two_r_minus_one(
+def test_zero_quorum_is_a_majority_and_zero_max_is_ten_or_two_r_minus_one(
     replicas: int, quorum: int, max_replicas: int
 ) -> None:
     s = Settings(replicas=replicas, quorum=0, max_replicas=0)
@@ -283,6 +287,10 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "replicas": ("2", 2),
         "quorum": ("1", 1),
         "max_replicas": ("4", 4),
+        "target_error": ("0.01", 0.01),
+        "fault_fraction": ("0.2", 0.2),
+        "check_rate": ("0.5", 0.5),
+        "checker": ("false", False),
         "lease_seconds": ("3.5", 3.5),
         "result_timeout_ms": ("99", 99),
         "max_tweets_per_task": ("8", 8),
@@ -323,3 +331,19 @@ def test_settings_are_frozen() -> None:
 def test_unknown_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         load_settings(env={}, overrides={"colour": "blue"})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("1", True), ("on", True), ("no", False), ("0", False)]
+)
+def test_booleans_from_the_environment(text: str, value: bool) -> None:
+    assert load_settings(env={"QORTEX_CHECKER": text}).checker is value
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("checker", "maybe"), ("target_error", "0"), ("fault_fraction", "1"), ("check_rate", "2")],
+)
+def test_trust_settings_out_of_range_are_refused(name: str, bad: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env={f"QORTEX_{name.upper()}": bad})

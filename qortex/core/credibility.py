@@ -78,11 +78,12 @@ def network_of(address: str, miner_id: str) -> str:
 
     Loopback connections are the operator's own machine: each counts as its
     own network, so several local miners can vote as independent machines.
+    So does a connection whose address is not an IP address (a Unix socket).
     """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return f"addr:{address[:64]}"
+        return f"local:{miner_id}"
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_loopback:

@@ -44,7 +44,7 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
 
 
 def _miner(miner_id: str) -> f.Fact:
-    return (f.UPSERT_MINER, (miner_id, "00" * 32, "", "", "[]", 1.0, 1.0))
+    return (f.UPSERT_MINER, (miner_id, "00" * 32, "", "", "[]", 1.0, 1.0, "127.0.0.1"))
 
 
 async def test_units_queued_together_commit_together(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Welcomed, Work
+from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
 from qortex.signing import Signer
 from tests.helpers import snapshot, timeout
 
@@ -45,8 +45,20 @@ class SocketMiner:
             self.messages += 1
         return self.pending.popleft()
 
-    def work(self) -> m.Assign:
+    def verdict(self, assignment_id: str) -> Verdict:
+        """The verdict on one result; other events that come first wait their turn."""
+        skipped: list[Any] = []
+        while True:
+            event = self.next()
+            if isinstance(event, Verdict) and event.assignment_id == assignment_id:
+                self.pending.extendleft(reversed(skipped))
+                return event
+            skipped.append(event)
+
+    def work(self, skip_withdrawn: bool = False) -> m.Assign:
         event = self.next()
+        while skip_withdrawn and isinstance(event, Withdrawn):
+            event = self.next()
         assert isinstance(event, Work), event
         return event.assign
 

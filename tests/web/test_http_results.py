@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from starlette.testclient import TestClient
 
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
-from tests.helpers import WORK_TABLES, snapshot
+from tests.helpers import API_KEY, WORK_TABLES, snapshot
 from tests.web.socketminer import submit, wait_rows, wait_status
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Without checkers: these tests are about the route, and disagree on purpose."""
+    return Settings(
+        db=str(tmp_path / "qortex.db"),
+        api_key=API_KEY,
+        replicas=3,
+        max_request_bytes=64 * 1024,
+        checker=False,
+    )
+
+
 def _signed(signer: Signer, assign: Any, output: bytes) -> dict[str, str]:
-    message = result_message(assign.assignment_id, assign.microtask_id, output)
+    message = result_message(assign.assignment_id, assign.microtask_id, assign.input_sha256, output)
     return {
         "assignmentId": assign.assignment_id,
         "microtaskId": assign.microtask_id,
@@ -44,7 +58,7 @@ def test_result_over_http_counts_like_one_over_the_socket(
     client: TestClient, connect: Any, settings: Settings
 ) -> None:
     miner = connect()
-    task_id = submit(client, ["what a lovely day"], replicas=1)
+    task_id = submit(client, ["what a lovely day"], replicas=1, targetError=0.2)
     assign = miner.work()
     wait_rows(settings.db, "assignments", 1)
     url = f"/internal/miner/{miner.signer.miner_id}/result"
@@ -86,4 +100,5 @@ def test_disagreement_past_max_replicas_fails_the_task(client: TestClient, conne
     assert {v["agrees"] for v in votes} == {None}  # no decision to agree with
     proof = client.get(f"/api/v1/tasks/{task_id}/proof").json()
     assert proof["microtasks"][0]["decision"] is None
-    assert msgspec.json.decode(proof["results"][0]["output"]) in ("positive", "negative")
+    outputs = [msgspec.json.decode(v["output"]) for v in proof["microtasks"][0]["votes"]]
+    assert sorted(outputs) == ["negative", "positive"]

@@ -25,16 +25,24 @@ def test_seed_body_creates_a_durable_task(client: TestClient, settings: Settings
 
     task = client.get(f"/api/v1/tasks/{body['taskId']}").json()
     assert task["status"] == "running"
-    assert task["replicas"] == 3 and task["quorum"] == 2 and task["maxReplicas"] == 5
+    assert task["replicas"] == 3 and task["quorum"] == 2 and task["maxReplicas"] == 10
+    assert task["targetError"] == 1e-3 and task["revision"] == 0
     assert [mt["status"] for mt in task["microtaskDetails"]] == ["pending"] * len(TWEETS)
     assert task["output"] is None
 
 
 def test_generic_body_with_policy(client: TestClient) -> None:
-    body = {"kind": "sentiment", "input": {"tweets": ["good"]}, "replicas": 1, "leaseSeconds": 5}
+    body = {
+        "kind": "sentiment",
+        "input": {"tweets": ["good"]},
+        "replicas": 1,
+        "leaseSeconds": 5,
+        "targetError": 0.01,
+    }
     created = client.post("/api/v1/tasks", json=body).json()
     task = client.get(f"/api/v1/tasks/{created['taskId']}").json()
-    assert (task["replicas"], task["quorum"], task["maxReplicas"]) == (1, 1, 1)
+    assert (task["replicas"], task["quorum"], task["maxReplicas"]) == (1, 1, 10)
+    assert task["targetError"] == 0.01
     assert task["leaseSeconds"] == 5
 
 
