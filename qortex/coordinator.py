@@ -11,6 +11,7 @@ crash before their commit only voids them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -446,7 +447,13 @@ class Coordinator:
             self._send(
                 lease.miner_id,
                 m.Assign(
-                    lease.id, mt.id, mt.task_id, mt.kind, mt.input, int(lease.deadline * 1000)
+                    lease.id,
+                    mt.id,
+                    mt.task_id,
+                    mt.kind,
+                    mt.input,
+                    int(lease.deadline * 1000),
+                    input_sha256=hashlib.sha256(bytes(mt.input)).hexdigest(),
                 ),
             )
         self._write(unit, events)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput, NotFound, ResultRefused, Unauthorized
-from qortex.signing import miner_id_of, parse_public_key, result_message, verify
+from qortex.signing import input_digest, miner_id_of, parse_public_key, result_message, verify
 from qortex.store import facts as f
 from qortex.web.auth import require_key
 from qortex.web.http import JSON, query_int, read_json
@@ -58,7 +58,15 @@ async def post_result(request: Request) -> JSON:
             raise NotFound(f"no miner {miner_id!r}; register it first", minerId=miner_id)
         public_key = row["public_key"]
     output = body.output.encode()
-    message = result_message(body.assignment_id, body.microtask_id, output)
+    lease = coord.table.leases.get(body.assignment_id)
+    if lease is None:  # over or unknown: it cannot count, and no input says what was signed
+        try:
+            coord.table.take(miner_id, body.assignment_id, body.microtask_id, coord.clock())
+        except ResultRefused as refusal:
+            coord.refuse(miner_id, body.assignment_id, refusal, attributable=False)
+            raise
+    digest = input_digest(bytes(lease.microtask.input))
+    message = result_message(body.assignment_id, body.microtask_id, digest, output)
     if not verify(parse_public_key(public_key), message, body.signature):
         refusal = ResultRefused("bad_signature", "the signature does not verify for this miner")
         coord.refuse(miner_id, body.assignment_id, refusal, attributable=False)

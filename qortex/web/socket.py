@@ -25,6 +25,7 @@ from qortex import __version__
 from qortex.core.limits import Bucket
 from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
+from qortex.signing import input_digest
 from qortex.protocol.server import (
     Authenticated,
     Challenged,
@@ -209,10 +210,14 @@ async def miner_socket(ws: WebSocket) -> None:
                     refusal = coord.precheck(miner_id, frame.assignment_id, frame.microtask_id)
                     if refusal is not None:
                         link.send(_refused(frame.assignment_id, refusal))
-                    elif verifier is None:
-                        checked(event)(session.check(event))
                     else:
-                        verifier.submit(partial(session.check, event), checked(event))
+                        # precheck found the lease; its microtask's input is what was signed
+                        lease = coord.table.leases[frame.assignment_id]
+                        digest = input_digest(bytes(lease.microtask.input))
+                        if verifier is None:
+                            checked(event)(session.check(event, digest))
+                        else:
+                            verifier.submit(partial(session.check, event, digest), checked(event))
                 elif isinstance(event, HeartbeatIn):
                     link.send(session.heartbeat_frame(int(time.time() * 1000)))
     except TimeoutError:
