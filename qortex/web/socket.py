@@ -25,7 +25,6 @@ from qortex import __version__
 from qortex.core.limits import Bucket
 from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
-from qortex.signing import input_digest
 from qortex.protocol.server import (
     Authenticated,
     Challenged,
@@ -33,6 +32,7 @@ from qortex.protocol.server import (
     ResultIn,
     ServerSession,
 )
+from qortex.signing import input_digest
 
 log = logging.getLogger("qortex.socket")
 

@@ -104,9 +104,10 @@ def test_assign_with_a_string_input(client: ClientSession) -> None:
 
 
 def test_assign_inside_an_array_keeps_its_exact_input_bytes(client: ClientSession) -> None:
-    frames = [assign_frame(b'[ 1,2 ]', aid=b"a-1"), assign_frame(b'"x"', aid=b"a-2")]
+    frames = [assign_frame(b"[ 1,2 ]", aid=b"a-1"), assign_frame(b'"x"', aid=b"a-2")]
     events = client.receive_all(m.batch(frames).decode())
     assert [type(e) for e in events] == [Work, Work]
+    assert [bytes(e.assign.input) for e in events if isinstance(e, Work)] == [b"[ 1,2 ]", b'"x"']
 
 
 @pytest.mark.parametrize(
