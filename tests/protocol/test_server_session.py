@@ -282,12 +282,6 @@ def test_other_protocol_versions_are_unsupported(signer: Signer, version: int) -
     assert "input digest" in err.message and "upgrade the miner" in err.message
 
 
-def test_a_hello_without_a_protocol_is_taken_as_the_current_one(signer: Signer) -> None:
-    body = json.loads(hello(signer))
-    del body["protocol"]
-    assert isinstance(ServerSession(NONCE, KINDS).receive(json.dumps(body)), Challenged)
-
-
 @pytest.mark.parametrize(
     "key",
     [
