@@ -162,6 +162,17 @@ def honest_output(assign: m.Assign) -> bytes:
     return msgspec.json.encode(KIND.compute(msgspec.json.decode(assign.input)))
 
 
+#: assignment id -> the ``inputSha256`` its assign frame carried. Results are
+#: signed over it (protocol 2); a made-up assignment has none and signs "".
+INPUT_DIGESTS: dict[str, str] = {}
+
+
+def signed(signer: Signer, assignment_id: str, microtask_id: str, output: bytes) -> str:
+    """The protocol 2 signature of a result, over the digest of the input assigned."""
+    digest = INPUT_DIGESTS.get(assignment_id, "")
+    return signer.sign(result_message(assignment_id, microtask_id, digest, output))
+
+
 def result_frame(
     signer: Signer,
     assignment_id: str,
@@ -171,7 +182,7 @@ def result_frame(
     **extra: Any,
 ) -> str:
     if signature is None:
-        signature = signer.sign(result_message(assignment_id, microtask_id, output))
+        signature = signed(signer, assignment_id, microtask_id, output)
     body = {
         "type": "result",
         "assignmentId": assignment_id,
@@ -187,7 +198,7 @@ def hello_body(signer: Signer, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "hello",
         "publicKey": signer.public_hex,
-        "protocol": 1,
+        "protocol": 2,
         "software": SOFTWARE,
         "slots": 1,
         "kinds": ["sentiment"],
@@ -391,6 +402,7 @@ class Peer:
             assign = m.server_decoder.decode(json.dumps(frame))
             assert isinstance(assign, m.Assign)
             self.assigns[assign.assignment_id] = assign
+            INPUT_DIGESTS[assign.assignment_id] = assign.input_sha256
             self.assign_order.append(assign.assignment_id)
         elif kind in ("ack", "refused"):
             aid = frame["assignmentId"]
@@ -1144,7 +1156,8 @@ def malformed_cases(signer: Signer, rng: random.Random, rnd: int) -> list[Malfor
             "close 4000",
             "publicKey",
         ),
-        ("fresh", "protocol 2", [json.dumps(h(signer, protocol=2))], "close 4003", None),
+        ("fresh", "protocol 1", [json.dumps(h(signer, protocol=1))], "close 4003", None),
+        ("fresh", "protocol 3", [json.dumps(h(signer, protocol=3))], "close 4003", None),
         ("fresh", "protocol 0", [json.dumps(h(signer, protocol=0))], "close 4003", None),
         (
             "fresh",
@@ -1900,7 +1913,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
                 aid,
                 mid,
                 output,
-                signature=signer.sign(result_message(aid, mid, output + b"\n")),
+                signature=signed(signer, aid, mid, output + b"\n"),
             ),
             ("refused bad_signature",),
         ),
@@ -1912,7 +1925,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
                 aid,
                 mid,
                 output,
-                signature=signer.sign(result_message(aid, mid, output))[:127],
+                signature=signed(signer, aid, mid, output)[:127],
             ),
             ("refused bad_signature",),
         ),
@@ -1949,7 +1962,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
         sent += 1
         t.expect(check, doc, got, *ok)
     # A signature that is not 128 hex characters: the same 64 bytes with whitespace in it.
-    signature = signer.sign(result_message(aid, mid, output))
+    signature = signed(signer, aid, mid, output)
     spaced = " ".join(signature[i : i + 32] for i in range(0, 128, 32))
     got = await peer.result(aid, result_frame(signer, aid, mid, output, signature=spaced), sent)
     sent += 1
