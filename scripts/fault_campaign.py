@@ -285,8 +285,9 @@ class Identity:
     refused: Counter[str] = field(default_factory=Counter)  # over the socket
     acks: int = 0
     http_accepted: int = 0
-    http_refused: Counter[str] = field(default_factory=Counter)  # 409s: counted
-    http_unattributed: int = 0  # 401s: not counted
+    # 401s, and 409s for assignments that are not live (no input digest to check
+    # the signature by): not counted
+    http_unattributed: int = 0
     # Closed for not reading (4008): answers still queued were dropped, by design,
     # so it saw fewer answers than the server counted.
     dropped_unread: bool = False
@@ -757,8 +758,7 @@ class Campaign:
             diffs = {}
             for miner_id, ident in self.identities.items():
                 want = (
-                    sum(n for r, n in ident.refused.items() if r != "withdrawn")
-                    + sum(ident.http_refused.values()),
+                    sum(n for r, n in ident.refused.items() if r != "withdrawn"),
                     ident.acks + ident.http_accepted,
                 )
                 row = rows.get(miner_id)
@@ -804,7 +804,6 @@ class Campaign:
                 events.setdefault(miner_id, Counter())[json.loads(data)["reason"]] += 1
             for miner_id, ident in self.identities.items():
                 seen = Counter({r: n for r, n in ident.refused.items() if r != "withdrawn"})
-                seen.update(ident.http_refused)
                 have = events.get(miner_id, Counter())
                 ok = +have == +seen or (ident.dropped_unread and not +seen - +have)
                 got = "match" if ok else f"events {dict(have)} != seen {dict(seen)}"
@@ -1855,8 +1854,7 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
     path = f"/internal/miner/{signer.miner_id}/result"
     response = await c.request(t, "POST", path, json=body)
     reason = (response.json().get("detail") or {}).get("reason")
-    if response.status_code == 409:
-        claimer.identity.http_refused[reason] += 1
+    claimer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "made-up assignment over HTTP",
         "§13.1 409 unknown_assignment",
@@ -2019,8 +2017,8 @@ async def wrong_key(c: Campaign, t: Tally, rnd: int) -> None:
     if not held:
         t.notes["no work received"] += 1
     else:
-        await own_lease_refusals(c, t, peer, held[0])
-        # Over HTTP a wrong signature is answered 401 and not counted against the miner.
+        # Over HTTP a wrong signature on a live lease is answered 401 and not counted
+        # against the miner; the lease stays open for what follows.
         assign = held[0]
         body = json.loads(
             result_frame(other, assign.assignment_id, assign.microtask_id, honest_output(assign))
@@ -2037,6 +2035,7 @@ async def wrong_key(c: Campaign, t: Tally, rnd: int) -> None:
             f"HTTP {response.status_code} {reason}",
             "HTTP 401 bad_signature",
         )
+        await own_lease_refusals(c, t, peer, assign)
     await peer.close()
 
 
@@ -2110,8 +2109,8 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
         )
         if response.status_code == 200:
             owner.identity.http_accepted += 1
-        elif response.status_code == 409:
-            owner.identity.http_refused[response.json()["detail"]["reason"]] += 1
+        elif response.status_code == 409:  # the lease ended meanwhile: not counted
+            owner.identity.http_unattributed += 1
         t.expect(
             "the owner's signed result relayed over HTTP in its name",
             "§13.1 (the signature is the authentication)",
@@ -2185,8 +2184,7 @@ async def late_results(c: Campaign, t: Tally, rnd: int) -> None:
         t, "POST", f"/internal/miner/{peer.signer.miner_id}/result", json=body
     )
     reason = (response.json().get("detail") or {}).get("reason")
-    if response.status_code == 409:
-        peer.identity.http_refused[reason] += 1
+    peer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "late result over HTTP",
         "§13.1 409 late",
