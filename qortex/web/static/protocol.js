@@ -11,7 +11,7 @@ export const RESULT_DOMAIN = "qortex-result-v2";
 /** Close codes after which reconnecting cannot help (section 11). */
 export const FATAL_CODES = new Map([
   [4001, "authentication failed: the key or the signing code is wrong"],
-  [4003, "the coordinator does not speak this protocol version"],
+  [4003, "the coordinator speaks another protocol version: reload the page"],
   [4004, "another tab or window is mining with this identity"],
   [4005, "the coordinator refused the hello"],
 ]);
