@@ -136,7 +136,8 @@ def miner(
         err.print(
             f"{len(miners)} miner(s): {sum(s.connects for s in stats)} connection(s),"
             f" {sum(s.computed for s in stats)} computed, {sum(s.accepted for s in stats)}"
-            f" accepted, {refused} refused, {sum(s.cancelled for s in stats)} cancelled"
+            f" accepted, {refused} refused, {sum(s.cancelled for s in stats)} cancelled,"
+            f" {sum(s.mismatched for s in stats)} skipped for an input digest mismatch"
         )
 
 

@@ -2,10 +2,16 @@
 
 Signatures never cover re-serialised JSON: two JSON libraries rarely agree on
 bytes. A result signature covers a few lines of UTF-8 that any language builds
-the same way, with the output represented by the SHA-256 of the exact bytes
-the miner sent::
+the same way, with the input represented by the SHA-256 of the exact bytes of
+the ``input`` value of the assign frame, and the output by the SHA-256 of the
+exact bytes the miner sent::
 
-    qortex-result-v1 \\n <assignmentId> \\n <microtaskId> \\n <hex sha256 of output bytes>
+    qortex-result-v2 \\n <assignmentId> \\n <microtaskId> \\n <inputSha256>
+        \\n <hex sha256 of output bytes>
+
+Naming the input binds a signature to the work it answers: a proof bundle whose
+inputs were edited no longer verifies. Version 1 signed the ids and the output
+only; :func:`result_message_v1` rebuilds it to re-check bundles made with it.
 
 The challenge answer proves the miner holds the private key for its hello::
 
@@ -24,18 +30,28 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 RESULT_DOMAIN = "qortex-result-v2"
+RESULT_DOMAIN_V1 = "qortex-result-v1"
 HELLO_DOMAIN = "qortex-hello-v1"
+
+
+def input_digest(raw: bytes) -> str:
+    """The ``inputSha256`` of a microtask: lowercase hex SHA-256 of its input's JSON bytes."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def result_message(
     assignment_id: str, microtask_id: str, input_sha256: str, output: bytes
 ) -> bytes:
+    """The bytes a result signature covers (protocol 2)."""
     digest = hashlib.sha256(output).hexdigest()
-    return f"{RESULT_DOMAIN}\n{assignment_id}\n{microtask_id}\n{input_sha256}\n{digest}".encode()
+    lines = (RESULT_DOMAIN, assignment_id, microtask_id, input_sha256, digest)
+    return "\n".join(lines).encode()
 
 
-def input_digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
+def result_message_v1(assignment_id: str, microtask_id: str, output: bytes) -> bytes:
+    """The bytes a protocol 1 result signature covered; only for re-checking old proofs."""
+    digest = hashlib.sha256(output).hexdigest()
+    return f"{RESULT_DOMAIN_V1}\n{assignment_id}\n{microtask_id}\n{digest}".encode()
 
 
 def hello_message(nonce: str) -> bytes:

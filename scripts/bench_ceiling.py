@@ -10,8 +10,10 @@ same way) from the same settings (``qortex.toml`` in the working directory,
 Per connection it reads one ``hello`` (for the public key) and answers with a
 ``welcome``; then, for every ``result`` frame, it verifies the ed25519
 signature over the same canonical bytes as the coordinator
-(``qortex.signing.result_message``) and answers with an ``ack`` (a ``refused``
-if the signature does not verify). Heartbeats get a heartbeat back. There is
+(``qortex.signing.result_message``, naming the SHA-256 of the microtask's
+input, which it hashes per result as the coordinator does; the input is the
+synthetic tweet ``bench_load.py`` chose for that microtask) and answers with an
+``ack`` (a ``refused`` if the signature does not verify). Heartbeats get a heartbeat back. There is
 no queue, no placement, no quorum, no database and no event: the difference
 between this and the coordinator is what those cost. Signatures are checked on
 the event loop, one at a time (the coordinator may use ``verify_threads``).
@@ -27,12 +29,13 @@ import time
 from typing import Any
 
 import msgspec
+from bench_load import synthetic_input
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from qortex.protocol import messages as m
-from qortex.signing import miner_id_of, parse_public_key, result_message, verify
+from qortex.signing import input_digest, miner_id_of, parse_public_key, result_message, verify
 
 
 async def _frame(ws: WebSocket) -> str | bytes:
@@ -63,8 +66,9 @@ async def miner_socket(ws: WebSocket) -> None:
                 await ws.close(m.BAD_FRAME, str(exc)[:120])
                 return
             if isinstance(frame, m.Result):
+                digest = input_digest(synthetic_input(frame.microtask_id))
                 message = result_message(
-                    frame.assignment_id, frame.microtask_id, frame.output.encode()
+                    frame.assignment_id, frame.microtask_id, digest, frame.output.encode()
                 )
                 if verify(key, message, frame.signature):
                     reply: m.Frame = m.Ack(frame.assignment_id)

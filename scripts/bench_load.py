@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
 from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
-from qortex.signing import Signer
+from qortex.signing import Signer, input_digest
 
 SOFTWARE = "qortex-bench/1"
 # Close codes after which reconnecting cannot help (docs/protocol.md, section 12).
@@ -77,7 +77,6 @@ class Load:
         self.deadline = time.monotonic() + args.seconds
         self.task_id = str(uuid.uuid4())
         self.serial = 0
-        self.tweets = [msgspec.json.encode(t) for t in tweets(64)]
 
     # -- work ---------------------------------------------------------------
 
@@ -98,13 +97,16 @@ class Load:
     def synthetic(self) -> m.Assign:
         """A made-up assignment for the ceiling server, shaped like a real one."""
         self.serial += 1
+        microtask_id = f"{self.task_id}:{self.serial}"
+        raw = synthetic_input(microtask_id)
         return m.Assign(
             f"{self.serial:024x}",
-            f"{self.task_id}:{self.serial}",
+            microtask_id,
             self.task_id,
             "sentiment",
-            msgspec.Raw(self.tweets[self.serial % len(self.tweets)]),
+            msgspec.Raw(raw),
             int(time.time() * 1000) + 30_000,
+            input_digest(raw),
         )
 
     # -- connections ----------------------------------------------------------
@@ -242,6 +244,17 @@ class Load:
         print(self.line(final=True), flush=True)
 
 
+def synthetic_input(microtask_id: str) -> bytes:
+    """The input of a synthetic microtask ``<task>:<n>``: one of 64 tweets, as JSON.
+
+    The ceiling server derives it from the id as well, so it can hash the
+    input a result signs for without keeping any state.
+    """
+    serial = microtask_id.rpartition(":")[2]
+    index = int(serial) % len(SYNTHETIC) if serial.isdigit() else 0
+    return SYNTHETIC[index]
+
+
 def tweets(count: int) -> list[str]:
     """Varied short tweets: positive, negative, negated and neutral ones."""
     subjects = ["this phone", "the new update", "my team", "the weather", "this movie", "lunch"]
@@ -251,6 +264,9 @@ def tweets(count: int) -> list[str]:
     for i in range(count):
         out.append(f"{subjects[i % 6]} {verdicts[(i // 6) % 6]}{extras[(i // 36) % 6]} {i}")
     return out
+
+
+SYNTHETIC = [msgspec.json.encode(t) for t in tweets(64)]
 
 
 def main() -> None:

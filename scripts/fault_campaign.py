@@ -162,6 +162,17 @@ def honest_output(assign: m.Assign) -> bytes:
     return msgspec.json.encode(KIND.compute(msgspec.json.decode(assign.input)))
 
 
+#: assignment id -> the ``inputSha256`` its assign frame carried. Results are
+#: signed over it (protocol 2); a made-up assignment has none and signs "".
+INPUT_DIGESTS: dict[str, str] = {}
+
+
+def signed(signer: Signer, assignment_id: str, microtask_id: str, output: bytes) -> str:
+    """The protocol 2 signature of a result, over the digest of the input assigned."""
+    digest = INPUT_DIGESTS.get(assignment_id, "")
+    return signer.sign(result_message(assignment_id, microtask_id, digest, output))
+
+
 def result_frame(
     signer: Signer,
     assignment_id: str,
@@ -171,7 +182,7 @@ def result_frame(
     **extra: Any,
 ) -> str:
     if signature is None:
-        signature = signer.sign(result_message(assignment_id, microtask_id, output))
+        signature = signed(signer, assignment_id, microtask_id, output)
     body = {
         "type": "result",
         "assignmentId": assignment_id,
@@ -187,7 +198,7 @@ def hello_body(signer: Signer, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "hello",
         "publicKey": signer.public_hex,
-        "protocol": 1,
+        "protocol": 2,
         "software": SOFTWARE,
         "slots": 1,
         "kinds": ["sentiment"],
@@ -274,8 +285,9 @@ class Identity:
     refused: Counter[str] = field(default_factory=Counter)  # over the socket
     acks: int = 0
     http_accepted: int = 0
-    http_refused: Counter[str] = field(default_factory=Counter)  # 409s: counted
-    http_unattributed: int = 0  # 401s: not counted
+    # 401s, and 409s for assignments that are not live (no input digest to check
+    # the signature by): not counted
+    http_unattributed: int = 0
     # Closed for not reading (4008): answers still queued were dropped, by design,
     # so it saw fewer answers than the server counted.
     dropped_unread: bool = False
@@ -391,6 +403,7 @@ class Peer:
             assign = m.server_decoder.decode(json.dumps(frame))
             assert isinstance(assign, m.Assign)
             self.assigns[assign.assignment_id] = assign
+            INPUT_DIGESTS[assign.assignment_id] = assign.input_sha256
             self.assign_order.append(assign.assignment_id)
         elif kind in ("ack", "refused"):
             aid = frame["assignmentId"]
@@ -745,8 +758,7 @@ class Campaign:
             diffs = {}
             for miner_id, ident in self.identities.items():
                 want = (
-                    sum(n for r, n in ident.refused.items() if r != "withdrawn")
-                    + sum(ident.http_refused.values()),
+                    sum(n for r, n in ident.refused.items() if r != "withdrawn"),
                     ident.acks + ident.http_accepted,
                 )
                 row = rows.get(miner_id)
@@ -792,7 +804,6 @@ class Campaign:
                 events.setdefault(miner_id, Counter())[json.loads(data)["reason"]] += 1
             for miner_id, ident in self.identities.items():
                 seen = Counter({r: n for r, n in ident.refused.items() if r != "withdrawn"})
-                seen.update(ident.http_refused)
                 have = events.get(miner_id, Counter())
                 ok = +have == +seen or (ident.dropped_unread and not +seen - +have)
                 got = "match" if ok else f"events {dict(have)} != seen {dict(seen)}"
@@ -1144,7 +1155,8 @@ def malformed_cases(signer: Signer, rng: random.Random, rnd: int) -> list[Malfor
             "close 4000",
             "publicKey",
         ),
-        ("fresh", "protocol 2", [json.dumps(h(signer, protocol=2))], "close 4003", None),
+        ("fresh", "protocol 1", [json.dumps(h(signer, protocol=1))], "close 4003", None),
+        ("fresh", "protocol 3", [json.dumps(h(signer, protocol=3))], "close 4003", None),
         ("fresh", "protocol 0", [json.dumps(h(signer, protocol=0))], "close 4003", None),
         (
             "fresh",
@@ -1842,8 +1854,7 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
     path = f"/internal/miner/{signer.miner_id}/result"
     response = await c.request(t, "POST", path, json=body)
     reason = (response.json().get("detail") or {}).get("reason")
-    if response.status_code == 409:
-        claimer.identity.http_refused[reason] += 1
+    claimer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "made-up assignment over HTTP",
         "§13.1 409 unknown_assignment",
@@ -1900,7 +1911,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
                 aid,
                 mid,
                 output,
-                signature=signer.sign(result_message(aid, mid, output + b"\n")),
+                signature=signed(signer, aid, mid, output + b"\n"),
             ),
             ("refused bad_signature",),
         ),
@@ -1912,7 +1923,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
                 aid,
                 mid,
                 output,
-                signature=signer.sign(result_message(aid, mid, output))[:127],
+                signature=signed(signer, aid, mid, output)[:127],
             ),
             ("refused bad_signature",),
         ),
@@ -1949,7 +1960,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
         sent += 1
         t.expect(check, doc, got, *ok)
     # A signature that is not 128 hex characters: the same 64 bytes with whitespace in it.
-    signature = signer.sign(result_message(aid, mid, output))
+    signature = signed(signer, aid, mid, output)
     spaced = " ".join(signature[i : i + 32] for i in range(0, 128, 32))
     got = await peer.result(aid, result_frame(signer, aid, mid, output, signature=spaced), sent)
     sent += 1
@@ -2006,8 +2017,8 @@ async def wrong_key(c: Campaign, t: Tally, rnd: int) -> None:
     if not held:
         t.notes["no work received"] += 1
     else:
-        await own_lease_refusals(c, t, peer, held[0])
-        # Over HTTP a wrong signature is answered 401 and not counted against the miner.
+        # Over HTTP a wrong signature on a live lease is answered 401 and not counted
+        # against the miner; the lease stays open for what follows.
         assign = held[0]
         body = json.loads(
             result_frame(other, assign.assignment_id, assign.microtask_id, honest_output(assign))
@@ -2024,6 +2035,7 @@ async def wrong_key(c: Campaign, t: Tally, rnd: int) -> None:
             f"HTTP {response.status_code} {reason}",
             "HTTP 401 bad_signature",
         )
+        await own_lease_refusals(c, t, peer, assign)
     await peer.close()
 
 
@@ -2097,8 +2109,8 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
         )
         if response.status_code == 200:
             owner.identity.http_accepted += 1
-        elif response.status_code == 409:
-            owner.identity.http_refused[response.json()["detail"]["reason"]] += 1
+        elif response.status_code == 409:  # the lease ended meanwhile: not counted
+            owner.identity.http_unattributed += 1
         t.expect(
             "the owner's signed result relayed over HTTP in its name",
             "§13.1 (the signature is the authentication)",
@@ -2172,8 +2184,7 @@ async def late_results(c: Campaign, t: Tally, rnd: int) -> None:
         t, "POST", f"/internal/miner/{peer.signer.miner_id}/result", json=body
     )
     reason = (response.json().get("detail") or {}).get("reason")
-    if response.status_code == 409:
-        peer.identity.http_refused[reason] += 1
+    peer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "late result over HTTP",
         "§13.1 409 late",

@@ -213,7 +213,7 @@ def fuzz(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ):
             case.path_parameters = {"minerId": signer.miner_id}
             message = result_message(
-                body["assignmentId"], body["microtaskId"], body["output"].encode()
+                body["assignmentId"], body["microtaskId"], "", body["output"].encode()
             )
             body["signature"] = signer.sign(message)
 

@@ -23,7 +23,15 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from qortex import __version__
 from qortex.core.kinds import KindRegistry
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import (
+    ClientSession,
+    Mismatch,
+    Reply,
+    Verdict,
+    Welcomed,
+    Withdrawn,
+    Work,
+)
 from qortex.signing import Signer
 
 log = logging.getLogger("qortex.miner")
@@ -52,6 +60,7 @@ class MinerStats:
     accepted: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     cancelled: int = 0
+    mismatched: int = 0  # assigns skipped because their input did not match its digest
 
 
 class Miner:
@@ -122,6 +131,15 @@ class Miner:
                     elif isinstance(event, Work):
                         task = asyncio.create_task(self._compute(ws, session, event.assign))
                         self._work[event.assign.assignment_id] = task
+                    elif isinstance(event, Mismatch):
+                        self.stats.mismatched += 1
+                        log.error(
+                            "assignment %s skipped: its input hashes to %s, not the inputSha256 "
+                            "%r the coordinator sent, so it is not computed or signed",
+                            event.assign.assignment_id,
+                            event.actual_sha256,
+                            event.assign.input_sha256,
+                        )
                     elif isinstance(event, Verdict):
                         if event.accepted:
                             self.stats.accepted += 1

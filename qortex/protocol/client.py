@@ -8,7 +8,7 @@ import msgspec
 
 from qortex.errors import ProtocolViolation
 from qortex.protocol import messages as m
-from qortex.signing import Signer, hello_message, result_message
+from qortex.signing import Signer, hello_message, input_digest, result_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,18 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class Mismatch:
+    """An assign whose ``input`` bytes do not hash to its ``inputSha256``.
+
+    Signing for it would vouch for an input the miner did not see, so it is
+    neither computed nor answered; the lease expires and the copy goes elsewhere.
+    """
+
+    assign: m.Assign
+    actual_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The server's answer to one of our results: accepted, or refused with a reason."""
 
@@ -44,7 +56,7 @@ class Withdrawn:
     reason: str
 
 
-Event = Reply | Welcomed | Work | Verdict | Withdrawn
+Event = Reply | Welcomed | Work | Mismatch | Verdict | Withdrawn
 
 
 class ClientSession:
@@ -91,8 +103,9 @@ class ClientSession:
             case m.Welcome(miner_id=miner_id, heartbeat_seconds=seconds):
                 self.miner_id = miner_id
                 return Welcomed(miner_id, seconds)
-            case m.Assign():
-                return Work(frame)
+            case m.Assign(input=raw, input_sha256=claimed):
+                actual = input_digest(bytes(raw))
+                return Work(frame) if actual == claimed else Mismatch(frame, actual)
             case m.Ack(assignment_id=aid):
                 return Verdict(aid, True)
             case m.Refused(assignment_id=aid, reason=reason):
@@ -102,6 +115,7 @@ class ClientSession:
         return None
 
     def result_frame(self, assign: m.Assign, output: bytes) -> bytes:
+        """The signed result for ``assign``; only for a :class:`Work`, whose digest checked out."""
         message = result_message(
             assign.assignment_id, assign.microtask_id, assign.input_sha256, output
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+#: 2: a result signature names the SHA-256 of the microtask's input (``inputSha256``).
 PROTOCOL_VERSION = 2
 
 
@@ -60,6 +61,13 @@ class Welcome(Frame, tag="welcome"):
 
 
 class Assign(Frame, tag="assign"):
+    """One copy of a microtask to compute.
+
+    ``input`` holds the exact bytes of the JSON value as sent, and
+    ``input_sha256`` their SHA-256 in hex: the result signature names it, and a
+    miner that can recomputes it to be sure it computes what it will sign for.
+    """
+
     assignment_id: str
     microtask_id: str
     task_id: str

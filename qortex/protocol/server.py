@@ -115,8 +115,9 @@ class ServerSession:
         if hello.protocol != m.PROTOCOL_VERSION:
             raise ProtocolViolation(
                 m.UNSUPPORTED,
-                f"protocol {hello.protocol} is not supported; this server speaks "
-                f"{m.PROTOCOL_VERSION}",
+                f"protocol {hello.protocol} is not supported; this server speaks protocol "
+                f"{m.PROTOCOL_VERSION}, where results sign the input digest (inputSha256): "
+                "upgrade the miner",
             )
         try:
             self._key = parse_public_key(hello.public_key)
@@ -147,7 +148,11 @@ class ServerSession:
         )
 
     def check(self, event: ResultIn, input_sha256: str) -> bool:
-        """Whether a result's signature verifies under this miner's key (thread-safe)."""
+        """Whether a result's signature verifies under this miner's key (thread-safe).
+
+        ``input_sha256`` is the digest of the input the coordinator assigned:
+        the caller knows the assignment, this conversation does not.
+        """
         frame = event.result
         message = result_message(
             frame.assignment_id, frame.microtask_id, input_sha256, event.output

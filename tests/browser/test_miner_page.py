@@ -94,8 +94,10 @@ async ({ tweets, matmul, signing, hrefs }) => {
     "raw", raw, { name: "Ed25519" }, true, ["verify"]);
   const challengeMessage = p.helloMessage(signing.nonce);
   const outputSha256 = await p.sha256Hex(p.utf8(signing.output));
+  // The page signs the digest the assign frame carries, as the page's socket code reads it.
+  const assign = JSON.parse(signing.assignFrame);
   const frame = await p.resultFrame(
-    privateKey, signing.assignmentId, signing.microtaskId, signing.output);
+    privateKey, assign.assignmentId, assign.microtaskId, assign.inputSha256, signing.output);
 
   // The tab's own identity, as stored in IndexedDB.
   const me = await id.loadIdentity();
@@ -112,10 +114,15 @@ async ({ tweets, matmul, signing, hrefs }) => {
       challengeSignature: await p.sign(privateKey, challengeMessage),
       outputBytesHex: p.hex(p.utf8(signing.output)),
       outputSha256,
-      resultMessage: p.resultMessage(signing.assignmentId, signing.microtaskId, outputSha256),
+      inputBytesHex: p.hex(p.utf8(signing.input)),
+      inputSha256: await p.sha256Hex(p.utf8(signing.input)),
+      resultMessage: p.resultMessage(
+        signing.assignmentId, signing.microtaskId, assign.inputSha256, outputSha256),
       resultSignature: frame.signature,
       utf8OutputBytesHex: p.hex(p.utf8(signing.utf8Output)),
       utf8OutputSha256: await p.sha256Hex(p.utf8(signing.utf8Output)),
+      escapedInputBytesHex: p.hex(p.utf8(signing.escapedInput)),
+      escapedInputSha256: await p.sha256Hex(p.utf8(signing.escapedInput)),
     },
     frame: JSON.parse(JSON.stringify(frame)),
     urls: hrefs.map((href) => [p.pageBase(href).href, p.socketUrl(p.pageBase(href))]),

@@ -465,7 +465,7 @@ def hellos(draw: st.DrawFn) -> tuple[Signer, dict[str, Any]]:
         "name": "fuzz",
     }
     if draw(st.booleans()):
-        body["protocol"] = 1
+        body["protocol"] = 2
     body.update(draw(st.dictionaries(st.sampled_from(["future", "x-y"]), json_values, max_size=1)))
     return signer, body
 
@@ -499,7 +499,8 @@ class Expect:
 
 DAMAGES = {
     "protocol 0": lambda key: {"protocol": 0},
-    "protocol 2": lambda key: {"protocol": 2},
+    "protocol 1": lambda key: {"protocol": 1},
+    "protocol 3": lambda key: {"protocol": 3},
     "short key": lambda key: {"publicKey": key[:62]},
     "long key": lambda key: {"publicKey": key + "00"},
     "key not hex": lambda key: {"publicKey": "g" + key[1:]},
@@ -543,7 +544,7 @@ class SessionFuzz(RuleBasedStateMachine):
     def expect_hello(self, body: dict[str, Any]) -> Expect:
         if self.model != AWAITING_HELLO:
             return Expect(close=4002)
-        if body.get("protocol", 1) != 1:
+        if body.get("protocol", 2) != 2:
             return Expect(close=4003)
         key = body["publicKey"]
         if len(key) != 64 or any(ch not in HEX for ch in key.lower()):

@@ -9,8 +9,23 @@ import pytest
 
 from qortex.errors import ProtocolViolation
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
-from qortex.signing import Signer, hello_message, parse_public_key, result_message, verify
+from qortex.protocol.client import (
+    ClientSession,
+    Mismatch,
+    Reply,
+    Verdict,
+    Welcomed,
+    Withdrawn,
+    Work,
+)
+from qortex.signing import (
+    Signer,
+    hello_message,
+    input_digest,
+    parse_public_key,
+    result_message,
+    verify,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +42,7 @@ def test_hello_frame(client: ClientSession, signer: Signer) -> None:
     assert json.loads(client.hello_frame()) == {
         "type": "hello",
         "publicKey": signer.public_hex,
-        "protocol": 1,
+        "protocol": 2,
         "software": "qortex-miner/0.1",
         "slots": 3,
         "kinds": ["sentiment", "echo"],
@@ -60,29 +75,58 @@ def test_welcome_records_the_miner_id(client: ClientSession) -> None:
     assert client.miner_id == "m-1"
 
 
+def assign_frame(raw_input: bytes, digest: str | None = None, aid: bytes = b"a-1") -> bytes:
+    """An assign frame as the coordinator writes it; ``digest`` defaults to the right one."""
+    digest = input_digest(raw_input) if digest is None else digest
+    return (
+        b'{"type":"assign","assignmentId":"' + aid + b'","microtaskId":"t:0","taskId":"t",'
+        b'"kind":"sentiment","input":' + raw_input + b',"deadlineMs":5000,'
+        b'"inputSha256":"' + digest.encode() + b'"}'
+    )
+
+
 def test_assign_keeps_the_input_as_raw_json(client: ClientSession) -> None:
     raw_input = b'{ "tweet" : "caf\\u00e9 \xf0\x9f\x98\x80",  "n": [1, 2.50] }'
-    data = (
-        b'{"type":"assign","assignmentId":"a-1","microtaskId":"t:0","taskId":"t",'
-        b'"kind":"sentiment","input":' + raw_input + b',"deadlineMs":5000}'
-    )
-    event = client.receive(data)
+    event = client.receive(assign_frame(raw_input))
     assert isinstance(event, Work)
     assign = event.assign
     assert isinstance(assign.input, msgspec.Raw)
     assert bytes(assign.input) == raw_input  # byte for byte, whitespace included
+    assert assign.input_sha256 == input_digest(raw_input)
     assert (assign.assignment_id, assign.microtask_id, assign.task_id) == ("a-1", "t:0", "t")
     assert (assign.kind, assign.deadline_ms) == ("sentiment", 5000)
 
 
 def test_assign_with_a_string_input(client: ClientSession) -> None:
-    data = (
-        '{"type":"assign","assignmentId":"a","microtaskId":"m","taskId":"t",'
-        '"kind":"k","input":"just text","deadlineMs":1}'
-    )
-    event = client.receive(data)
+    event = client.receive(assign_frame(b'"just text"').decode())
     assert isinstance(event, Work)
     assert bytes(event.assign.input) == b'"just text"'
+
+
+def test_assign_inside_an_array_keeps_its_exact_input_bytes(client: ClientSession) -> None:
+    frames = [assign_frame(b"[ 1,2 ]", aid=b"a-1"), assign_frame(b'"x"', aid=b"a-2")]
+    events = client.receive_all(m.batch(frames).decode())
+    assert [type(e) for e in events] == [Work, Work]
+    assert [bytes(e.assign.input) for e in events if isinstance(e, Work)] == [b"[ 1,2 ]", b'"x"']
+
+
+@pytest.mark.parametrize(
+    ("raw_input", "digest"),
+    [
+        (b'"I love it"', input_digest(b'"I hate it"')),  # the input was swapped
+        (b'"caf\\u00e9"', input_digest('"café"'.encode())),  # same value, other bytes
+        (b'"x"', input_digest(b'"x"').upper()),  # not lowercase hex
+        (b'"x"', ""),  # a server that sends no digest
+    ],
+)
+def test_an_input_that_does_not_match_its_digest_is_not_work(
+    client: ClientSession, raw_input: bytes, digest: str
+) -> None:
+    event = client.receive(assign_frame(raw_input, digest))
+    assert isinstance(event, Mismatch)
+    assert event.actual_sha256 == input_digest(raw_input)
+    assert event.assign.input_sha256 == digest
+    assert event.assign.assignment_id == "a-1"
 
 
 def test_ack_refused_and_cancel(client: ClientSession) -> None:
@@ -130,10 +174,11 @@ def test_garbage_raises_protocol_violation(client: ClientSession, data: bytes) -
     assert info.value.message.startswith("invalid frame from server: ")
 
 
-def test_result_frame_is_signed_over_the_exact_output(
+def test_result_frame_is_signed_over_the_input_digest_and_exact_output(
     client: ClientSession, signer: Signer
 ) -> None:
-    assign = m.Assign("a-9", "t:3", "t", "sentiment", msgspec.Raw(b"{}"), 0)
+    digest = input_digest(b"{}")
+    assign = m.Assign("a-9", "t:3", "t", "sentiment", msgspec.Raw(b"{}"), 0, digest)
     output = '{"label":"négatif"}'.encode()
     body = json.loads(client.result_frame(assign, output))
     assert body["type"] == "result"
@@ -141,8 +186,10 @@ def test_result_frame_is_signed_over_the_exact_output(
     assert body["microtaskId"] == "t:3"
     assert body["output"].encode() == output
     key = parse_public_key(signer.public_hex)
-    assert verify(key, result_message("a-9", "t:3", output), body["signature"])
-    assert not verify(key, result_message("a-9", "t:4", output), body["signature"])
+    assert verify(key, result_message("a-9", "t:3", digest, output), body["signature"])
+    assert not verify(key, result_message("a-9", "t:4", digest, output), body["signature"])
+    other = input_digest(b"[]")
+    assert not verify(key, result_message("a-9", "t:3", other, output), body["signature"])
 
 
 def test_heartbeat_frame() -> None:

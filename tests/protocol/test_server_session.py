@@ -22,7 +22,14 @@ from qortex.protocol.server import (
     ResultIn,
     ServerSession,
 )
-from qortex.signing import Signer, hello_message, miner_id_of, result_message
+from qortex.signing import (
+    Signer,
+    hello_message,
+    input_digest,
+    miner_id_of,
+    result_message,
+    result_message_v1,
+)
 
 NONCE = "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5"
 KINDS = frozenset({"sentiment", "echo"})
@@ -46,7 +53,7 @@ def hello(signer: Signer, **over: Any) -> bytes:
     body: dict[str, Any] = {
         "type": "hello",
         "publicKey": signer.public_hex,
-        "protocol": 1,
+        "protocol": 2,
         "software": "test-miner/1",
         "slots": 4,
         "kinds": ["sentiment"],
@@ -76,8 +83,12 @@ def ready(signer: Signer) -> ServerSession:
     return session
 
 
+INPUT = b'"hi"'
+DIGEST = input_digest(INPUT)
+
+
 def assign_for(aid: str = "as-1", mid: str = "task-9:0") -> m.Assign:
-    return m.Assign(aid, mid, "task-9", "sentiment", msgspec.Raw(b'"hi"'), 1234)
+    return m.Assign(aid, mid, "task-9", "sentiment", msgspec.Raw(INPUT), 1234, DIGEST)
 
 
 # -- the handshake ----------------------------------------------------------------
@@ -158,7 +169,7 @@ def test_welcome_frame_carries_the_miner_id(signer: Signer) -> None:
         "minerId": signer.miner_id,
         "heartbeatSeconds": 15.0,
         "maxMessageBytes": 1024,
-        "protocol": 1,
+        "protocol": 2,
         "server": "qortex/0.1",
     }
 
@@ -261,11 +272,14 @@ def test_second_hello_is_unexpected(signer: Signer) -> None:
     assert violation(session, answer).close_code == 4002
 
 
-@pytest.mark.parametrize("version", [0, 2, 99])
+@pytest.mark.parametrize("version", [0, 1, 3, 99])
 def test_other_protocol_versions_are_unsupported(signer: Signer, version: int) -> None:
     err = violation(ServerSession(NONCE, KINDS), hello(signer, protocol=version))
     assert err.close_code == m.UNSUPPORTED == 4003
     assert f"protocol {version} is not supported" in err.message
+    # an older miner learns what changed and what to do about it
+    assert "speaks protocol 2" in err.message
+    assert "input digest" in err.message and "upgrade the miner" in err.message
 
 
 @pytest.mark.parametrize(
@@ -324,7 +338,7 @@ def test_challenge_signed_by_another_key_fails(signer: Signer, other: Signer) ->
     [
         hello_message("another nonce"),
         NONCE.encode(),  # without the domain
-        result_message("a", NONCE, b""),
+        result_message("a", NONCE, "", b""),
     ],
 )
 def test_challenge_signed_over_another_message_fails(signer: Signer, message: bytes) -> None:
@@ -369,7 +383,7 @@ def test_correctly_signed_result_is_accepted_with_exact_bytes(
     client = ClientSession(signer, 4, ["sentiment"], "sw")
     assign = assign_for()
     event = session.receive(client.result_frame(assign, output))
-    assert isinstance(event, ResultIn) and session.check(event)
+    assert isinstance(event, ResultIn) and session.check(event, DIGEST)
     assert event.output == output
     assert event.result.assignment_id == "as-1"
     assert event.result.microtask_id == "task-9:0"
@@ -381,7 +395,7 @@ def test_result_signed_by_another_key_is_a_bad_signature(signer: Signer, other: 
     session = ready(signer)
     stranger = ClientSession(other, 1, ["sentiment"], "sw")
     event = session.receive(stranger.result_frame(assign_for(), b'"positive"'))
-    assert isinstance(event, ResultIn) and not session.check(event)
+    assert isinstance(event, ResultIn) and not session.check(event, DIGEST)
     assert event.result.assignment_id == "as-1"
     assert session.state == READY
 
@@ -408,12 +422,29 @@ def _tampered(signer: Signer, **change: str) -> bytes:
 def test_altered_results_are_bad_signatures(signer: Signer, change: dict[str, str]) -> None:
     session = ready(signer)
     untouched = session.receive(_tampered(signer))
-    assert isinstance(untouched, ResultIn) and session.check(untouched)
+    assert isinstance(untouched, ResultIn) and session.check(untouched, DIGEST)
     event = session.receive(_tampered(signer, **change))
-    assert isinstance(event, ResultIn) and not session.check(event)
+    assert isinstance(event, ResultIn) and not session.check(event, DIGEST)
     for key, value in change.items():
         field = {"assignmentId": "assignment_id", "microtaskId": "microtask_id"}.get(key, key)
         assert getattr(event.result, field) == value
+
+
+def test_a_result_checks_only_against_the_input_it_was_assigned(signer: Signer) -> None:
+    session = ready(signer)
+    event = session.receive(_tampered(signer))
+    assert isinstance(event, ResultIn) and session.check(event, DIGEST)
+    assert not session.check(event, input_digest(b'"bye"'))  # another input's digest
+    assert not session.check(event, input_digest(b' "hi"'))  # same value, other bytes
+    assert not session.check(event, "")  # the coordinator knew of no input
+
+
+def test_a_version_1_signature_no_longer_counts(signer: Signer) -> None:
+    session = ready(signer)
+    body = json.loads(_tampered(signer))
+    body["signature"] = signer.sign(result_message_v1("as-1", "task-9:0", b'"positive"'))
+    event = session.receive(json.dumps(body))
+    assert isinstance(event, ResultIn) and not session.check(event, DIGEST)
 
 
 def test_heartbeat_before_ready_is_ignored_and_after_ready_is_reported(signer: Signer) -> None:

@@ -10,11 +10,14 @@ from nacl.signing import VerifyKey
 from qortex.signing import (
     HELLO_DOMAIN,
     RESULT_DOMAIN,
+    RESULT_DOMAIN_V1,
     Signer,
     hello_message,
+    input_digest,
     miner_id_of,
     parse_public_key,
     result_message,
+    result_message_v1,
     verify,
 )
 
@@ -32,33 +35,57 @@ def rfc() -> Signer:
     return Signer.from_seed(RFC_SEED)
 
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+POSITIVE_SHA256 = "ec67c5ca00e5983723e8bbc9bafbd0903fa1722f4fea5f999156a417f69fc2b6"
+
+
 def test_result_message_exact_bytes() -> None:
-    assert result_message("a1", "m1", b'"positive"') == (
-        b"qortex-result-v1\na1\nm1\n"
-        b"ec67c5ca00e5983723e8bbc9bafbd0903fa1722f4fea5f999156a417f69fc2b6"
+    assert result_message("a1", "m1", "i1", b'"positive"') == (
+        f"qortex-result-v2\na1\nm1\ni1\n{POSITIVE_SHA256}".encode()
     )
-    assert result_message("A", "M", b"") == (
-        b"qortex-result-v1\nA\nM\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert result_message("A", "M", EMPTY_SHA256, b"") == (
+        f"qortex-result-v2\nA\nM\n{EMPTY_SHA256}\n{EMPTY_SHA256}".encode()
     )
+
+
+def test_input_digest_is_hex_sha256_of_the_exact_bytes() -> None:
+    assert input_digest(b"") == EMPTY_SHA256
+    assert input_digest(b'"positive"') == POSITIVE_SHA256
+    assert input_digest(b'"x"') != input_digest(b' "x"')  # whitespace is part of the bytes
+
+
+def test_result_message_names_the_input() -> None:
+    output = b'"positive"'
+    one = result_message("a", "m", input_digest(b'"I love it"'), output)
+    other = result_message("a", "m", input_digest(b'"I hate it"'), output)
+    assert one != other
+    assert one.split(b"\n")[3] == input_digest(b'"I love it"').encode()
 
 
 def test_result_message_hashes_the_exact_output_bytes() -> None:
     output = '{"label": "café"}'.encode()
-    expected = f"qortex-result-v1\nx\ny\n{hashlib.sha256(output).hexdigest()}".encode()
-    assert result_message("x", "y", output) == expected
+    expected = f"qortex-result-v2\nx\ny\nz\n{hashlib.sha256(output).hexdigest()}".encode()
+    assert result_message("x", "y", "z", output) == expected
     # a re-serialisation with other whitespace is another message
-    assert result_message("x", "y", b'{"label":"caf\\u00e9"}') != expected
+    assert result_message("x", "y", "z", b'{"label":"caf\\u00e9"}') != expected
 
 
 def test_result_message_is_utf8_for_ids() -> None:
-    message = result_message("é", "ü", b"")
-    assert message.startswith("qortex-result-v1\né\nü\n".encode())
+    message = result_message("é", "ü", "", b"")
+    assert message.startswith("qortex-result-v2\né\nü\n\n".encode())
+
+
+def test_version_1_result_message_exact_bytes() -> None:
+    assert result_message_v1("a1", "m1", b'"positive"') == (
+        f"qortex-result-v1\na1\nm1\n{POSITIVE_SHA256}".encode()
+    )
+    assert RESULT_DOMAIN_V1 == "qortex-result-v1"
 
 
 def test_hello_message_exact_bytes() -> None:
     assert hello_message("abc") == b"qortex-hello-v1\nabc"
     assert hello_message("") == b"qortex-hello-v1\n"
-    assert (RESULT_DOMAIN, HELLO_DOMAIN) == ("qortex-result-v1", "qortex-hello-v1")
+    assert (RESULT_DOMAIN, HELLO_DOMAIN) == ("qortex-result-v2", "qortex-hello-v1")
 
 
 def test_miner_id_is_32_hex_of_sha256_of_the_raw_key(rfc: Signer) -> None:

@@ -27,8 +27,11 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def _signed(signer: Signer, assign: Any, output: bytes) -> dict[str, str]:
-    message = result_message(assign.assignment_id, assign.microtask_id, assign.input_sha256, output)
+def _signed(
+    signer: Signer, assign: Any, output: bytes, input_sha256: str | None = None
+) -> dict[str, str]:
+    digest = assign.input_sha256 if input_sha256 is None else input_sha256
+    message = result_message(assign.assignment_id, assign.microtask_id, digest, output)
     return {
         "assignmentId": assign.assignment_id,
         "microtaskId": assign.microtask_id,
@@ -66,6 +69,8 @@ def test_result_over_http_counts_like_one_over_the_socket(
 
     forged = client.post(url, json=_signed(Signer(), assign, b'"negative"'))
     assert forged.status_code == 401 and forged.json()["detail"]["reason"] == "bad_signature"
+    elsewhere = client.post(url, json=_signed(miner.signer, assign, b'"positive"', "0" * 64))
+    assert elsewhere.status_code == 401  # signed for an input that is not this assignment's
     unknown = client.post(
         "/internal/miner/" + "0" * 32 + "/result", json=_signed(miner.signer, assign, b'"positive"')
     )

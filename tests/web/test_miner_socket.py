@@ -14,7 +14,7 @@ from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
 from qortex.protocol.client import ClientSession, Verdict, Withdrawn
 from qortex.settings import Settings
-from qortex.signing import Signer, result_message
+from qortex.signing import Signer, input_digest, result_message, result_message_v1
 from tests.helpers import API_KEY, WORK_TABLES, labels, snapshot, timeout
 from tests.web.socketminer import SocketMiner, submit, wait_rows, wait_status
 
@@ -89,16 +89,21 @@ def test_forged_signature_is_refused_and_changes_nothing(
     before = snapshot(settings.db, WORK_TABLES)
     forger = Signer()
     output = b'"negative"'
-    digest = assign.input_sha256
-    signature = forger.sign(
-        result_message(assign.assignment_id, assign.microtask_id, digest, output)
-    )
-    miner.send(m.Result(assign.assignment_id, assign.microtask_id, output.decode(), signature))
+    ids = (assign.assignment_id, assign.microtask_id)
+    assert assign.input_sha256 == input_digest(bytes(assign.input)) == input_digest(b'"nice"')
+    signature = forger.sign(result_message(*ids, assign.input_sha256, output))
+    miner.send(m.Result(*ids, output.decode(), signature))
+    assert _refusal(miner).reason == "bad_signature"
+    # Signed for another input:
+    elsewhere = miner.signer.sign(result_message(*ids, input_digest(b'"nasty"'), output))
+    miner.send(m.Result(*ids, output.decode(), elsewhere))
+    assert _refusal(miner).reason == "bad_signature"
+    # Signed the way protocol 1 did, without the input:
+    old = miner.signer.sign(result_message_v1(*ids, output))
+    miner.send(m.Result(*ids, output.decode(), old))
     assert _refusal(miner).reason == "bad_signature"
     # Output altered after signing:
-    good = miner.signer.sign(
-        result_message(assign.assignment_id, assign.microtask_id, digest, output)
-    )
+    good = miner.signer.sign(result_message(*ids, assign.input_sha256, output))
     miner.send(m.Result(assign.assignment_id, assign.microtask_id, '"positive"', good))
     assert _refusal(miner).reason == "bad_signature"
     # Unsigned:
@@ -108,7 +113,7 @@ def test_forged_signature_is_refused_and_changes_nothing(
     miners = client.get("/api/v1/miners").json()["miners"]
     assert miners[0]["minerId"] == miner.signer.miner_id
     deadline = time.monotonic() + timeout(5)
-    while client.get("/api/v1/miners").json()["miners"][0]["refused"] != 3:
+    while client.get("/api/v1/miners").json()["miners"][0]["refused"] != 5:
         assert time.monotonic() < deadline
 
 

@@ -172,8 +172,8 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
     created_microtasks = 0
 
     def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-        # Half the well-formed results are signed by a registered miner, so they get past
-        # the signature to the coordinator (and are refused there: no such assignment).
+        # Half the well-formed results are signed by a registered miner, so they reach the
+        # coordinator (and are refused there: no such assignment, so no input to sign for).
         # A hook on the call, not on generation: a map_case hook slows generation 5-fold.
         body = case.body
         fields = ("assignmentId", "microtaskId", "output", "signature")
@@ -185,7 +185,7 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
         ):
             case.path_parameters = {"minerId": signer.miner_id}
             message = result_message(
-                body["assignmentId"], body["microtaskId"], body["output"].encode()
+                body["assignmentId"], body["microtaskId"], "", body["output"].encode()
             )
             body["signature"] = signer.sign(message)
 

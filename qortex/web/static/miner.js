@@ -299,7 +299,7 @@ class Connection {
   }
 
   assign(frame) {
-    const { assignmentId, microtaskId } = frame;
+    const { assignmentId, microtaskId, inputSha256 } = frame;
     if (this.work.has(assignmentId)) return;
     this.work.set(assignmentId, {
       assignmentId,
@@ -311,7 +311,7 @@ class Connection {
     changed();
     pool
       .run(assignmentId, frame.kind, frame.input)
-      .then((output) => this.deliver(assignmentId, microtaskId, output))
+      .then((output) => this.deliver(assignmentId, microtaskId, inputSha256, output))
       .catch((error) => {
         if (error === CANCELLED || !this.work.delete(assignmentId)) return;
         // No frame says "cannot compute": the lease runs out and goes to another miner.
@@ -323,9 +323,10 @@ class Connection {
       });
   }
 
-  async deliver(assignmentId, microtaskId, output) {
+  async deliver(assignmentId, microtaskId, inputSha256, output) {
     if (!this.work.has(assignmentId)) return;
-    const frame = await resultFrame(this.identity.privateKey, assignmentId, microtaskId, output);
+    const { privateKey } = this.identity;
+    const frame = await resultFrame(privateKey, assignmentId, microtaskId, inputSha256, output);
     // The work may have been cancelled, or the socket closed, while signing.
     if (!this.work.delete(assignmentId) || this.ended) return;
     const text = JSON.stringify(frame);

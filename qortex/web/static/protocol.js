@@ -4,14 +4,14 @@
 // worked signing example, so keep everything the page signs in here.
 
 export const SOFTWARE = "qortex-browser/0.1";
-export const PROTOCOL = 1;
+export const PROTOCOL = 2;
 export const HELLO_DOMAIN = "qortex-hello-v1";
-export const RESULT_DOMAIN = "qortex-result-v1";
+export const RESULT_DOMAIN = "qortex-result-v2";
 
 /** Close codes after which reconnecting cannot help (section 11). */
 export const FATAL_CODES = new Map([
   [4001, "authentication failed: the key or the signing code is wrong"],
-  [4003, "the coordinator does not speak this protocol version"],
+  [4003, "the coordinator speaks another protocol version: reload the page"],
   [4004, "another tab or window is mining with this identity"],
   [4005, "the coordinator refused the hello"],
 ]);
@@ -53,9 +53,12 @@ export function helloMessage(nonce) {
   return HELLO_DOMAIN + "\n" + nonce;
 }
 
-/** Section 6.2: what a result signs; `outputSha256` is the hex digest of the output bytes. */
-export function resultMessage(assignmentId, microtaskId, outputSha256) {
-  return [RESULT_DOMAIN, assignmentId, microtaskId, outputSha256].join("\n");
+/**
+ * Section 6.2: what a result signs. `inputSha256` is the assign frame's digest of
+ * its input bytes, `outputSha256` the hex digest of the output bytes.
+ */
+export function resultMessage(assignmentId, microtaskId, inputSha256, outputSha256) {
+  return [RESULT_DOMAIN, assignmentId, microtaskId, inputSha256, outputSha256].join("\n");
 }
 
 /** Lowercase hex ed25519 signature of the UTF-8 bytes of `text`. */
@@ -66,10 +69,13 @@ export async function sign(privateKey, text) {
 /**
  * The whole result frame for one assignment: output text, its hash, the signature.
  * `output` is the JSON text of the output value; the same string is sent and signed.
+ * `inputSha256` is taken from the assign frame as sent: `JSON.parse` keeps no
+ * trace of the input's exact bytes, so a page cannot recompute it (section 6.2).
  */
-export async function resultFrame(privateKey, assignmentId, microtaskId, output) {
+export async function resultFrame(privateKey, assignmentId, microtaskId, inputSha256, output) {
   const digest = await sha256Hex(utf8(output));
-  const signature = await sign(privateKey, resultMessage(assignmentId, microtaskId, digest));
+  const message = resultMessage(assignmentId, microtaskId, inputSha256, digest);
+  const signature = await sign(privateKey, message);
   return { type: "result", assignmentId, microtaskId, output, signature };
 }
 
