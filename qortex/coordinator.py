@@ -240,11 +240,14 @@ class Coordinator:
 
     # -- miners -----------------------------------------------------------
 
-    def connect(self, info: Authenticated, link: MinerLink, address: str = "") -> None:
-        """A miner finished its handshake; banned keys are turned away here."""
-        if self.ledger.banned(info.miner_id):
+    def admit(self, miner_id: str) -> None:
+        """Turn a banned key away before it is welcomed."""
+        if self.ledger.banned(miner_id):
             self.stats.closed[m.BANNED] += 1
             raise ProtocolViolation(m.BANNED, "this miner is banned: it failed a check")
+
+    def connect(self, info: Authenticated, link: MinerLink, address: str = "") -> None:
+        """A miner finished its handshake and was admitted: it may be given work now."""
         old = self.connections.get(info.miner_id)
         if old is not None:
             self.stats.closed[m.REPLACED] += 1

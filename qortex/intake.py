@@ -23,6 +23,7 @@ from qortex.core.credibility import CHECKED_ERROR, Vote, check_probability
 from qortex.core.kinds import Kind, checker_of
 from qortex.core.work import NO_GOLD, UNDECODED, Microtask, evaluate
 from qortex.errors import ResultRefused
+from qortex.protocol import messages as m
 from qortex.store import facts as f
 
 if TYPE_CHECKING:
@@ -165,11 +166,12 @@ class Intake:
             conn.accepted += 1
         if checked is False:
             coord.table.returned(lease)
-            committed = coord.trust.ban(miner_id, f"result {assignment_id} failed a check", unit)
+            refusal = ResultRefused("failed_check", "the result failed a check: banned")
+            farewell = m.encoder.encode(m.Refused(assignment_id, refusal.reason, refusal.message))
+            reason = f"result {assignment_id} failed a check"
+            committed = coord.trust.ban(miner_id, reason, unit, farewell)
             coord.schedule_fill()
-            return _refused_after(
-                committed, ResultRefused("failed_check", "the result failed a check: banned")
-            )
+            return _refused_after(committed, refusal)
         if checked:
             coord.trust.passed(miner_id, now, unit, events)
         outcome = coord.table.fail(mt, failure, lease) if plan is None else coord.table.apply(plan)

@@ -73,8 +73,15 @@ class Trust:
             )
         )
 
-    def ban(self, miner_id: str, reason: str, unit: list[f.Fact]) -> asyncio.Future[None]:
-        """Ban a miner caught lying; its decisions are re-examined once the ban is durable."""
+    def ban(
+        self, miner_id: str, reason: str, unit: list[f.Fact], farewell: bytes = b""
+    ) -> asyncio.Future[None]:
+        """Ban a miner caught lying; its decisions are re-examined once the ban is durable.
+
+        It gets no more work at once; once the ban is durable its socket is
+        sent ``farewell`` (the refusal of the result that gave it away) and
+        closed with 4011.
+        """
         coord = self._coord
         now = coord.clock()
         report = coord.ledger.ban(miner_id, reason)
@@ -84,9 +91,16 @@ class Trust:
         committed = coord.write(unit, events)
         conn = coord.connections.get(miner_id)
         if conn is not None:
+            link = conn.link
             coord.stats.closed[m.BANNED] += 1
-            conn.link.close(m.BANNED, f"banned: {reason}")
-            coord.disconnect(miner_id, conn.link, "banned")
+            coord.disconnect(miner_id, link, "banned")
+
+            def tell(_: asyncio.Future[None]) -> None:
+                if farewell:
+                    link.send(farewell)
+                link.close(m.BANNED, f"banned: {reason}")
+
+            committed.add_done_callback(tell)
         coord.spawn(self._backtrack(miner_id, committed))
         log.warning("miner %s banned: %s", miner_id, reason)
         return committed

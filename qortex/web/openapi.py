@@ -254,6 +254,34 @@ def _paths() -> Schema:
                 ],
             ),
         },
+        "/api/v1/miners/{minerId}": {
+            "get": _operation(
+                "One miner: connection, standing (reputation 0-1000, credibility), counts",
+                "miners",
+                _responses({200: _json("The miner", ref("Miner"))}, (401, 404)),
+                KEY,
+                [_path("minerId", "32 hex digits")],
+            ),
+        },
+        "/api/v1/miners/{minerId}/reputation-history": {
+            "get": _operation(
+                "How a miner's reputation moved, newest first",
+                "miners",
+                _responses(
+                    {200: _json("One page of history", ref("ReputationHistory"))}, (400, 401, 404)
+                ),
+                KEY,
+                [
+                    _path("minerId", "32 hex digits"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                        "most entries on the page",
+                    ),
+                    _query("before", NUMBER, "the previous page's `next`"),
+                ],
+            ),
+        },
         "/api/v1/miners/register": {
             "post": _operation(
                 "Register a miner's public key",

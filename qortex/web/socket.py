@@ -171,6 +171,7 @@ async def miner_socket(ws: WebSocket) -> None:
         # coordinator's once-a-second sweep of ``last_seen``, not a timer per frame.
         async with asyncio.timeout(settings.handshake_seconds):
             info = await _handshake(ws, session, link)
+        coord.admit(info.miner_id)
         miner_id = info.miner_id
         link.send(
             session.welcome_frame(

@@ -477,4 +477,5 @@ def test_close_codes_table() -> None:
         4008: "slow reader",
         4009: "timeout",
         4010: "rate limited",
+        4011: "banned",
     }

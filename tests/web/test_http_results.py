@@ -91,7 +91,7 @@ def test_result_over_http_counts_like_one_over_the_socket(
 
 def test_disagreement_past_max_replicas_fails_the_task(client: TestClient, connect: Any) -> None:
     miners = [connect() for _ in range(3)]
-    task_id = submit(client, ["hm"], replicas=3, quorum=3, maxReplicas=3)
+    task_id = submit(client, ["hm"], replicas=3, quorum=3, maxReplicas=3, targetError=0.01)
     assigns = [miner.work() for miner in miners]
     miners[0].answer(assigns[0], "positive")
     miners[1].answer(assigns[1], "negative")  # quorum 3 of 3 can no longer be reached
