@@ -20,13 +20,17 @@ EVENT_TYPES = (
     "task.created",
     "task.completed",
     "task.failed",
+    "task.revised",
     "microtask.assigned",
     "microtask.result",
     "microtask.quorum",
     "microtask.reassigned",
+    "microtask.reopened",
     "result.refused",
     "miner.connected",
     "miner.disconnected",
+    "miner.reputation",
+    "miner.banned",
 )
 
 _encode = msgspec.json.Encoder().encode
