@@ -14,7 +14,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +25,9 @@ from qortex.core.credibility import network_of
 from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
 from qortex.core.ledger import Ledger
-from qortex.core.quorum import Policy
-from qortex.core.work import NO_GOLD, Lease, Outcome, Task
-from qortex.errors import InvalidInput, ProtocolViolation, TooManyRequests
+from qortex.core.work import Lease, Outcome
+from qortex.errors import ProtocolViolation
 from qortex.events import Event, EventBus, EventLog
-from qortex.gcpause import collector_paused
 from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
@@ -38,14 +35,13 @@ from qortex.recovery import recover
 from qortex.settings import Settings
 from qortex.store import facts as f
 from qortex.store.database import Store
+from qortex.taskbook import TaskBook
 from qortex.trust import Trust
 
 log = logging.getLogger("qortex.coordinator")
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
-
-MAX_REPLICAS_LIMIT = 64
 
 
 class Coordinator:
@@ -68,6 +64,7 @@ class Coordinator:
         self.verifier: Any = None  # set by the web layer: checks signatures on threads
         self.intake = Intake(self)
         self.trust = Trust(self)
+        self.book = TaskBook(self)
         self.table = DispatchTable(self.rng, checkable=self.intake.checkable)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
@@ -83,7 +80,7 @@ class Coordinator:
         for miner_id, passes, status, allowance in await self.store.standings():
             self.ledger.load(miner_id, passes, status, allowance)
         for task in await recover(self):
-            self.finish_later(task, self.store.writer.write([]))
+            self.book.finish_later(task, self.store.writer.write([]))
         self._ticker = asyncio.create_task(self._expire_loop(), name="qortex-leases")
 
     async def stop(self) -> None:
@@ -94,149 +91,6 @@ class Coordinator:
             conn.link.close(1001, "server shutting down")
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.store.writer.drain()
-
-    # -- tasks ------------------------------------------------------------
-
-    def policy(self, **given: Any) -> Policy:
-        """A task's rule: the settings, with the client's floors and target where it gave them."""
-        s = self.settings
-        replicas = given.get("replicas")
-        if replicas is None:
-            quorum, max_replicas = s.quorum, s.max_replicas
-            replicas = s.replicas
-        else:
-            quorum = replicas // 2 + 1
-            max_replicas = max(s.max_replicas, 2 * replicas - 1)
-        quorum = given.get("quorum") or quorum
-        max_replicas = given.get("max_replicas") or max_replicas
-        if max_replicas > MAX_REPLICAS_LIMIT:
-            raise InvalidInput(f"at most {MAX_REPLICAS_LIMIT} replicas", field="max_replicas")
-        lease = min(given.get("lease_seconds") or s.lease_seconds, s.lease_limit_seconds)
-        target = given.get("target_error") or s.target_error
-        return Policy(replicas, quorum, max(max_replicas, replicas), lease, target)
-
-    async def submit(
-        self, kind_name: str, task_input: Any, gold: list[Any] | None = None, **params: Any
-    ) -> str:
-        """Validate, split and record a task; returns its id once it is durable.
-
-        Known-answer items (``gold``: expected outputs for inputs the client
-        chose) are shuffled among the real microtasks, so nothing tells them
-        apart, and left out of the task's output.
-        """
-        kind = self.kinds.get(kind_name)
-        normalised = kind.validate(task_input)
-        policy = self.policy(**params)
-        parts = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
-        if not parts:
-            raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
-        known = [(msgspec.Raw(_json.encode(g.input)), g.output) for g in gold or []]
-        total = len(parts) + len(known)
-        if self.table.open + total > self.settings.max_pending:
-            raise TooManyRequests(
-                f"{self.table.open} microtasks are waiting already (limit"
-                f" {self.settings.max_pending}); try again when miners have caught up",
-                retry_after=5,
-            )
-        gold_at = dict(zip(sorted(self.rng.sample(range(total), len(known))), known, strict=True))
-        real = iter(parts)
-        inputs = [gold_at[i][0] if i in gold_at else next(real) for i in range(total)]
-        task_id = str(uuid.uuid4())
-        now = self.clock()
-        unit: list[f.Fact] = [
-            (
-                f.INSERT_TASK,
-                (
-                    task_id,
-                    kind.name,
-                    _json.encode(normalised).decode(),
-                    policy.replicas,
-                    policy.quorum,
-                    policy.max_replicas,
-                    policy.lease_seconds,
-                    total,
-                    now,
-                    policy.target_error,
-                ),
-            )
-        ]
-        unit += [
-            (
-                f.INSERT_MICROTASK,
-                (
-                    f"{task_id}:{i}",
-                    task_id,
-                    i,
-                    bytes(raw).decode(),
-                    _json.encode(gold_at[i][1]).decode() if i in gold_at else None,
-                ),
-            )
-            for i, raw in enumerate(inputs)
-        ]
-        event = self.events.new(
-            "task.created",
-            now,
-            task_id,
-            kind=kind.name,
-            microtasks=total,
-            replicas=policy.replicas,
-            quorum=policy.quorum,
-            targetError=policy.target_error,
-        )
-        committed = self.write(unit, [event])
-        with collector_paused():
-            expected = {i: g[1] for i, g in gold_at.items()}
-            self.table.add_task(task_id, kind.name, policy, inputs, expected)
-        self.schedule_fill()
-        await committed
-        return task_id
-
-    def finish_later(self, task: Task, after: asyncio.Future[None]) -> None:
-        """Record a task's end once its last decision is durable."""
-        self.spawn(self._finish(task, after))
-
-    async def _finish(self, task: Task, after: asyncio.Future[None]) -> None:
-        """Assemble and record a task's output once its last decision is durable."""
-        await after
-        if task.state == lifecycle.RUNNING or self.table.tasks.get(task.id) is not task:
-            return  # reopened meanwhile: it finishes again later
-        kind = self.kinds.get(task.kind)
-        now = self.clock()
-        state, output_text, reason = task.state, None, ""
-        if state == lifecycle.COMPLETED:
-            row = await self.store.reader.task(task.id)
-            assert row is not None
-            decisions = [mt.decision for mt in task.microtasks if mt.gold is NO_GOLD]
-            try:
-                output = kind.assemble(_decode(row["input"]), decisions)
-                output_text = _json.encode(output).decode()
-            except Exception as exc:  # a plugin's bug fails the task, with the reason
-                state, reason = lifecycle.FAILED, f"assembling the output failed: {exc!r}"[:300]
-        else:
-            failed = sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
-            reason = f"{failed} microtask(s) inconclusive"
-        if state == lifecycle.COMPLETED:
-            event = self.events.new(
-                "task.completed",
-                now,
-                task.id,
-                kind=task.kind,
-                status=state,
-                microtasks=len(task.microtasks),
-            )
-        else:
-            event = self.events.new(
-                "task.failed",
-                now,
-                task.id,
-                kind=task.kind,
-                status=state,
-                inconclusive=sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks),
-                reason=reason,
-            )
-        await self.write([(f.FINISH_TASK, (state, output_text, now, task.id))], [event])
-        if task.state != lifecycle.RUNNING:
-            self.table.drop_task(task.id)
 
     # -- miners -----------------------------------------------------------
 

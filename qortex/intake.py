@@ -179,7 +179,7 @@ class Intake:
             coord.settle(outcome, now, unit, events)
         committed = coord.write(unit, events)
         if outcome.task is not None:
-            coord.finish_later(outcome.task, committed)
+            coord.book.finish_later(outcome.task, committed)
         coord.schedule_fill()
         return committed
 

@@ -163,7 +163,7 @@ class Trust:
         committed = coord.write(unit, events)
         for outcome in outcomes:
             if outcome.task is not None:
-                coord.finish_later(outcome.task, committed)
+                coord.book.finish_later(outcome.task, committed)
         coord.schedule_fill()
         await committed
         log.info(

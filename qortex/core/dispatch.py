@@ -42,8 +42,11 @@ from qortex.core.work import (
     Outcome,
     Plan,
     Task,
+    eligible,
     exclude,
     projected,
+    refusal_for,
+    wants_copy,
 )
 from qortex.errors import ResultRefused
 
@@ -193,20 +196,20 @@ class DispatchTable:
             passed: list[str] = []
             done: list[str] = []
             for mt in queue.values():
-                wanted = _wants(mt)
+                wanted = wants_copy(mt)
                 while wanted and len(free):
                     networks = mt.networks()
                     busy = len(mt.holders) + len(mt.excluded) + NETWORK_SCAN
 
                     def ok(m: Miner, mt: Microtask = mt, networks: set[str] = networks) -> bool:
-                        return _eligible(m, mt) and m.network not in networks
+                        return eligible(m, mt) and m.network not in networks
 
                     miner = free.pick(self._rng, ok, busy)
                     if miner is None:
                         break
                     issued.append(self._lease(mt, miner, now))
                     self._stale.pop(kind, None)
-                    wanted = _wants(mt)
+                    wanted = wants_copy(mt)
                 if not wanted:
                     done.append(mt.id)
                 elif not len(free):
@@ -243,25 +246,16 @@ class DispatchTable:
     # -- results ----------------------------------------------------------
 
     def take(self, miner_id: str, assignment_id: str, microtask_id: str, now: float) -> Lease:
-        """The lease a result may be counted against.
+        """The lease a result may be counted against; refusals raise and change nothing.
 
-        Refusals raise :class:`ResultRefused` and change nothing; the lease
-        stays open (a late one is closed by the next :meth:`expire`, which
-        records why). Only the lease's own miner learns why an assignment
+        A refused lease stays open (a late one is closed by the next
+        :meth:`expire`). Only the lease's own miner learns why an assignment
         that is over was refused; to anyone else it is unknown.
         """
         lease = self.leases.get(assignment_id)
         if lease is None:
             reason, owner = self._closed.get(assignment_id, ("", ""))
-            if owner != miner_id:  # say nothing about other miners' assignments
-                reason = ""
-            if reason == lifecycle.RETURNED:
-                raise ResultRefused("duplicate", "this assignment's result was already accepted")
-            if reason == lifecycle.EXPIRED:
-                raise ResultRefused("late", "the lease expired before the result arrived")
-            if reason in (lifecycle.CANCELLED, lifecycle.RELEASED):
-                raise ResultRefused("withdrawn", f"the assignment was {reason}")
-            raise ResultRefused("unknown_assignment", "no such assignment is leased")
+            raise refusal_for(reason if owner == miner_id else "")
         if lease.miner_id != miner_id:
             raise ResultRefused("not_your_assignment", "the assignment is leased to another miner")
         if lease.microtask.id != microtask_id:
@@ -382,7 +376,7 @@ class DispatchTable:
     def _requeue(self, mt: Microtask, front: bool = False) -> None:
         self._stale.clear()
         queue = self._queues.setdefault(mt.kind, OrderedDict())
-        if _wants(mt):
+        if wants_copy(mt):
             if mt.id not in queue:
                 queue[mt.id] = mt
             if front:
@@ -400,22 +394,3 @@ class DispatchTable:
                 free.add(miner)
             else:
                 free.discard(miner)
-
-    # -- views ------------------------------------------------------------
-
-    @property
-    def pending(self) -> int:
-        """Microtasks waiting for another copy."""
-        return sum(len(queue) for queue in self._queues.values())
-
-
-def _wants(mt: Microtask) -> bool:
-    if mt.state != lifecycle.PENDING:
-        return False
-    if mt.gold is not NO_GOLD:  # a known answer decides on the first result
-        return not mt.holders and not mt.tally.returned
-    return mt.tally.wants_more(mt.policy, mt.outstanding())
-
-
-def _eligible(miner: Miner, mt: Microtask) -> bool:
-    return miner.id not in mt.holders and miner.id not in mt.excluded

@@ -10,6 +10,7 @@ from typing import Any
 from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.quorum import Policy, Tally, Verdict
+from qortex.errors import ResultRefused
 
 NOBODY: frozenset[str] = frozenset()
 NO_GOLD = object()
@@ -134,3 +135,28 @@ def evaluate(lease: Lease, vote: Vote, output: Any, agree: Callable[[Any, Any], 
     tally = mt.tally.adding(vote, output, agree)
     others = [held.projected for miner, held in mt.holders.items() if miner != lease.miner_id]
     return Plan(lease, vote, tally, tally.verdict(mt.policy, others))
+
+
+def wants_copy(mt: Microtask) -> bool:
+    """Whether a pending microtask should get another copy now."""
+    if mt.state != lifecycle.PENDING:
+        return False
+    if mt.gold is not NO_GOLD:  # a known answer decides on the first result
+        return not mt.holders and not mt.tally.returned
+    return mt.tally.wants_more(mt.policy, mt.outstanding())
+
+
+def eligible(miner: Miner, mt: Microtask) -> bool:
+    """Whether a miner may get a copy of this microtask (networks aside)."""
+    return miner.id not in mt.holders and miner.id not in mt.excluded
+
+
+def refusal_for(state: str) -> ResultRefused:
+    """Why a result for an assignment that is no longer leased is refused."""
+    if state == lifecycle.RETURNED:
+        return ResultRefused("duplicate", "this assignment's result was already accepted")
+    if state == lifecycle.EXPIRED:
+        return ResultRefused("late", "the lease expired before the result arrived")
+    if state in (lifecycle.CANCELLED, lifecycle.RELEASED):
+        return ResultRefused("withdrawn", f"the assignment was {state}")
+    return ResultRefused("unknown_assignment", "no such assignment is leased")

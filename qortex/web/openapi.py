@@ -27,6 +27,17 @@ from starlette.routing import Route
 
 from qortex import __version__
 from qortex.web.miners import Registration, SignedResult
+from qortex.web.openapi_parts import (
+    KEY,
+    PUBLIC,
+    TASK_ID,
+    TEXT,
+    json,
+    operation,
+    path,
+    query,
+    responses,
+)
 from qortex.web.schemas import (
     BOOLEAN,
     JSON_TYPE,
@@ -42,118 +53,17 @@ from qortex.web.tasks import TaskRequest
 
 REQUEST_BODIES = (TaskRequest, Registration, SignedResult)
 
-ERRORS = {
-    400: "Invalid input: the body, a parameter or the task does not validate",
-    401: "Missing or wrong API key (or, for a result, a signature that does not verify)",
-    404: "No such task, miner, kind or file",
-    409: "The result is refused; `detail.reason` says why",
-    413: "The body is larger than `max_request_bytes`",
-    429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
-}
-RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-
-
-def _json(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
-
-
-def _responses(ok: dict[int, Schema], errors: tuple[int, ...]) -> Schema:
-    answers: Schema = {str(status): response for status, response in ok.items()}
-    for status in errors:
-        answers[str(status)] = _json(ERRORS[status], ref("Error"))
-    return answers
-
-
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def _path(name: str, description: str) -> Schema:
-    schema = {"type": "string", "minLength": 1}
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": schema,
-        "description": description,
-    }
-
-
-RFC8032_KEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-EXAMPLES: dict[str, dict[str, Any]] = {
-    "TaskRequest": {
-        "sentiment": {"value": {"tweets": ["I love this", "This is awful"]}},
-        "matmul": {
-            "value": {
-                "kind": "matmul",
-                "input": {"a": [[1, 2], [3, 4]], "b": [[5, 6], [7, 8]]},
-                "replicas": 3,
-            }
-        },
-    },
-    "Registration": {
-        "miner": {"value": {"publicKey": RFC8032_KEY, "name": "laptop", "kinds": ["sentiment"]}}
-    },
-    "SignedResult": {
-        "result": {
-            "value": {
-                "assignmentId": "3f0c0d4e-0000-4000-8000-000000000000:0:1",
-                "microtaskId": "3f0c0d4e-0000-4000-8000-000000000000:0",
-                "output": '"positive"',
-                "signature": "00" * 64,
-            }
-        }
-    },
-}
-
-
-def _body(struct: type) -> Schema:
-    name = struct.__name__
-    content = {JSON_TYPE: {"schema": ref(name), "examples": EXAMPLES[name]}}
-    return {"required": True, "content": content}
-
-
-KEY = [{"apiKey": []}]
-PUBLIC: list[Schema] = []
-TASK_ID = _path("taskId", "the id returned by POST /api/v1/tasks")
-TEXT: Schema = {"type": "string"}
-
-
-def _operation(
-    summary: str,
-    tag: str,
-    responses: Schema,
-    security: list[Schema],
-    parameters: list[Schema] | None = None,
-    body: type | None = None,
-) -> Schema:
-    operation: Schema = {"summary": summary, "tags": [tag], "security": security}
-    if parameters:
-        operation["parameters"] = parameters
-    if body is not None:
-        operation["requestBody"] = _body(body)
-    if security:  # every route that checks the key also limits its rate
-        responses["429"] = {**_json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
-    operation["responses"] = responses
-    return operation
-
 
 def _paths() -> Schema:
     return {
         "/api/v1/tasks": {
-            "post": _operation(
+            "post": operation(
                 "Submit a task; 201 once it is durable",
                 "tasks",
-                _responses(
+                responses(
                     {
                         201: {
-                            **_json("The task is recorded", ref("TaskCreated")),
+                            **json("The task is recorded", ref("TaskCreated")),
                             "headers": {"location": {"schema": STRING}},
                         }
                     },
@@ -162,51 +72,51 @@ def _paths() -> Schema:
                 KEY,
                 body=TaskRequest,
             ),
-            "get": _operation(
+            "get": operation(
                 "List tasks, newest first",
                 "tasks",
-                _responses({200: _json("One page of tasks", ref("TaskPage"))}, (400, 401)),
+                responses({200: json("One page of tasks", ref("TaskPage"))}, (400, 401)),
                 KEY,
                 [
-                    _query("status", TASK_STATUS, "only tasks in this state"),
-                    _query("kind", STRING, "only tasks of this kind"),
-                    _query(
+                    query("status", TASK_STATUS, "only tasks in this state"),
+                    query("kind", STRING, "only tasks of this kind"),
+                    query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
                         "most tasks on the page",
                     ),
-                    _query("before", NUMBER, "the previous page's `next`"),
+                    query("before", NUMBER, "the previous page's `next`"),
                 ],
             ),
         },
         "/api/v1/tasks/{taskId}": {
-            "get": _operation(
+            "get": operation(
                 "A task, its output, and each microtask's status, decision and votes",
                 "tasks",
-                _responses({200: _json("The task", ref("Task"))}, (401, 404)),
+                responses({200: json("The task", ref("Task"))}, (401, 404)),
                 KEY,
                 [
                     TASK_ID,
-                    _query("outputs", BOOLEAN, "include each vote's output (`true`, `1`, `yes`)"),
+                    query("outputs", BOOLEAN, "include each vote's output (`true`, `1`, `yes`)"),
                 ],
             ),
         },
         "/api/v1/tasks/{taskId}/proof": {
-            "get": _operation(
+            "get": operation(
                 "The proof bundle, for `qortex verify`",
                 "tasks",
-                _responses(
-                    {200: _json("Inputs, signed results, decisions", ref("Proof"))}, (401, 404)
+                responses(
+                    {200: json("Inputs, signed results, decisions", ref("Proof"))}, (401, 404)
                 ),
                 KEY,
                 [TASK_ID],
             ),
         },
         "/api/v1/events": {
-            "get": _operation(
+            "get": operation(
                 "Server-Sent Events, resumable with Last-Event-ID",
                 "events",
-                _responses(
+                responses(
                     {
                         200: {
                             "description": "An endless event stream; the schema is one event",
@@ -217,9 +127,9 @@ def _paths() -> Schema:
                 ),
                 [{"apiKey": []}, {"apiKeyQuery": []}],
                 [
-                    _query("taskId", STRING, "only this task's events"),
-                    _query("minerId", STRING, "only this miner's events"),
-                    _query(
+                    query("taskId", STRING, "only this task's events"),
+                    query("minerId", STRING, "only this miner's events"),
+                    query(
                         "lastEventId",
                         {"type": "string", "pattern": "^[0-9]{1,18}$"},
                         "resume after this event id; `0` replays the whole log",
@@ -235,18 +145,18 @@ def _paths() -> Schema:
             ),
         },
         "/api/v1/miners": {
-            "get": _operation(
+            "get": operation(
                 "Miners seen, connected or not",
                 "miners",
-                _responses({200: _json("One page of miners", ref("MinerPage"))}, (400, 401)),
+                responses({200: json("One page of miners", ref("MinerPage"))}, (400, 401)),
                 KEY,
                 [
-                    _query(
+                    query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                         "most miners on the page",
                     ),
-                    _query(
+                    query(
                         "offset",
                         {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
                         "miners to skip",
@@ -255,41 +165,41 @@ def _paths() -> Schema:
             ),
         },
         "/api/v1/miners/{minerId}": {
-            "get": _operation(
+            "get": operation(
                 "One miner: connection, standing (reputation 0-1000, credibility), counts",
                 "miners",
-                _responses({200: _json("The miner", ref("Miner"))}, (401, 404)),
+                responses({200: json("The miner", ref("Miner"))}, (401, 404)),
                 KEY,
-                [_path("minerId", "32 hex digits")],
+                [path("minerId", "32 hex digits")],
             ),
         },
         "/api/v1/miners/{minerId}/reputation-history": {
-            "get": _operation(
+            "get": operation(
                 "How a miner's reputation moved, newest first",
                 "miners",
-                _responses(
-                    {200: _json("One page of history", ref("ReputationHistory"))}, (400, 401, 404)
+                responses(
+                    {200: json("One page of history", ref("ReputationHistory"))}, (400, 401, 404)
                 ),
                 KEY,
                 [
-                    _path("minerId", "32 hex digits"),
-                    _query(
+                    path("minerId", "32 hex digits"),
+                    query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                         "most entries on the page",
                     ),
-                    _query("before", NUMBER, "the previous page's `next`"),
+                    query("before", NUMBER, "the previous page's `next`"),
                 ],
             ),
         },
         "/api/v1/miners/register": {
-            "post": _operation(
+            "post": operation(
                 "Register a miner's public key",
                 "miners",
-                _responses(
+                responses(
                     {
-                        200: _json("Already registered; nothing changed", ref("Registered")),
-                        201: _json("Registered", ref("Registered")),
+                        200: json("Already registered; nothing changed", ref("Registered")),
+                        201: json("Registered", ref("Registered")),
                     },
                     (400, 413),
                 ),
@@ -298,34 +208,34 @@ def _paths() -> Schema:
             ),
         },
         "/internal/miner/{minerId}/result": {
-            "post": _operation(
+            "post": operation(
                 "A signed result over HTTP, as on the socket",
                 "miners",
-                _responses(
-                    {200: _json("Accepted and durable", ref("ResultAccepted"))},
+                responses(
+                    {200: json("Accepted and durable", ref("ResultAccepted"))},
                     (400, 401, 404, 409, 413),
                 ),
                 PUBLIC,
-                [_path("minerId", "the id returned by registration")],
+                [path("minerId", "the id returned by registration")],
                 body=SignedResult,
             ),
         },
         "/health": {
-            "get": _operation(
+            "get": operation(
                 "Database reachable, uptime, miners connected",
                 "service",
                 {
-                    "200": _json("Healthy", ref("Health")),
-                    "503": _json("The database cannot be read or written", ref("Health")),
+                    "200": json("Healthy", ref("Health")),
+                    "503": json("The database cannot be read or written", ref("Health")),
                 },
                 PUBLIC,
             ),
         },
         "/metrics": {
-            "get": _operation(
+            "get": operation(
                 "Prometheus counters",
                 "service",
-                _responses(
+                responses(
                     {
                         200: {
                             "description": "Prometheus' text exposition format",
@@ -338,28 +248,28 @@ def _paths() -> Schema:
             ),
         },
         "/api/v1/kinds": {
-            "get": _operation(
+            "get": operation(
                 "The task kinds this coordinator runs",
                 "service",
-                {"200": _json("The kinds", ref("Kinds"))},
+                {"200": json("The kinds", ref("Kinds"))},
                 PUBLIC,
             ),
         },
         "/openapi.json": {
-            "get": _operation(
+            "get": operation(
                 "This document",
                 "service",
-                {"200": _json("OpenAPI 3.1", {"type": "object"})},
+                {"200": json("OpenAPI 3.1", {"type": "object"})},
                 PUBLIC,
             ),
         },
         "/": {"get": _page("The browser miner page")},
         "/mine": {"get": _page("The browser miner page")},
         "/kinds/{name}.js": {
-            "get": _operation(
+            "get": operation(
                 "A kind's browser implementation (an ES module)",
                 "browser",
-                _responses(
+                responses(
                     {
                         200: {
                             "description": "The module",
@@ -369,14 +279,14 @@ def _paths() -> Schema:
                     (404,),
                 ),
                 PUBLIC,
-                [_path("name", "a kind name")],
+                [path("name", "a kind name")],
             ),
         },
         "/kinds/{name}/{file}": {
-            "get": _operation(
+            "get": operation(
                 "A data file beside a kind's browser module",
                 "browser",
-                _responses(
+                responses(
                     {
                         200: {
                             "description": "The file",
@@ -389,7 +299,7 @@ def _paths() -> Schema:
                     (404,),
                 ),
                 PUBLIC,
-                [_path("name", "a kind name"), _path("file", "`*.js`, `*.txt` or `*.json`")],
+                [path("name", "a kind name"), path("file", "`*.js`, `*.txt` or `*.json`")],
             ),
         },
     }
@@ -397,7 +307,7 @@ def _paths() -> Schema:
 
 def _page(summary: str) -> Schema:
     content = {"text/html": {"schema": TEXT}}
-    return _operation(
+    return operation(
         summary, "browser", {"200": {"description": "HTML", "content": content}}, PUBLIC
     )
 

@@ -58,7 +58,7 @@ async def create_task(request: Request) -> JSON:
     body = await read_json(request, TaskRequest)
     kind, task_input = body.resolve()
     coord = request.app.state.coordinator
-    task_id = await coord.submit(
+    task_id = await coord.book.submit(
         kind,
         task_input,
         gold=body.gold,

@@ -1,0 +1,179 @@
+"""A task's life outside placement: its rule, its submission, and its end.
+
+Submitting validates and splits the input, mixes known-answer items in at
+random positions, and returns once the task is durable. A task ends once its
+last decision is durable: its output is assembled from the decisions (known
+answers left out) and recorded, or it fails with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qortex.core import lifecycle
+from qortex.core.quorum import Policy
+from qortex.core.work import NO_GOLD, Task
+from qortex.errors import InvalidInput, TooManyRequests
+from qortex.gcpause import collector_paused
+from qortex.store import facts as f
+
+if TYPE_CHECKING:
+    from qortex.coordinator import Coordinator
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+
+MAX_REPLICAS_LIMIT = 64
+
+
+class TaskBook:
+    def __init__(self, coord: Coordinator) -> None:
+        self._coord = coord
+
+    def policy(self, **given: Any) -> Policy:
+        """A task's rule: the settings, with the client's floors and target where it gave them."""
+        coord = self._coord
+        s = coord.settings
+        replicas = given.get("replicas")
+        if replicas is None:
+            quorum, max_replicas = s.quorum, s.max_replicas
+            replicas = s.replicas
+        else:
+            quorum = replicas // 2 + 1
+            max_replicas = max(s.max_replicas, 2 * replicas - 1)
+        quorum = given.get("quorum") or quorum
+        max_replicas = given.get("max_replicas") or max_replicas
+        if max_replicas > MAX_REPLICAS_LIMIT:
+            raise InvalidInput(f"at most {MAX_REPLICAS_LIMIT} replicas", field="max_replicas")
+        lease = min(given.get("lease_seconds") or s.lease_seconds, s.lease_limit_seconds)
+        target = given.get("target_error") or s.target_error
+        return Policy(replicas, quorum, max(max_replicas, replicas), lease, target)
+
+    async def submit(
+        self, kind_name: str, task_input: Any, gold: list[Any] | None = None, **params: Any
+    ) -> str:
+        """Validate, split and record a task; returns its id once it is durable.
+
+        Known-answer items (``gold``: expected outputs for inputs the client
+        chose) are shuffled among the real microtasks, so nothing tells them
+        apart, and left out of the task's output.
+        """
+        coord = self._coord
+        kind = coord.kinds.get(kind_name)
+        normalised = kind.validate(task_input)
+        policy = self.policy(**params)
+        parts = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
+        if not parts:
+            raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
+        known = [(msgspec.Raw(_json.encode(g.input)), g.output) for g in gold or []]
+        total = len(parts) + len(known)
+        if coord.table.open + total > coord.settings.max_pending:
+            raise TooManyRequests(
+                f"{coord.table.open} microtasks are waiting already (limit"
+                f" {coord.settings.max_pending}); try again when miners have caught up",
+                retry_after=5,
+            )
+        gold_at = dict(zip(sorted(coord.rng.sample(range(total), len(known))), known, strict=True))
+        real = iter(parts)
+        inputs = [gold_at[i][0] if i in gold_at else next(real) for i in range(total)]
+        task_id = str(uuid.uuid4())
+        now = coord.clock()
+        unit: list[f.Fact] = [
+            (
+                f.INSERT_TASK,
+                (
+                    task_id,
+                    kind.name,
+                    _json.encode(normalised).decode(),
+                    policy.replicas,
+                    policy.quorum,
+                    policy.max_replicas,
+                    policy.lease_seconds,
+                    total,
+                    now,
+                    policy.target_error,
+                ),
+            )
+        ]
+        unit += [
+            (
+                f.INSERT_MICROTASK,
+                (
+                    f"{task_id}:{i}",
+                    task_id,
+                    i,
+                    bytes(raw).decode(),
+                    _json.encode(gold_at[i][1]).decode() if i in gold_at else None,
+                ),
+            )
+            for i, raw in enumerate(inputs)
+        ]
+        event = coord.events.new(
+            "task.created",
+            now,
+            task_id,
+            kind=kind.name,
+            microtasks=total,
+            replicas=policy.replicas,
+            quorum=policy.quorum,
+            targetError=policy.target_error,
+        )
+        committed = coord.write(unit, [event])
+        with collector_paused():
+            expected = {i: g[1] for i, g in gold_at.items()}
+            coord.table.add_task(task_id, kind.name, policy, inputs, expected)
+        coord.schedule_fill()
+        await committed
+        return task_id
+
+    def finish_later(self, task: Task, after: asyncio.Future[None]) -> None:
+        """Record a task's end once its last decision is durable."""
+        self._coord.spawn(self._finish(task, after))
+
+    async def _finish(self, task: Task, after: asyncio.Future[None]) -> None:
+        """Assemble and record a task's output once its last decision is durable."""
+        coord = self._coord
+        await after
+        if task.state == lifecycle.RUNNING or coord.table.tasks.get(task.id) is not task:
+            return  # reopened meanwhile: it finishes again later
+        kind = coord.kinds.get(task.kind)
+        now = coord.clock()
+        state, output_text, reason = task.state, None, ""
+        if state == lifecycle.COMPLETED:
+            row = await coord.store.reader.task(task.id)
+            assert row is not None
+            decisions = [mt.decision for mt in task.microtasks if mt.gold is NO_GOLD]
+            try:
+                output = kind.assemble(_decode(row["input"]), decisions)
+                output_text = _json.encode(output).decode()
+            except Exception as exc:  # a plugin's bug fails the task, with the reason
+                state, reason = lifecycle.FAILED, f"assembling the output failed: {exc!r}"[:300]
+        else:
+            failed = sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+            reason = f"{failed} microtask(s) inconclusive"
+        if state == lifecycle.COMPLETED:
+            event = coord.events.new(
+                "task.completed",
+                now,
+                task.id,
+                kind=task.kind,
+                status=state,
+                microtasks=len(task.microtasks),
+            )
+        else:
+            event = coord.events.new(
+                "task.failed",
+                now,
+                task.id,
+                kind=task.kind,
+                status=state,
+                inconclusive=sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks),
+                reason=reason,
+            )
+        await coord.write([(f.FINISH_TASK, (state, output_text, now, task.id))], [event])
+        if task.state != lifecycle.RUNNING:
+            coord.table.drop_task(task.id)

@@ -1,0 +1,117 @@
+"""The pieces the OpenAPI document is built from: errors, parameters, examples, operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qortex.web.schemas import JSON_TYPE, Schema, ref
+
+ERRORS = {
+    400: "Invalid input: the body, a parameter or the task does not validate",
+    401: "Missing or wrong API key (or, for a result, a signature that does not verify)",
+    403: "The miner is banned: one of its results failed a check",
+    404: "No such task, miner, kind or file",
+    409: "The result is refused; `detail.reason` says why",
+    413: "The body is larger than `max_request_bytes`",
+    429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
+}
+RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
+def json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
+
+
+def responses(ok: dict[int, Schema], errors: tuple[int, ...]) -> Schema:
+    answers: Schema = {str(status): response for status, response in ok.items()}
+    for status in errors:
+        answers[str(status)] = json(ERRORS[status], ref("Error"))
+    return answers
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def path(name: str, description: str) -> Schema:
+    schema = {"type": "string", "minLength": 1}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+RFC8032_KEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "TaskRequest": {
+        "sentiment": {"value": {"tweets": ["I love this", "This is awful"]}},
+        "checked": {
+            "value": {
+                "kind": "sentiment",
+                "input": {"tweets": ["I love this"]},
+                "targetError": 0.0001,
+                "gold": [{"input": "I hate this", "output": "negative"}],
+            }
+        },
+        "matmul": {
+            "value": {
+                "kind": "matmul",
+                "input": {"a": [[1, 2], [3, 4]], "b": [[5, 6], [7, 8]]},
+                "replicas": 3,
+            }
+        },
+    },
+    "Registration": {
+        "miner": {"value": {"publicKey": RFC8032_KEY, "name": "laptop", "kinds": ["sentiment"]}}
+    },
+    "SignedResult": {
+        "result": {
+            "value": {
+                "assignmentId": "3f0c0d4e-0000-4000-8000-000000000000:0:1",
+                "microtaskId": "3f0c0d4e-0000-4000-8000-000000000000:0",
+                "output": '"positive"',
+                "signature": "00" * 64,
+            }
+        }
+    },
+}
+
+
+def request_body(struct: type) -> Schema:
+    name = struct.__name__
+    content = {JSON_TYPE: {"schema": ref(name), "examples": EXAMPLES[name]}}
+    return {"required": True, "content": content}
+
+
+KEY = [{"apiKey": []}]
+PUBLIC: list[Schema] = []
+TASK_ID = path("taskId", "the id returned by POST /api/v1/tasks")
+TEXT: Schema = {"type": "string"}
+
+
+def operation(
+    summary: str,
+    tag: str,
+    responses: Schema,
+    security: list[Schema],
+    parameters: list[Schema] | None = None,
+    body: type | None = None,
+) -> Schema:
+    operation: Schema = {"summary": summary, "tags": [tag], "security": security}
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = request_body(body)
+    if security:  # every route that checks the key also limits its rate
+        responses["429"] = {**json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
+    operation["responses"] = responses
+    return operation
