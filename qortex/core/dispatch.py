@@ -281,8 +281,8 @@ class DispatchTable:
 
     def returned(self, lease: Lease) -> None:
         """Close a copy whose result came back but does not count (it failed a check)."""
-        self._close(lease, "return", requeue=False)
         exclude(lease.microtask, lease.miner_id)
+        self._close(lease, "return")
 
     def fail(self, mt: Microtask, reason: str, lease: Lease | None = None) -> Outcome:
         """Give a microtask up because its kind's code failed on it."""

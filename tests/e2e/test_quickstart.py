@@ -141,7 +141,7 @@ def test_proof_bundle_checks_out_offline(
     )
     assert checked.returncode == 0, checked.stderr
     # Tamper with one signed output: the offline check must notice.
-    proof["results"][0]["output"] = '"tampered"'
+    proof["microtasks"][0]["votes"][0]["output"] = '"tampered"'
     assert any("signature" in p for p in check_proof(proof, kinds))
 
 

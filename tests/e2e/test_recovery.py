@@ -38,7 +38,9 @@ def test_kill_9_mid_task_loses_nothing(tmp_path: Path) -> None:
                 client.post("/api/v1/tasks", json={"tweets": TWEETS}).json()["taskId"]
                 for _ in range(3)
             ]
-        stuck.take(5)  # five leases are out with a miner that will never answer
+        # A lease is out with a miner that will never answer (one: a new miner has
+        # earned one slot, whatever it declared).
+        stuck.take(1)
         # The lone honest miner returns one copy of each of the 15 microtasks; quorum needs 2.
         wait_until(lambda: _count(server) == 15, 30, "one result per microtask")
         server.kill()
@@ -50,7 +52,7 @@ def test_kill_9_mid_task_loses_nothing(tmp_path: Path) -> None:
             .execute("SELECT COUNT(*) FROM assignments WHERE status = 'leased'")
             .fetchone()[0]
         )
-        assert leased_at_kill >= 5
+        assert leased_at_kill >= 1
 
         server.start()
         after = snapshot(server.db, ("tasks", "results"))
@@ -130,7 +132,7 @@ def _complete_with_third_miner(
             wait_until(lambda: client.get("/health").json()["minersConnected"] == 3, 20, "3 up")
             body = {"tweets": TWEETS, "leaseSeconds": lease}
             task_id = client.post("/api/v1/tasks", json=body).json()["taskId"]
-        stuck.take(5)
+        stuck.take(1)
         wait_until(lambda: _count(server) == 10, 20, "the two honest miners answered")
         third = MinerProcesses(server, 1, tmp_path / "third")
         with server.client() as client:
@@ -160,12 +162,12 @@ def _complete_with_third_miner(
 
 def test_disconnected_miner_loses_its_leases_at_once(tmp_path: Path) -> None:
     reassigned, elapsed = _complete_with_third_miner(tmp_path, lease=300, leave=True)
-    assert len(reassigned) == 5
+    assert len(reassigned) == 1
     assert {e["data"]["reason"] for e in reassigned} == {"released"}
     assert elapsed < timeout(10)  # far inside the 300 s lease: released on disconnect
 
 
 def test_silent_miner_loses_its_leases_at_the_deadline(tmp_path: Path) -> None:
     reassigned, _ = _complete_with_third_miner(tmp_path, lease=1.0, leave=False)
-    assert len(reassigned) == 5
+    assert len(reassigned) == 1
     assert {e["data"]["reason"] for e in reassigned} == {"expired"}
