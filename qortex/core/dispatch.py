@@ -312,11 +312,17 @@ class DispatchTable:
         """Drop a banned miner's votes from a microtask.
 
         Returns whether a settled microtask was reopened, and the outcome when
-        the remaining results decide it again at once (another answer won).
+        the remaining results decide it at once: another answer won, or the
+        struck votes were all that kept an undecided one from its target (it
+        may hold no copy and want none, so nothing else would ever decide it).
         A decision that still meets its target without those votes stands.
         """
         mt.tally = mt.tally.without(miner_id)
         if mt.state == lifecycle.PENDING:
+            verdict = mt.tally.verdict(mt.policy, mt.outstanding())
+            mt.error = verdict.error
+            if verdict.is_decided:
+                return False, self._settle(mt, "decide", verdict.decided)
             self._requeue(mt)
             return False, None
         verdict = mt.tally.verdict(mt.policy, [])
