@@ -68,7 +68,7 @@ def hellos(draw: st.DrawFn) -> tuple[Signer, dict[str, Any]]:
 def not_bad_utf8_in_a_string(data: bytes) -> bool:
     """Leaves out bytes that could put invalid UTF-8 inside a JSON string.
 
-    Those hit a known defect, pinned by ``test_invalid_utf8_inside_a_string_closes_4000``;
+    Those hit a known defect, pinned in test_session_defects.py;
     drop this filter once it is fixed.
     """
     if b'"' not in data:

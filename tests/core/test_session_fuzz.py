@@ -1,4 +1,4 @@
-"""Stateful fuzzing of the server side of the protocol, and the defects it found.
+"""Stateful fuzzing of the server side of the protocol.
 
 :class:`SessionFuzz` feeds a :class:`ServerSession` valid and broken frames in
 any order (hello, answer, result, heartbeat, wrong types, missing fields,
