@@ -12,7 +12,7 @@ import pytest
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.quorum import Policy
-from qortex.core.work import Lease, Outcome, evaluate
+from qortex.core.work import Lease, Microtask, Outcome, evaluate
 from qortex.errors import ResultRefused
 
 LEASE = 10.0
@@ -81,3 +81,35 @@ def refusal(t: DispatchTable, miner: str, aid: str, mt: str, now: float = 0.0) -
         t.take(miner, aid, mt, now)
     assert info.value.detail == {"reason": info.value.reason}
     return info.value
+
+
+def fingerprint(t: DispatchTable, mts: Iterable[Microtask]) -> tuple[Any, ...]:
+    """Everything the table holds, to show that a step changed nothing."""
+    return (
+        tuple(sorted((a, x.miner_id, x.microtask.id, x.state) for a, x in t.leases.items())),
+        tuple(
+            sorted(
+                (mi.id, mi.slots, mi.allowance, mi.error, tuple(sorted(mi.leases)))
+                for mi in t.miners.values()
+            )
+        ),
+        tuple(
+            (
+                mt.id,
+                mt.state,
+                tuple(sorted(mt.holders)),
+                tuple(sorted(mt.excluded)),
+                mt.tally,
+                repr(mt.decision),
+                mt.error,
+            )
+            for mt in mts
+        ),
+        tuple((kind, tuple(queue)) for kind, queue in sorted(t._queues.items())),
+        tuple((kind, tuple(sorted(f._index))) for kind, f in sorted(t._free.items())),
+        tuple(sorted(t._deadlines)),
+        tuple(t._closed.items()),
+        tuple(sorted(t._stale.items())),
+        tuple((tid, task.state, task.open) for tid, task in t.tasks.items()),
+        t.open,
+    )

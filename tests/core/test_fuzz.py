@@ -29,6 +29,7 @@ from qortex.core.quorum import Policy
 from qortex.core.work import NO_GOLD, Lease, Microtask, evaluate
 from qortex.errors import ResultRefused
 from tests.core.fuzzing import PROFILE, TIMEOUT
+from tests.core.tables import fingerprint
 
 KINDS = ("x", "y")  # "y" has a checker
 OUTPUTS = ("A", "B", "C")
@@ -312,35 +313,7 @@ class DispatchFuzz(RuleBasedStateMachine):
     # -- invariants, after every step
 
     def fingerprint(self) -> tuple[Any, ...]:
-        t = self.t
-        return (
-            tuple(sorted((a, x.miner_id, x.microtask.id, x.state) for a, x in t.leases.items())),
-            tuple(
-                sorted(
-                    (mi.id, mi.slots, mi.allowance, mi.error, tuple(sorted(mi.leases)))
-                    for mi in t.miners.values()
-                )
-            ),
-            tuple(
-                (
-                    mt.id,
-                    mt.state,
-                    tuple(sorted(mt.holders)),
-                    tuple(sorted(mt.excluded)),
-                    mt.tally,
-                    repr(mt.decision),
-                    mt.error,
-                )
-                for mt in self.mts.values()
-            ),
-            tuple((kind, tuple(queue)) for kind, queue in sorted(t._queues.items())),
-            tuple((kind, tuple(sorted(f._index))) for kind, f in sorted(t._free.items())),
-            tuple(sorted(t._deadlines)),
-            tuple(t._closed.items()),
-            tuple(sorted(t._stale.items())),
-            tuple((tid, task.state, task.open) for tid, task in t.tasks.items()),
-            t.open,
-        )
+        return fingerprint(self.t, self.mts.values())
 
     @invariant()
     def a_miner_holds_at_most_one_live_copy_of_a_microtask(self) -> None:

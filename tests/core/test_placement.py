@@ -11,7 +11,17 @@ from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.work import Microtask, evaluate
-from tests.core.tables import CREDIBLE, F, connect, policy, result, same, table, vote_of
+from tests.core.tables import (
+    CREDIBLE,
+    F,
+    connect,
+    fingerprint,
+    policy,
+    result,
+    same,
+    table,
+    vote_of,
+)
 
 
 def holders_networks(t: DispatchTable, mt: Microtask) -> list[str]:
@@ -301,29 +311,11 @@ def test_an_agree_that_raises_inside_evaluate_changes_nothing() -> None:
     a, b, *_ = t.fill(0.0)
     result(t, a, "x")
     mt = a.microtask
-    before = (
-        dict(t.leases),
-        dict(mt.holders),
-        set(mt.excluded),
-        mt.tally,
-        mt.state,
-        b.state,
-        t.pending,
-        t.miners[b.miner_id].free,
-    )
+    before = fingerprint(t, [mt])
     taken = t.take(b.miner_id, b.id, mt.id, 0.0)
     with pytest.raises(RuntimeError):
         evaluate(taken, vote_of(t, taken), "x", broken)
-    after = (
-        dict(t.leases),
-        dict(mt.holders),
-        set(mt.excluded),
-        mt.tally,
-        mt.state,
-        b.state,
-        t.pending,
-        t.miners[b.miner_id].free,
-    )
+    after = fingerprint(t, [mt])
     assert after == before
     outcome = t.fail(mt, "agree raised", taken)
     assert outcome.inconclusive and b.state == lifecycle.RETURNED
