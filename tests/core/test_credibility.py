@@ -188,6 +188,7 @@ def test_each_loopback_miner_is_its_own_network(address: str) -> None:
     assert network_of(address, "m2") == "local:m2"
 
 
-def test_an_unparsable_address_is_its_own_network_bounded_in_length() -> None:
-    assert network_of("testclient", "m") == "addr:testclient"
-    assert network_of("x" * 500, "m") == "addr:" + "x" * 64
+@pytest.mark.parametrize("address", ["testclient", "/run/qortex.sock", "", "x" * 500])
+def test_an_address_that_is_not_an_ip_is_the_miners_own_network(address: str) -> None:
+    assert network_of(address, "m1") == "local:m1"
+    assert network_of(address, "m2") == "local:m2"
