@@ -5,6 +5,8 @@ Each test here fails if the mechanism it names is taken out of the table.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from qortex.core import lifecycle
@@ -54,6 +56,29 @@ def test_a_crowd_on_one_network_gets_one_copy_per_microtask(seed: int) -> None:
     for mt in t.tasks["t"].microtasks:
         nets = holders_networks(t, mt)
         assert len(nets) == len(set(nets)) and nets.count("10.9.9.0/24") <= 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_crowd_on_one_network_never_hides_the_other_networks(seed: int) -> None:
+    t = table(seed)
+    connect(t, 1, error=F, prefix="h", network=lambda i: "192.0.2.0/24")
+    t.add_task("t", "x", policy(), ["a"])
+    (first,) = t.fill(0.0)
+    result(t, first, "x")  # one vote: it wants more copies
+    connect(t, 300, error=F, prefix="sybil", network=lambda i: "10.0.0.0/24")
+    connect(t, 2, error=F, prefix="far", network=lambda i: f"198.51.100.{i}/32")
+    t.fill(1.0)
+    nets = sorted(holders_networks(t, first.microtask))
+    assert nets == ["10.0.0.0/24", "198.51.100.0/32", "198.51.100.1/32"]
+
+
+def test_a_crowd_on_one_network_is_picked_as_often_as_one_machine() -> None:
+    t = table(5)
+    connect(t, 100, slots=100, error=CREDIBLE, prefix="sybil", network=lambda i: "10.0.0.0/24")
+    connect(t, 1, slots=100, error=CREDIBLE, prefix="honest")
+    t.add_task("t", "x", policy(), [f"i{i}" for i in range(100)])
+    by = Counter(t.miners[lease.miner_id].network for lease in t.fill(0.0))
+    assert 30 <= by["net-honest0"] <= 70  # a per-identity pick would give it about one
 
 
 def test_a_returned_vote_keeps_its_network_from_another_copy() -> None:
