@@ -116,3 +116,8 @@ def fingerprint(t: DispatchTable, mts: Iterable[Microtask]) -> tuple[Any, ...]:
         tuple((tid, task.state, task.open) for tid, task in t.tasks.items()),
         t.open,
     )
+
+
+def queued(t: DispatchTable) -> int:
+    """How many microtasks wait in the table's queues for another copy."""
+    return sum(len(queue) for queue in t._queues.values())

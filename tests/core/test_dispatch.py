@@ -17,7 +17,7 @@ from qortex.core import lifecycle
 from qortex.core.credibility import Vote
 from qortex.core.dispatch import SCAN_LIMIT, DispatchTable
 from qortex.core.work import NO_GOLD, Lease
-from tests.core.tables import LEASE, connect, policy, refusal, result, table
+from tests.core.tables import LEASE, connect, policy, queued, refusal, result, table
 
 # -- adding work -------------------------------------------------------------------
 
@@ -33,7 +33,7 @@ def test_add_task_queues_pending_microtasks() -> None:
         assert mt.holders == {} and not mt.excluded and mt.tally.returned == 0
     assert [mt.gold is NO_GOLD for mt in task.microtasks] == [True, True, False]
     assert task.microtasks[0].input_digest() == hashlib.sha256(b'"a"').hexdigest()
-    assert t.pending == 3
+    assert queued(t) == 3
     assert t.leases == {} and t.next_deadline() is None
 
 
@@ -65,7 +65,7 @@ def test_the_replicas_floor_goes_to_distinct_miners() -> None:
     mt = t.tasks["t1"].microtasks[0]
     assert len(issued) == 3 and len({lease.miner_id for lease in issued}) == 3
     assert mt.holders == {lease.miner_id: lease for lease in issued}
-    assert t.pending == 0
+    assert queued(t) == 0
     for lease in issued:
         assert lease.state == lifecycle.LEASED and lease.microtask is mt
         assert (lease.issued_at, lease.deadline) == (100.0, 100.0 + LEASE)
@@ -90,7 +90,7 @@ def test_copies_wait_for_a_miner_that_may_take_them() -> None:
     connect(t, 2)
     t.add_task("t1", "x", policy(replicas=3), ["a"])
     assert {lease.miner_id for lease in t.fill(0.0)} == {"m0", "m1"}
-    assert t.pending == 1
+    assert queued(t) == 1
     connect(t, 1, prefix="late")
     assert [lease.miner_id for lease in t.fill(1.0)] == ["late0"]
     assert set(t.tasks["t1"].microtasks[0].holders) == {"m0", "m1", "late0"}
@@ -127,7 +127,7 @@ def test_kinds_are_respected_and_slots_shared_across_kinds() -> None:
     assert by_miner["only-z0"] == 0
     assert by_miner["both0"] == 3  # its three slots, over both kinds
     assert by_miner["only-x0"] == 2 and by_miner["only-y0"] == 2
-    assert t.pending == 1
+    assert queued(t) == 1
 
 
 def test_placement_is_random_and_spreads_the_load() -> None:
@@ -160,7 +160,7 @@ def test_a_blocked_stretch_is_scanned_in_bounded_passes() -> None:
     assert issued == 600  # one copy each: the second must go to another miner
     assert passes <= 2 * (600 // SCAN_LIMIT + 1)  # every pass bounded, none wasted
     connect(t, 1, slots=10_000, prefix="second")
-    assert len(t.fill(1.0)) == 600 and t.pending == 0
+    assert len(t.fill(1.0)) == 600 and queued(t) == 0
 
 
 def test_connect_twice_is_refused() -> None:
@@ -238,12 +238,12 @@ def test_take_accepts_a_valid_result(leased) -> None:
 
 def test_refusals_name_the_reason_and_change_nothing(leased) -> None:
     t, (a, b, _) = leased
-    before = (dict(t.leases), {k: dict(m.leases) for k, m in t.miners.items()}, t.pending)
+    before = (dict(t.leases), {k: dict(m.leases) for k, m in t.miners.items()}, queued(t))
     assert refusal(t, "m0", "nope", a.microtask.id).reason == "unknown_assignment"
     assert refusal(t, b.miner_id, a.id, a.microtask.id).reason == "not_your_assignment"
     assert refusal(t, a.miner_id, a.id, "t1:9").reason == "wrong_microtask"
     assert refusal(t, a.miner_id, a.id, a.microtask.id, LEASE + 0.1).reason == "late"
-    assert before == (dict(t.leases), {k: dict(m.leases) for k, m in t.miners.items()}, t.pending)
+    assert before == (dict(t.leases), {k: dict(m.leases) for k, m in t.miners.items()}, queued(t))
     assert a.state == lifecycle.LEASED
 
 
@@ -301,7 +301,7 @@ def test_disagreement_asks_for_another_copy_then_decides() -> None:
     a, b = t.fill(0.0)
     result(t, a, "x")
     assert not result(t, b, "y").decided
-    assert t.pending == 1
+    assert queued(t) == 1
     (c,) = t.fill(1.0)
     assert c.miner_id not in (a.miner_id, b.miner_id)
     outcome = result(t, c, "x", now=1.0)
@@ -339,7 +339,7 @@ def test_a_miner_that_returned_never_gets_another_copy() -> None:
     result(t, a, "x")
     result(t, b, "y")
     assert t.fill(1.0) == []  # both voted; nobody else may take it
-    assert t.pending == 1 and t.tasks["t1"].microtasks[0].excluded == {"m0", "m1"}
+    assert queued(t) == 1 and t.tasks["t1"].microtasks[0].excluded == {"m0", "m1"}
 
 
 def test_fail_gives_a_microtask_up_with_its_reason() -> None:
@@ -374,7 +374,7 @@ def test_settle_marks_a_microtask_and_counts_it_closed() -> None:
     t = table()
     task = t.add_task("t1", "x", policy(), ["a", "b"])
     t.settle(task.microtasks[0], lifecycle.DECIDED, "x", 1e-5)
-    assert (task.open, t.open, t.pending) == (1, 1, 1)
+    assert (task.open, t.open, queued(t)) == (1, 1, 1)
     assert task.microtasks[0].decision == "x" and task.microtasks[0].error == 1e-5
 
 

@@ -19,6 +19,7 @@ from tests.core.tables import (
     connect,
     fingerprint,
     policy,
+    queued,
     result,
     same,
     table,
@@ -243,7 +244,7 @@ def test_strike_reopens_a_decision_that_no_longer_meets_the_target() -> None:
     assert (mt.state, mt.decision) == (lifecycle.PENDING, None)
     assert mt.error > mt.policy.target_error
     assert (task.state, task.open, t.open) == (lifecycle.RUNNING, 1, 1)
-    assert t.pending == 1
+    assert queued(t) == 1
     connect(t, 2, error=F, prefix="fresh")
     (lease,) = t.fill(1.0)
     outcome = result(t, lease, "x", now=1.0)
@@ -263,7 +264,7 @@ def test_strike_keeps_a_decision_that_still_meets_the_target() -> None:
     assert t.strike(mt, "new0") == (False, None)
     assert (mt.state, mt.decision) == (lifecycle.DECIDED, "x")
     assert mt.error == pytest.approx(CREDIBLE)
-    assert t.tasks["t"].state == lifecycle.COMPLETED and t.pending == 0
+    assert t.tasks["t"].state == lifecycle.COMPLETED and queued(t) == 0
 
 
 def test_strike_redecides_at_once_when_the_rest_favour_another_answer() -> None:
@@ -295,7 +296,7 @@ def test_strike_decides_an_undecided_microtask_the_liar_was_holding_back() -> No
     reopened, outcome = t.strike(mt, "liar0")
     assert not reopened and outcome is not None and outcome.decided
     assert (mt.state, mt.decision) == (lifecycle.DECIDED, "truth")
-    assert task.state == lifecycle.COMPLETED and t.pending == 0
+    assert task.state == lifecycle.COMPLETED and queued(t) == 0
 
 
 def test_strike_reopens_an_inconclusive_microtask_that_can_now_be_decided() -> None:
