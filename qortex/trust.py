@@ -129,20 +129,19 @@ class Trust:
             mt = task.microtasks[int(microtask_id.rsplit(":", 1)[1])]
             was = task.state
             reopened, outcome = coord.table.strike(mt, miner_id)
-            if not reopened:
-                continue
-            unit.append((f.REOPEN_MICROTASK, (mt.error, mt.id)))
-            events.append(
-                coord.events.new(
-                    "microtask.reopened",
-                    now,
-                    task_id,
-                    miner_id,
-                    microtaskId=mt.id,
-                    reason="a voter was banned",
+            if reopened:
+                unit.append((f.REOPEN_MICROTASK, (mt.error, mt.id)))
+                events.append(
+                    coord.events.new(
+                        "microtask.reopened",
+                        now,
+                        task_id,
+                        miner_id,
+                        microtaskId=mt.id,
+                        reason="a voter was banned",
+                    )
                 )
-            )
-            if was != lifecycle.RUNNING and task_id not in revised:
+            if reopened and was != lifecycle.RUNNING and task_id not in revised:
                 revised.add(task_id)
                 unit.append((f.REVISE_TASK, (task_id,)))
                 events.append(

@@ -10,8 +10,10 @@ Rules it keeps:
 * copies of one microtask go to distinct miners on distinct networks, and a
   miner never gets another copy once it has returned one, let one expire or
   dropped one by disconnecting (hoarders cannot hold work back);
-* placement is random among eligible free miners, so colluders cannot arrange
-  to meet on a microtask, and answering fast buys nothing: a miner's usable
+* placement picks a random network, then a random eligible free miner on it,
+  so colluders cannot arrange to meet on a microtask, a crowd of identities
+  on one network is picked no more often than one machine elsewhere and
+  never hides the other networks, and answering fast buys nothing: a miner's usable
   slots start at one and grow only with checks passed, and halve when it
   lets a copy go;
 * a microtask wants another copy while even unanimous outstanding copies could
@@ -33,7 +35,7 @@ from typing import Any
 from qortex.core import lifecycle
 from qortex.core.credibility import Vote
 from qortex.core.quorum import Policy
-from qortex.core.randomset import RandomSet
+from qortex.core.randomset import ByNetwork
 from qortex.core.work import (
     NO_GOLD,
     Lease,
@@ -55,9 +57,6 @@ Agree = Callable[[Any, Any], bool]
 # How many queued microtasks a fill may pass over when every free miner has
 # already worked on them (fewer miners than replicas); keeps a fill bounded.
 SCAN_LIMIT = 256
-# How many more free miners one pick may look at beyond those known to be
-# ineligible, to step over miners of networks the microtask already has.
-NETWORK_SCAN = 64
 # How many closed assignments are remembered to tell "late" and "duplicate"
 # results apart from unknown ones.
 CLOSED_MEMORY = 200_000
@@ -77,7 +76,7 @@ class DispatchTable:
         self.miners: dict[str, Miner] = {}
         self.leases: dict[str, Lease] = {}
         self._queues: dict[str, OrderedDict[str, Microtask]] = {}
-        self._free: dict[str, RandomSet[Miner]] = {}
+        self._free: dict[str, ByNetwork[Miner]] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
         # Per kind: microtasks passed over since the last change that could
@@ -198,13 +197,12 @@ class DispatchTable:
             for mt in queue.values():
                 wanted = wants_copy(mt)
                 while wanted and len(free):
-                    networks = mt.networks()
-                    busy = len(mt.holders) + len(mt.excluded) + NETWORK_SCAN
+                    busy = len(mt.holders) + len(mt.excluded)
 
-                    def ok(m: Miner, mt: Microtask = mt, networks: set[str] = networks) -> bool:
-                        return eligible(m, mt) and m.network not in networks
+                    def ok(m: Miner, mt: Microtask = mt) -> bool:
+                        return eligible(m, mt)
 
-                    miner = free.pick(self._rng, ok, busy)
+                    miner = free.pick(self._rng, ok, mt.networks(), busy)
                     if miner is None:
                         break
                     issued.append(self._lease(mt, miner, now))
@@ -312,11 +310,17 @@ class DispatchTable:
         """Drop a banned miner's votes from a microtask.
 
         Returns whether a settled microtask was reopened, and the outcome when
-        the remaining results decide it again at once (another answer won).
+        the remaining results decide it at once: another answer won, or the
+        struck votes were all that kept an undecided one from its target (it
+        may hold no copy and want none, so nothing else would ever decide it).
         A decision that still meets its target without those votes stands.
         """
         mt.tally = mt.tally.without(miner_id)
         if mt.state == lifecycle.PENDING:
+            verdict = mt.tally.verdict(mt.policy, mt.outstanding())
+            mt.error = verdict.error
+            if verdict.is_decided:
+                return False, self._settle(mt, "decide", verdict.decided)
             self._requeue(mt)
             return False, None
         verdict = mt.tally.verdict(mt.policy, [])
@@ -389,7 +393,7 @@ class DispatchTable:
             return
         self._stale.clear()
         for kind in miner.kinds:
-            free = self._free.setdefault(kind, RandomSet())
+            free = self._free.setdefault(kind, ByNetwork())
             if miner.free > 0:
                 free.add(miner)
             else:

@@ -138,11 +138,14 @@ def evaluate(lease: Lease, vote: Vote, output: Any, agree: Callable[[Any, Any], 
 
 
 def wants_copy(mt: Microtask) -> bool:
-    """Whether a pending microtask should get another copy now."""
+    """Whether a pending microtask should get another copy now.
+
+    Known-answer items follow the same rule as real work: their copies are
+    projected as checked, so one is enough unless the client's floors ask for
+    more, and nothing in how they are placed tells them apart.
+    """
     if mt.state != lifecycle.PENDING:
         return False
-    if mt.gold is not NO_GOLD:  # a known answer decides on the first result
-        return not mt.holders and not mt.tally.returned
     return mt.tally.wants_more(mt.policy, mt.outstanding())
 
 

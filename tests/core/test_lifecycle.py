@@ -19,9 +19,9 @@ LEGAL = [
     (lifecycle.PENDING, "give_up", lifecycle.INCONCLUSIVE),
     (lifecycle.RUNNING, "complete", lifecycle.COMPLETED),
     (lifecycle.RUNNING, "fail", lifecycle.FAILED),
-    (lifecycle.DECIDED, "reopen", lifecycle.PENDING),
+    (lifecycle.DECIDED, "reopen", lifecycle.PENDING),  # a voter was caught lying
     (lifecycle.INCONCLUSIVE, "reopen", lifecycle.PENDING),
-    (lifecycle.COMPLETED, "revise", lifecycle.RUNNING),
+    (lifecycle.COMPLETED, "revise", lifecycle.RUNNING),  # one of its decisions reopened
     (lifecycle.FAILED, "revise", lifecycle.RUNNING),
 ]
 
@@ -81,6 +81,9 @@ def test_illegal_moves_raise_naming_state_and_event(state: str, event: str) -> N
         (lifecycle.INCONCLUSIVE, "decide"),
         (lifecycle.COMPLETED, "fail"),
         (lifecycle.FAILED, "complete"),
+        (lifecycle.PENDING, "reopen"),  # only a settled microtask reopens
+        (lifecycle.RUNNING, "revise"),
+        (lifecycle.RETURNED, "reopen"),  # a returned copy is never taken back
         ("nonsense", "return"),
         (lifecycle.LEASED, "nonsense"),
     ],

@@ -1,190 +1,248 @@
-"""Policy validation and the quorum verdicts of a tally."""
+"""Policy validation and the verdicts of a tally: decided by credibility, floors, hopeless."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+from typing import Any
+
 import pytest
 
-from qortex.core.quorum import Policy, Tally, Verdict
+from qortex.core.credibility import CHECKED_ERROR, Vote, group_errors
+from qortex.core.quorum import Policy, Tally
 from qortex.errors import InvalidInput
+
+F = 0.1  # a new miner's error rate at the default fault fraction
+TARGET = 1e-3
 
 
 def same(a: object, b: object) -> bool:
     return a == b
 
 
-def tally_of(*outputs: object) -> Tally:
+def v(miner: str, error: float = F, network: str | None = None) -> Vote:
+    return Vote(miner, network or f"net-{miner}", error)
+
+
+def tally_of(*pairs: tuple[Vote, Any]) -> Tally:
     tally = Tally()
-    for output in outputs:
-        tally.add(output, same)
+    for vote, output in pairs:
+        tally = tally.adding(vote, output, same)
     return tally
 
 
-# -- Policy ----------------------------------------------------------------
+def policy(replicas: int = 1, quorum: int = 1, max_replicas: int = 10) -> Policy:
+    return Policy(replicas, quorum, max_replicas, 30.0, TARGET)
+
+
+# -- Policy ------------------------------------------------------------------------
 
 
 def test_valid_policy_keeps_its_fields() -> None:
-    p = Policy(replicas=3, quorum=2, max_replicas=5, lease_seconds=30.0)
+    p = Policy(replicas=3, quorum=2, max_replicas=5, lease_seconds=30.0, target_error=1e-4)
     assert (p.replicas, p.quorum, p.max_replicas, p.lease_seconds) == (3, 2, 5, 30.0)
-
-
-def test_policy_boundaries_are_accepted() -> None:
-    Policy(1, 1, 1, 0.001)
-    Policy(3, 3, 3, 1)
-    Policy(3, 1, 3, 1)
+    assert p.target_error == 1e-4
+    assert Policy(1, 1, 1, 1.0).target_error == 1e-3
 
 
 @pytest.mark.parametrize(
-    ("replicas", "quorum", "max_replicas", "lease", "bad_field"),
+    ("replicas", "quorum", "max_replicas", "lease", "target", "bad_field"),
     [
-        (0, 1, 1, 1.0, "replicas"),
-        (-1, 1, 1, 1.0, "replicas"),
-        (3, 4, 5, 1.0, "quorum"),  # quorum > replicas
-        (3, 0, 5, 1.0, "quorum"),
-        (3, -2, 5, 1.0, "quorum"),
-        (3, 2, 2, 1.0, "max_replicas"),  # max < replicas
-        (3, 2, 0, 1.0, "max_replicas"),
-        (3, 2, 5, 0.0, "lease_seconds"),
-        (3, 2, 5, -1.0, "lease_seconds"),
+        (0, 1, 1, 1.0, 1e-3, "replicas"),
+        (3, 4, 5, 1.0, 1e-3, "quorum"),  # quorum > replicas
+        (3, 0, 5, 1.0, 1e-3, "quorum"),
+        (3, 2, 2, 1.0, 1e-3, "max_replicas"),  # max < replicas
+        (3, 2, 5, 0.0, 1e-3, "lease_seconds"),
+        (3, 2, 5, -1.0, 1e-3, "lease_seconds"),
+        (3, 2, 5, 1.0, 0.0, "targetError"),
+        (3, 2, 5, 1.0, 1.0, "targetError"),
+        (3, 2, 5, 1.0, -0.1, "targetError"),
     ],
 )
 def test_policy_validation(
-    replicas: int, quorum: int, max_replicas: int, lease: float, bad_field: str
+    replicas: int, quorum: int, max_replicas: int, lease: float, target: float, bad_field: str
 ) -> None:
     with pytest.raises(InvalidInput) as info:
-        Policy(replicas, quorum, max_replicas, lease)
+        Policy(replicas, quorum, max_replicas, lease, target)
     assert info.value.detail == {"field": bad_field}
     assert info.value.status == 400
 
 
-def test_policy_is_frozen() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    with pytest.raises(AttributeError):
+def test_policy_boundaries_are_accepted_and_frozen() -> None:
+    Policy(1, 1, 1, 0.001, 1e-12)
+    p = Policy(3, 3, 3, 1, 0.999)
+    with pytest.raises(FrozenInstanceError):
         p.quorum = 1  # type: ignore[misc]
 
 
-# -- Tally ------------------------------------------------------------------
+# -- Tally: grouping, immutability, striking -----------------------------------------------
 
 
-def test_tally_groups_by_agreement_against_first_member() -> None:
-    tally = tally_of("a", "b", "a", "c", "b", "a")
-    assert tally.returned == 6
-    assert tally.groups == [["a", "a", "a"], ["b", "b"], ["c"]]
-    assert tally.best == ["a", "a", "a"]
+def test_adding_returns_a_new_tally_and_leaves_the_old_one_alone() -> None:
+    empty = Tally()
+    one = empty.adding(v("a"), "x", same)
+    assert empty.groups == () and empty.returned == 0
+    assert one.returned == 1 and one.groups[0].output == "x"
+    two = one.adding(v("b"), "x", same)
+    assert len(one.groups[0].votes) == 1 and len(two.groups[0].votes) == 2
 
 
-def test_tally_uses_the_kinds_agree_not_equality() -> None:
+def test_groups_by_agreement_against_the_first_member() -> None:
+    tally = tally_of((v("a"), "x"), (v("b"), "y"), (v("c"), "x"), (v("d"), "z"), (v("e"), "y"))
+    assert tally.returned == 5
+    assert [g.output for g in tally.groups] == ["x", "y", "z"]
+    assert [[x.miner_id for x in g.votes] for g in tally.groups] == [["a", "c"], ["b", "e"], ["d"]]
+    assert tally.voters() == {"a", "b", "c", "d", "e"}
+
+
+def test_grouping_uses_the_kinds_agree_not_equality() -> None:
     def close(a: float, b: float) -> bool:
-        return abs(a - b) <= 0.5
+        return abs(a - b) <= 0.1
 
     tally = Tally()
-    for value in (1.0, 1.4, 3.0, 0.6, 3.2):
-        tally.add(value, close)
-    assert tally.groups == [[1.0, 1.4, 0.6], [3.0, 3.2]]
+    for i, out in enumerate([1.0, 1.05, 1.5, 0.95]):
+        tally = tally.adding(v(f"m{i}"), out, close)
+    assert [(g.output, len(g.votes)) for g in tally.groups] == [(1.0, 3), (1.5, 1)]
 
 
-def test_empty_tally_best_is_empty() -> None:
-    assert Tally().best == []
-    assert Tally().returned == 0
+def test_an_agree_that_raises_leaves_the_tally_unchanged() -> None:
+    def broken(a: object, b: object) -> bool:
+        raise RuntimeError("plugin bug")
+
+    tally = tally_of((v("a"), "x"))
+    with pytest.raises(RuntimeError):
+        tally.adding(v("b"), "x", broken)
+    assert tally.returned == 1 and len(tally.groups[0].votes) == 1
 
 
-def test_initial_verdict_wants_replicas_copies() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    assert Tally().verdict(p, outstanding=0) == Verdict(more=3)
-    assert Tally().verdict(Policy(5, 3, 9, 1.0), 0) == Verdict(more=5)
-    assert Tally().verdict(Policy(1, 1, 1, 1.0), 0) == Verdict(more=1)
+def test_without_strikes_a_miners_votes_and_empty_groups() -> None:
+    tally = tally_of((v("a"), "x"), (v("liar"), "y"), (v("b"), "x"))
+    struck = tally.without("liar")
+    assert struck.returned == 2
+    assert [g.output for g in struck.groups] == ["x"]
+    assert struck.voters() == {"a", "b"}
+    assert tally.returned == 3  # the original stands
+    assert tally.without("nobody") == tally
 
 
-@pytest.mark.parametrize(("outstanding", "more"), [(0, 3), (1, 2), (2, 1), (3, 0), (7, 0)])
-def test_outstanding_copies_reduce_more(outstanding: int, more: int) -> None:
-    assert Tally().verdict(Policy(3, 2, 5, 1.0), outstanding).more == more
+def test_best_is_the_most_credible_group_not_the_largest() -> None:
+    sure = v("checked", CHECKED_ERROR)
+    tally = tally_of((v("a"), "lie"), (v("b"), "lie"), (sure, "truth"))
+    best, error = tally.best()
+    assert best is not None and best.output == "truth"
+    assert error == group_errors([g.votes for g in tally.groups])[1]
+    assert Tally().best() == (None, 1.0)
 
 
-def test_decides_at_quorum() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    assert tally_of("x").verdict(p, 2) == Verdict(more=0)
-    v = tally_of("x", "x").verdict(p, 1)
-    assert v.is_decided is True
-    assert v.decided == "x"
-    assert v.inconclusive is False
-    assert v.more == 0
+# -- verdicts ---------------------------------------------------------------------
 
 
-def test_decides_on_the_first_output_of_the_winning_group() -> None:
-    p = Policy(5, 3, 9, 1.0)
-    assert tally_of("b", "a", "a", "b", "a").verdict(p, 0) == Verdict(decided="a", is_decided=True)
+def test_three_new_miners_agreeing_are_not_enough_four_are() -> None:
+    p = policy()
+    three = tally_of(*[(v(f"m{i}"), "x") for i in range(3)])
+    assert not three.verdict(p, []).is_decided
+    four = three.adding(v("m3"), "x", same)
+    verdict = four.verdict(p, [])
+    assert verdict.is_decided and verdict.decided == "x" and verdict.votes == 4
+    assert verdict.error <= TARGET < three.verdict(p, []).error
 
 
-def test_decided_output_may_be_falsy() -> None:
-    v = tally_of(0, 0).verdict(Policy(3, 2, 5, 1.0), 0)
-    assert v.is_decided is True
-    assert v.decided == 0
+def test_one_credible_or_checked_vote_decides_alone() -> None:
+    for error in (CHECKED_ERROR, TARGET / 2):
+        verdict = tally_of((v("a", error), "x")).verdict(policy(), [])
+        assert verdict.is_decided and verdict.decided == "x" and verdict.votes == 1
 
 
-def test_quorum_one_decides_on_first_result() -> None:
-    v = tally_of("only").verdict(Policy(1, 1, 1, 1.0), 0)
-    assert v == Verdict(decided="only", is_decided=True)
+def test_a_falsy_output_can_be_decided() -> None:
+    verdict = tally_of((v("a", CHECKED_ERROR), 0)).verdict(policy(), [])
+    assert verdict.is_decided and verdict.decided == 0
 
 
-def test_agreeing_results_below_quorum_want_the_rest_of_the_replicas() -> None:
-    p = Policy(5, 3, 9, 1.0)
-    # 2 agreeing back, 3 still out: nothing more needed now.
-    assert tally_of("a", "a").verdict(p, 3) == Verdict(more=0)
-    # 2 back, none out (the others expired): replicas - returned = 3 more.
-    assert tally_of("a", "a").verdict(p, 0) == Verdict(more=3)
+def test_the_clients_quorum_is_a_floor_even_for_certain_votes() -> None:
+    p = policy(replicas=3, quorum=2)
+    one = tally_of((v("a", CHECKED_ERROR), "x"))
+    assert not one.verdict(p, []).is_decided
+    two = one.adding(v("b", CHECKED_ERROR), "x", same)
+    assert two.verdict(p, []).is_decided
 
 
-def test_disagreement_asks_for_more_copies() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    # a, b back, nothing out: one more agreeing result could decide.
-    assert tally_of("a", "b").verdict(p, 0) == Verdict(more=1)
-    # a, b, c back: missing 1, room 2 -> 1 more.
-    assert tally_of("a", "b", "c").verdict(p, 0) == Verdict(more=1)
-    # a, b, c, d back: room 1 -> 1 more (the very last copy allowed).
-    assert tally_of("a", "b", "c", "d").verdict(p, 0) == Verdict(more=1)
+def test_votes_of_one_network_do_not_reach_the_target_however_many() -> None:
+    crowd = tally_of(*[(v(f"s{i}", F, "10.0.0.0/24"), "x") for i in range(30)])
+    verdict = crowd.verdict(policy(max_replicas=40), [])
+    assert not verdict.is_decided
+    assert verdict.error == pytest.approx(F)
+    assert verdict.votes == 30
 
 
-def test_disagreement_more_is_capped_by_max_replicas() -> None:
-    p = Policy(3, 3, 4, 1.0)
-    # best group 2, missing 1, room 1
-    assert tally_of("a", "a", "b").verdict(p, 0) == Verdict(more=1)
-    p = Policy(4, 3, 6, 1.0)
-    # best 1, missing 2, room 3, replicas - returned = 1 -> wanted = 2
-    assert tally_of("a", "b", "c").verdict(p, 0) == Verdict(more=2)
-    assert tally_of("a", "b", "c").verdict(p, 1) == Verdict(more=1)
+def test_a_dissent_keeps_a_group_from_being_decided() -> None:
+    p = policy()
+    agreeing = [(v(f"m{i}"), "x") for i in range(4)]
+    assert tally_of(*agreeing).verdict(p, []).is_decided
+    assert not tally_of(*agreeing, (v("other"), "y")).verdict(p, []).is_decided
 
 
-def test_disagreement_when_one_more_can_still_decide_with_outstanding() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    # a, b back and the third copy still out: it may decide, issue nothing yet.
-    assert tally_of("a", "b").verdict(p, 1) == Verdict(more=0)
+def test_inconclusive_when_max_is_reached_and_nothing_can_decide() -> None:
+    p = policy(max_replicas=2)
+    tally = tally_of((v("a"), "x"), (v("b"), "y"))
+    verdict = tally.verdict(p, [])
+    assert verdict.inconclusive and not verdict.is_decided
 
 
-def test_inconclusive_immediately_when_no_room_for_disagreement() -> None:
-    p = Policy(3, 3, 3, 1.0)
-    assert tally_of("a").verdict(p, 2) == Verdict(more=0)
-    v = tally_of("a", "b").verdict(p, 1)
-    assert v == Verdict(inconclusive=True)
-    assert v.is_decided is False
-    assert v.decided is None
+def test_not_inconclusive_while_outstanding_copies_could_still_decide() -> None:
+    p = policy(max_replicas=3)
+    tally = tally_of((v("a"), "x"), (v("b"), "y"))
+    assert tally.verdict(p, [v("c", CHECKED_ERROR)]).inconclusive is False
+    assert tally.verdict(p, [v("c")]).inconclusive is True
 
 
-def test_inconclusive_when_best_group_cannot_reach_quorum() -> None:
-    p = Policy(3, 2, 5, 1.0)
-    assert tally_of("a", "b", "c", "d", "e").verdict(p, 0) == Verdict(inconclusive=True)
-    p = Policy(5, 3, 6, 1.0)
-    # best 2 (a), missing 1, returned 6, room 0
-    assert tally_of("a", "a", "b", "b", "c", "d").verdict(p, 0).inconclusive is True
-    # best 1, missing 2, returned 5, room 1 < 2
-    assert tally_of("a", "b", "c", "d", "e").verdict(p, 0).inconclusive is True
-    # best 1, missing 2, returned 4, room 2: still possible
-    assert tally_of("a", "b", "c", "d").verdict(p, 0) == Verdict(more=2)
+def test_not_inconclusive_below_max_replicas() -> None:
+    tally = tally_of((v("a"), "x"), (v("b"), "y"))
+    verdict = tally.verdict(policy(max_replicas=10), [])
+    assert not verdict.inconclusive and not verdict.is_decided
 
 
-def test_inconclusive_ignores_outstanding_copies() -> None:
-    p = Policy(3, 3, 3, 1.0)
-    assert tally_of("a", "b").verdict(p, 5).inconclusive is True
+# -- how many copies to issue (adaptive replication) ----------------------------------------
 
 
-def test_quorum_reached_wins_over_max() -> None:
-    p = Policy(3, 2, 3, 1.0)
-    assert tally_of("a", "b", "a").verdict(p, 0) == Verdict(decided="a", is_decided=True)
+def test_wants_the_replicas_floor_first() -> None:
+    p = policy(replicas=3, quorum=1)
+    sure = v("s", CHECKED_ERROR)
+    assert Tally().wants_more(p, [sure, v("t", CHECKED_ERROR)])
+    assert not Tally().wants_more(p, [sure, v("t", CHECKED_ERROR), v("u", CHECKED_ERROR)])
+
+
+@pytest.mark.parametrize(("outstanding", "more"), [(0, True), (1, True), (3, True), (4, False)])
+def test_new_miners_want_companions_until_unanimity_would_meet_the_target(
+    outstanding: int, more: bool
+) -> None:
+    out = [v(f"m{i}") for i in range(outstanding)]
+    assert Tally().wants_more(policy(), out) is more
+
+
+def test_one_copy_to_a_credible_miner_needs_no_companion() -> None:
+    assert not Tally().wants_more(policy(), [v("c", TARGET / 10)])
+    assert not Tally().wants_more(policy(), [v("checked", CHECKED_ERROR)])
+    assert Tally().wants_more(policy(), [v("c", TARGET * 10)])
+
+
+def test_returned_votes_count_toward_what_outstanding_copies_need() -> None:
+    tally = tally_of((v("a"), "x"), (v("b"), "x"))
+    assert tally.wants_more(policy(), [v("c")])
+    assert not tally.wants_more(policy(), [v("c"), v("d")])
+
+
+def test_never_more_than_max_replicas() -> None:
+    p = policy(max_replicas=3)
+    tally = tally_of((v("a"), "x"))
+    assert tally.wants_more(p, [v("b")])
+    assert not tally.wants_more(p, [v("b"), v("c")])
+
+
+def test_can_still_decide_only_when_outstanding_unanimity_would() -> None:
+    p = policy(replicas=2, quorum=2)
+    tally = tally_of((v("a", CHECKED_ERROR), "x"))
+    assert not tally.can_still_decide(p, [])  # the quorum floor
+    assert tally.can_still_decide(p, [v("b")])
+    split = tally_of((v("a"), "x"), (v("b"), "y"))
+    assert not split.can_still_decide(policy(), [v("c")])
+    assert split.can_still_decide(policy(), [v("c", CHECKED_ERROR)])
+    assert not Tally().can_still_decide(policy(), [])
