@@ -107,10 +107,25 @@ def _logsumexp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+def _alone(votes: Sequence[Vote]) -> float:
+    """The error of the only group: ``1 / (1 + Π (1 − e) / e)``, without logarithms.
+
+    With a single group, P(right) / P(all wrong) is a product of odds; this is
+    the common case (results that agree), so it skips the general form's
+    logarithms. A product that overflows to infinity means an error of 0.
+    """
+    if len(votes) == 1:
+        return min(max(votes[0].error, CHECKED_ERROR), 1.0 - CHECKED_ERROR)
+    odds = 1.0
+    for error in _merged(votes).values():
+        odds *= (1.0 - error) / error
+    return 1.0 / (1.0 + odds)
+
+
 def group_errors(groups: Sequence[Sequence[Vote]]) -> list[float]:
     """For each group of agreeing votes, the probability that its answer is wrong."""
-    if not groups:
-        return []
+    if len(groups) <= 1:
+        return [_alone(group) for group in groups]
     merged = [_merged(group) for group in groups]
     wrong = [sum(math.log(e) for e in m.values()) for m in merged]
     right = [sum(math.log1p(-e) for e in m.values()) for m in merged]

@@ -392,9 +392,12 @@ class DispatchTable:
         if miner.id not in self.miners:
             return
         self._stale.clear()
+        has_room = miner.free > 0
         for kind in miner.kinds:
-            free = self._free.setdefault(kind, ByNetwork())
-            if miner.free > 0:
+            free = self._free.get(kind)
+            if free is None:
+                free = self._free[kind] = ByNetwork()
+            if has_room:
                 free.add(miner)
             else:
                 free.discard(miner)

@@ -26,6 +26,8 @@ class Standing:
     status: str = ACTIVE
     allowance: int = 1  # slots earned; declared slots are only a ceiling
     reported: int = -1  # the reputation last written to the history
+    rated: int = -1  # the passes ``error`` was worked out for
+    error: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +63,17 @@ class Ledger:
             del self._standing[miner_id]
 
     def error(self, miner_id: str) -> float:
-        standing = self._standing.get(miner_id) or Standing()
+        standing = self._standing.get(miner_id)
+        if standing is None:
+            return self.fault_fraction
         if standing.status == BANNED:
             return 1.0
         if standing.status == VERIFIED:
             return VERIFIED_ERROR
-        return error_rate(standing.passes, self.fault_fraction)
+        if standing.passes != standing.rated:  # worked out once per pass, not per result
+            standing.rated = standing.passes
+            standing.error = error_rate(standing.passes, self.fault_fraction)
+        return standing.error
 
     def reputation(self, miner_id: str, standing: Standing | None = None) -> int:
         standing = standing or self._standing.get(miner_id) or Standing()

@@ -16,7 +16,7 @@ a caller can work out a verdict, plugin calls and all, before it mutates anythin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qortex.core.credibility import Vote, group_errors, projected_error
@@ -69,6 +69,8 @@ class Tally:
 
     groups: tuple[Group, ...] = ()
     returned: int = 0
+    # ``best()`` worked out once: a tally never changes, and it is asked often.
+    _best: tuple[Group | None, float] | None = field(default=None, compare=False, repr=False)
 
     def adding(self, vote: Vote, output: Any, agree: Callable[[Any, Any], bool]) -> Tally:
         """This tally with one more result; calls the kind's ``agree``, which may raise."""
@@ -97,10 +99,13 @@ class Tally:
 
     def best(self) -> tuple[Group | None, float]:
         """The most credible group and its error."""
+        if self._best is not None:
+            return self._best
         if not self.groups:
             return None, 1.0
         errors = group_errors([g.votes for g in self.groups])
         i = min(range(len(errors)), key=errors.__getitem__)
+        object.__setattr__(self, "_best", (self.groups[i], errors[i]))
         return self.groups[i], errors[i]
 
     def verdict(self, policy: Policy, outstanding: Sequence[Vote]) -> Verdict:
