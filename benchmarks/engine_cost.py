@@ -39,7 +39,6 @@ from qortex.protocol.server import Authenticated
 from qortex.settings import Settings
 from qortex.store.database import Store
 
-CHECKER = True
 TWEETS_PER_TASK = 500
 WORDS = ["love", "hate", "sky", "great", "awful", "table", "happy", "sad", "blue", "fine"]
 
@@ -65,7 +64,7 @@ def tweets(start: int, count: int) -> list[str]:
     ]
 
 
-async def run(results: int, miners: int, slots: int) -> dict[str, Any]:
+async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qortex-engine-"))
     settings = Settings(
         db=str(tmp / "q.db"),
@@ -75,7 +74,7 @@ async def run(results: int, miners: int, slots: int) -> dict[str, Any]:
         quorum=2,
         max_tweets_per_task=TWEETS_PER_TASK,
         max_pending=10_000_000,
-        checker=CHECKER,
+        **({} if checker else {"checker": False}),
     )
     store = await Store.open(settings.db, settings.sync, settings.commit_batch)
     coord = Coordinator(settings, store, load_kinds(settings), EventBus())
@@ -149,8 +148,11 @@ def main() -> None:
     parser.add_argument("--miners", type=int, default=32)
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-checker", action="store_true", help="turn the kinds' checkers off (trust engine)"
+    )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.results, args.miners, args.slots))
+    figures = asyncio.run(run(args.results, args.miners, args.slots, not args.no_checker))
     if args.json:
         print(json.dumps(figures))
     else:
