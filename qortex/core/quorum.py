@@ -122,7 +122,15 @@ class Tally:
 
     def can_still_decide(self, policy: Policy, outstanding: Sequence[Vote]) -> bool:
         """Whether some group would be decided if every outstanding copy joined it."""
-        candidates = [*(g.votes for g in self.groups)] or [()]
+        if len(self.groups) <= 1:  # the common case: no disagreement
+            # Each miner votes once and holds no copy of what it answered, so
+            # the joined votes come from distinct miners.
+            joined = (*(self.groups[0].votes if self.groups else ()), *outstanding)
+            return (
+                len(joined) >= max(1, policy.quorum)
+                and group_errors([joined])[0] <= policy.target_error
+            )
+        candidates = [g.votes for g in self.groups]
         for i, votes in enumerate(candidates):
             others = [g.votes for j, g in enumerate(self.groups) if j != i]
             joined = (*votes, *outstanding)
