@@ -1,0 +1,292 @@
+"""One cell of the simulation: a fresh coordinator, a swarm, a workload, a verdict.
+
+A cell is (kind, mode, config, strategy). Its life:
+
+1. ``qortex serve`` starts on a fresh database with the config's settings;
+2. honest operators start, one process each (``trust/honest.py``), and the
+   adversarial operators connect from the harness (``trust/adversary.py``);
+3. the workload is submitted: ``paced``, one task every ``interval`` seconds
+   and never more than ``window`` running; ``backlog``, everything at once;
+4. the harness waits until no task is running and no decision has been
+   reopened, revised or followed by a ban for ``quiet`` seconds;
+5. every task is read back and every decision judged against the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import end, spawn
+
+from qortex.signing import Signer
+from trust.adversary import Swarm
+from trust.judge import Tally, catch_times, figures, judge_task
+from trust.service import Api, Coordinator, Events, follow
+from trust.strategies import Shared
+from trust.workload import Task, Workload
+
+HONEST = Path(__file__).resolve().parent / "honest.py"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    operators: int  # honest and adversarial together
+    identities: int  # per operator (Sybil operators have more)
+    honest_slots: int
+    tasks: int  # per cell with adversaries
+    honest_tasks: int  # per honest-only cell: enough to measure past the warm-up
+    interval: float  # seconds between paced tasks
+    window: int  # most tasks running at once in paced mode
+    deadline: float  # seconds a cell may take before it is reported unsettled
+    quiet: float
+    rejoins: int  # fresh identities an adversarial operator opens after bans
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str
+    mode: str  # paced | backlog
+    config: str  # default | gold | sybil | honest
+    strategy: str  # a name from trust.strategies, or "none"
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.mode}/{self.config}/{self.strategy}"
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {"checker": "false"} if self.config == "gold" else {}
+
+    @property
+    def gold(self) -> float:
+        return 0.05 if self.config == "gold" else 0.0
+
+
+Addresses = list[list[str]]  # per operator, the forwarded address of each of its identities
+
+
+def population(cell: Cell, plan: Plan, adversarial: float) -> tuple[Addresses, Addresses]:
+    """Addresses of each honest and each adversarial operator's identities.
+
+    Operator ``n`` owns ``198.18.<n>.0/24``; ``sybil-spread`` identities each
+    get a /24 of their own in ``198.19.0.0/16``. Sybil operators together hold
+    as many identities as all honest operators: half of all identities.
+    """
+    bad = 0 if cell.config == "honest" else max(1, round(plan.operators * adversarial))
+    good = plan.operators - bad
+    honest = [[f"198.18.{n + 1}.{k + 1}" for k in range(plan.identities)] for n in range(good)]
+    per = plan.identities
+    if cell.strategy.startswith("sybil"):
+        per = math.ceil(good * plan.identities / bad)
+    adversaries = []
+    for n in range(bad):
+        if cell.strategy == "sybil-spread":
+            adversaries.append([f"198.19.{n * per + k}.{n + 1}" for k in range(per)])
+        else:
+            adversaries.append([f"198.18.{100 + n}.{k + 1}" for k in range(per)])
+    return honest, adversaries
+
+
+class CellRun:
+    def __init__(self, cell: Cell, plan: Plan, folder: Path, seed: int, adversarial: float) -> None:
+        self.cell, self.plan, self.folder = cell, plan, folder
+        self.rng = random.Random(f"{seed}/{cell.name}")
+        self.adversarial = adversarial
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.events = Events()
+        self.tasks: list[Task] = []
+        self.details: list[tuple[Task, dict[str, Any]]] = []
+        self.phases: dict[str, float] = {}
+        self._mark = time.monotonic()
+
+    def _phase(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(now - self._mark, 2)
+        self._mark = now
+
+    async def run(self) -> dict[str, Any]:
+        began = time.monotonic()
+        coordinator = Coordinator(self.folder, self.cell.settings)
+        honest_procs: list[asyncio.subprocess.Process] = []
+        swarm: Swarm | None = None
+        follower: asyncio.Task[None] | None = None
+        api: Api | None = None
+        reports: list[dict[str, Any]] = []
+        honest, adversaries = population(self.cell, self.plan, self.adversarial)
+        workload = Workload(self.cell.kind, self.rng)
+        try:
+            # Honest processes load while the coordinator starts; they retry until it listens.
+            honest_procs = await self._start_honest(coordinator, honest)
+            await coordinator.start()
+            self._phase("start")
+            api = coordinator.client()
+            follower = asyncio.create_task(follow(api, self.events))
+            swarm = Swarm(
+                coordinator.url,
+                workload.kind,
+                self.cell.strategy,
+                Shared(random.Random(self.rng.random())),
+                self.plan.rejoins,
+            )
+            for n, addresses in enumerate(adversaries):
+                swarm.add_operator(n, addresses)
+            await self._connected(api, swarm, sum(map(len, honest + adversaries)))
+            self._phase("connect")
+            count = self.plan.honest_tasks if self.cell.config == "honest" else self.plan.tasks
+            self.tasks = [workload.task(self.cell.gold) for _ in range(count)]
+            await self._submit(api)
+            self._phase("submit")
+            await self._settle(api)
+            self._phase("settle")
+            await self._fetch(api)
+        except Exception as exc:  # a broken cell is reported, never the end of the run
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if swarm is not None:
+                await swarm.stop()
+            reports = await self._stop_honest(honest_procs)
+            if follower is not None:
+                follower.cancel()
+            if api is not None:
+                await api.close()
+            await coordinator.stop()
+        seconds = time.monotonic() - began
+        return self._report(workload.kind, swarm, reports, honest, adversaries, seconds)
+
+    async def _start_honest(
+        self, coordinator: Coordinator, operators: list[list[str]]
+    ) -> list[asyncio.subprocess.Process]:
+        procs = []
+        for n, addresses in enumerate(operators):
+            keys = [{"seed": Signer().seed.hex(), "address": a} for a in addresses]
+            path = self.folder / f"honest-{n}.json"
+            path.write_text(json.dumps(keys))
+            path.chmod(0o600)
+            argv = [sys.executable, str(HONEST), "--url", coordinator.url, "--kind"]
+            argv += [self.cell.kind, "--keys", str(path), "--slots", str(self.plan.honest_slots)]
+            log = self.folder / f"honest-{n}.log"
+            procs.append(await spawn(argv, coordinator.env, self.folder, log, pipe=True))
+        return procs
+
+    async def _stop_honest(self, procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any]]:
+        reports = []
+        for proc in procs:
+            await end(proc)
+            assert proc.stdout is not None
+            out = (await proc.stdout.read()).decode(errors="replace").strip()
+            try:
+                reports.extend(json.loads(out.splitlines()[-1])["miners"])
+            except (IndexError, ValueError, KeyError):
+                self.errors.append(f"an honest process (pid {proc.pid}) left no report")
+        return reports
+
+    async def _connected(self, api: Api, swarm: Swarm, total: int) -> None:
+        """Wait until every identity is connected, or report how many were let in."""
+        deadline = time.monotonic() + 20
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = (await api.json("/health")).get("minersConnected", 0)
+            if seen >= total:
+                return
+            await asyncio.sleep(0.1)
+        self.notes.append(f"{seen} of {total} miners connected before work began")
+
+    async def _post(self, api: Api, task: Task) -> None:
+        response = await api.call("POST", "/api/v1/tasks", json=task.body)
+        if response.status_code == 400 and "gold" in task.body:
+            self.notes.append(f"gold refused, sent without: {response.text[:160]}")
+            task.body.pop("gold")
+            task.gold = 0
+            response = await api.call("POST", "/api/v1/tasks", json=task.body)
+        if response.status_code != 201:
+            task.refused = f"{response.status_code} {response.text[:200]}"
+            self.errors.append(f"task refused: {task.refused}")
+            return
+        task.task_id = response.json()["taskId"]
+        task.submitted_at = time.monotonic()
+
+    async def _submit(self, api: Api) -> None:
+        if self.cell.mode == "backlog":
+            for task in self.tasks:
+                await self._post(api, task)
+            return
+        for task in self.tasks:
+            started = time.monotonic()
+            while self._running() >= self.plan.window:
+                await asyncio.sleep(0.05)
+            await self._post(api, task)
+            await asyncio.sleep(max(0.0, self.plan.interval - (time.monotonic() - started)))
+
+    def _running(self) -> int:
+        return sum(t.task_id != "" and t.task_id not in self.events.finished for t in self.tasks)
+
+    async def _settle(self, api: Api) -> None:
+        deadline = time.monotonic() + self.plan.deadline
+        while time.monotonic() < deadline:
+            quiet = time.monotonic() - self.events.last_change >= self.plan.quiet
+            if quiet and self._running() == 0:
+                running = await api.json("/api/v1/tasks?status=running&limit=500")
+                if not running.get("tasks"):
+                    return
+            await asyncio.sleep(0.1)
+        self.errors.append(f"not settled within {self.plan.deadline:.0f}s")
+
+    async def _fetch(self, api: Api) -> None:
+        for task in self.tasks:
+            if task.task_id:
+                self.details.append((task, await api.json(f"/api/v1/tasks/{task.task_id}")))
+
+    def _report(
+        self,
+        kind: Any,
+        swarm: Swarm | None,
+        reports: list[dict[str, Any]],
+        honest: list[list[str]],
+        adversaries: list[list[str]],
+        seconds: float,
+    ) -> dict[str, Any]:
+        identities = swarm.identities if swarm else []
+        adversary_ids = {i.miner_id for i in identities}
+        warmup = {r["minerId"]: set(r["first"]) for r in reports}
+        tally = Tally()
+        for task, detail in self.details:
+            judge_task(tally, task, detail, kind, adversary_ids, warmup)
+        honest_ids = {r["minerId"] for r in reports}
+        banned_honest = honest_ids & set(self.events.banned) | {
+            r["minerId"] for r in reports if 4011 in r["closes"]
+        }
+        return {
+            "cell": self.cell.name,
+            "kind": self.cell.kind,
+            "mode": self.cell.mode,
+            "config": self.cell.config,
+            "strategy": self.cell.strategy,
+            "settings": self.cell.settings,
+            "honestOperators": len(honest),
+            "adversarialOperators": len(adversaries),
+            "honestIdentities": sum(map(len, honest)),
+            "adversarialIdentities": len(identities),
+            "tasks": sum(t.task_id != "" for t in self.tasks),
+            **figures(tally),
+            **catch_times(identities, self.events.banned),
+            "honestBanned": len(banned_honest),
+            "held": sum(i.held for i in identities),
+            "events": {
+                k: self.events.counts.get(k, 0)
+                for k in ("miner.banned", "microtask.reopened", "task.revised")
+            },
+            "seconds": round(seconds, 1),
+            "phases": self.phases,
+            "notes": tally.notes + self.notes,
+            "errors": self.errors,
+        }

@@ -1,0 +1,115 @@
+"""Every decision held against the truth, and the figures of one cell.
+
+Fields the coordinator does not (yet) report make their figure ``None``
+(shown as n/a), never an exception: the harness has to run against the
+engine as it is today and as it will be.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from trust.workload import Task
+
+
+@dataclass
+class Tally:
+    microtasks: int = 0
+    decided: int = 0
+    wrong: int = 0
+    inconclusive: int = 0
+    pending: int = 0
+    votes: int = 0
+    adversary_votes: int = 0
+    warm_decided: int = 0
+    warm_votes: int = 0
+    gold: int = 0
+    gold_decided: int = 0
+    gold_wrong: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def judge_task(
+    tally: Tally,
+    task: Task,
+    detail: dict[str, Any],
+    kind: Any,
+    adversaries: set[str],
+    warmup: dict[str, set[str]],
+) -> None:
+    """Add one task's microtasks to ``tally``.
+
+    Gold items are told apart by their ``gold`` flag; without one, the items
+    after the task's own microtasks are taken to be the gold ones.
+    """
+    rows = sorted(detail.get("microtaskDetails") or [], key=lambda r: r.get("index", 0))
+    flagged = any("gold" in r for r in rows)
+    real = [r for r in rows if not r.get("gold")] if flagged else rows[: len(task.truth)]
+    gold = [r for r in rows if r.get("gold")] if flagged else rows[len(task.truth) :]
+    if len(real) != len(task.truth):
+        tally.notes.append(f"task {task.task_id}: {len(real)} microtasks, {len(task.truth)} sent")
+    for row, truth in zip(real, task.truth, strict=False):
+        tally.microtasks += 1
+        status = row.get("status")
+        voters = [str(v.get("minerId", "")) for v in row.get("votes") or []]
+        tally.votes += len(voters)
+        tally.adversary_votes += sum(v in adversaries for v in voters)
+        if status == "decided":
+            tally.decided += 1
+            if not kind.agree(row.get("decision"), truth):
+                tally.wrong += 1
+            mt = str(row.get("microtaskId", ""))
+            if not any(mt in warmup.get(v, ()) for v in voters):
+                tally.warm_decided += 1
+                tally.warm_votes += len(voters)
+        elif status == "inconclusive":
+            tally.inconclusive += 1
+        else:
+            tally.pending += 1
+    expected = [g["output"] for g in task.body.get("gold", [])]
+    for row, truth in zip(gold, expected, strict=False):
+        tally.gold += 1
+        if row.get("status") == "decided":
+            tally.gold_decided += 1
+            tally.gold_wrong += not kind.agree(row.get("decision"), truth)
+
+
+def ratio(part: float, whole: float, scale: float = 1.0) -> float | None:
+    return None if whole == 0 else scale * part / whole
+
+
+def catch_times(identities: list[Any], banned: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    """From each liar's first lie to its ban (socket closed with 4011 or the event)."""
+    liars = [i for i in identities if i.first_lie_at is not None]
+    times = []
+    for liar in liars:
+        seen = [t for t in (liar.banned_at, banned.get(liar.miner_id, (None,))[0]) if t]
+        if seen:
+            times.append(max(0.0, min(seen) - liar.first_lie_at))
+    return {
+        "liars": len(liars),
+        "caught": len(times),
+        "catchMedianS": statistics.median(times) if times else None,
+        "catchMaxS": max(times) if times else None,
+        "liesSent": sum(i.lies for i in identities),
+    }
+
+
+def figures(tally: Tally) -> dict[str, Any]:
+    return {
+        "microtasks": tally.microtasks,
+        "decided": tally.decided,
+        "wrong": tally.wrong,
+        "inconclusive": tally.inconclusive,
+        "pending": tally.pending,
+        "wrongPct": ratio(tally.wrong, tally.decided, 100),
+        "inconclusivePct": ratio(tally.inconclusive, tally.microtasks, 100),
+        "resultsPerDecided": ratio(tally.votes, tally.decided),
+        "warmResultsPerDecided": ratio(tally.warm_votes, tally.warm_decided),
+        "warmDecided": tally.warm_decided,
+        "adversaryVotePct": ratio(tally.adversary_votes, tally.votes, 100),
+        "gold": tally.gold,
+        "goldWrong": tally.gold_wrong if tally.gold_decided else None,
+    }
