@@ -7,8 +7,9 @@ speaks the protocol through :class:`qortex.protocol.client.ClientSession`, so
 the handshake and the signed bytes are the coordinator's own, declares the
 most slots a miner may (64) and answers the moment work arrives.
 
-A banned identity (close code 4011) is replaced by a fresh key from the same
-operator, as a real adversary would do, up to ``rejoins`` times per operator.
+A banned identity (close code 4011) is replaced by a fresh key at the same
+address, as a real adversary would do; each of an operator's identities may be
+replaced ``rejoins`` times.
 """
 
 from __future__ import annotations

@@ -204,7 +204,9 @@ class CellRun:
     async def _post(self, api: Api, task: Task) -> None:
         response = await api.call("POST", "/api/v1/tasks", json=task.body)
         if response.status_code == 400 and "gold" in task.body:
-            self.notes.append(f"gold refused, sent without: {response.text[:160]}")
+            note = f"gold refused, tasks sent without it: {response.text[:160]}"
+            if note not in self.notes:
+                self.notes.append(note)
             task.body.pop("gold")
             task.gold = 0
             response = await api.call("POST", "/api/v1/tasks", json=task.body)
