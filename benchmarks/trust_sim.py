@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,31 @@ from bench import kill_all, raise_nofile  # noqa: E402
 from trust.cell import Cell, CellRun, Plan  # noqa: E402
 from trust.strategies import STRATEGIES  # noqa: E402
 
-FULL = Plan("full", 10, 2, 4, 12, 30, 1.0, 3, 150.0, 1.0, 10)
-QUICK = Plan("quick", 7, 2, 4, 3, 6, 0.5, 3, 40.0, 0.5, 3)
+FULL = Plan(
+    name="full",
+    operators=10,
+    identities=2,
+    honest_slots=4,
+    honest_processes=3,
+    tasks=12,
+    honest_tasks=30,
+    interval=1.0,
+    deadline=150.0,
+    quiet=1.0,
+    rejoins=10,
+)
+QUICK = replace(
+    FULL,
+    name="quick",
+    operators=7,
+    honest_processes=2,
+    tasks=3,
+    honest_tasks=6,
+    interval=0.5,
+    deadline=40.0,
+    quiet=0.5,
+    rejoins=3,
+)
 
 KINDS = ("sentiment", "matmul")
 MODES = ("paced", "backlog")
@@ -118,6 +142,8 @@ COLUMNS = (
     ("catch median s", "catchMedianS", 1),
     ("catch max s", "catchMaxS", 1),
     ("honest banned", "honestBanned", 0),
+    ("task p50 s", "taskP50S", 1),
+    ("task max s", "taskMaxS", 1),
     ("s", "seconds", 0),
 )
 

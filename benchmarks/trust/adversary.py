@@ -93,16 +93,22 @@ class Swarm:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _life(self, identity: Identity, budget: int) -> None:
-        """Connect, work, and reconnect after a drop; a ban hands over to a fresh identity."""
+        """Connect, work, and reconnect after a drop; a ban hands over to a fresh identity.
+
+        Reconnections back off (0.2 s doubling to 2 s) while the coordinator
+        keeps turning the identity away before welcoming it.
+        """
+        failures = 0
         while self._running:
             code = await self._connection(identity)
+            failures = 0 if identity.welcomed else failures + 1
             identity.welcomed = False
             if code == BANNED:
                 identity.banned_at = identity.banned_at or time.monotonic()
                 if budget > 0 and self._running:
                     self._launch(Identity(identity.operator, identity.address), budget - 1)
                 return
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(min(2.0, 0.2 * 2**failures))
 
     async def _connection(self, identity: Identity) -> int:
         headers = {"X-Forwarded-For": identity.address}

@@ -5,8 +5,8 @@ A cell is (kind, mode, config, strategy). Its life:
 1. ``qortex serve`` starts on a fresh database with the config's settings;
 2. honest operators start, one process each (``trust/honest.py``), and the
    adversarial operators connect from the harness (``trust/adversary.py``);
-3. the workload is submitted: ``paced``, one task every ``interval`` seconds
-   and never more than ``window`` running; ``backlog``, everything at once;
+3. the workload is submitted: ``paced``, one task every ``interval`` seconds,
+   a rate the honest miners alone keep up with; ``backlog``, all at once;
 4. the harness waits until no task is running and no decision has been
    reopened, revised or followed by a ban for ``quiet`` seconds;
 5. every task is read back and every decision judged against the truth.
@@ -27,7 +27,7 @@ from typing import Any
 from bench import end, spawn
 
 from qortex.signing import Signer
-from trust.adversary import Swarm
+from trust.adversary import BANNED, Swarm
 from trust.judge import Tally, catch_times, figures, judge_task
 from trust.service import Api, Coordinator, Events, follow
 from trust.strategies import Shared
@@ -42,10 +42,10 @@ class Plan:
     operators: int  # honest and adversarial together
     identities: int  # per operator (Sybil operators have more)
     honest_slots: int
+    honest_processes: int
     tasks: int  # per cell with adversaries
     honest_tasks: int  # per honest-only cell: enough to measure past the warm-up
     interval: float  # seconds between paced tasks
-    window: int  # most tasks running at once in paced mode
     deadline: float  # seconds a cell may take before it is reported unsettled
     quiet: float
     rejoins: int  # fresh identities an adversarial operator opens after bans
@@ -164,10 +164,20 @@ class CellRun:
         return self._report(workload.kind, swarm, reports, honest, adversaries, seconds)
 
     async def _start_honest(
-        self, coordinator: Coordinator, operators: list[list[str]]
+        self, coordinator: Coordinator, operators: Addresses
     ) -> list[asyncio.subprocess.Process]:
-        procs = []
+        """Honest operators, spread over ``plan.honest_processes`` processes of their own.
+
+        What sets operators apart for the coordinator is their network, not
+        their process; a few processes keep the machine's cores for the run.
+        """
+        groups: list[list[str]] = [
+            [] for _ in range(min(len(operators), self.plan.honest_processes))
+        ]
         for n, addresses in enumerate(operators):
+            groups[n % len(groups)].extend(addresses)
+        procs = []
+        for n, addresses in enumerate(groups):
             keys = [{"seed": Signer().seed.hex(), "address": a} for a in addresses]
             path = self.folder / f"honest-{n}.json"
             path.write_text(json.dumps(keys))
@@ -222,12 +232,10 @@ class CellRun:
             for task in self.tasks:
                 await self._post(api, task)
             return
-        for task in self.tasks:
-            started = time.monotonic()
-            while self._running() >= self.plan.window:
-                await asyncio.sleep(0.05)
+        began = time.monotonic()
+        for n, task in enumerate(self.tasks):
+            await asyncio.sleep(max(0.0, began + n * self.plan.interval - time.monotonic()))
             await self._post(api, task)
-            await asyncio.sleep(max(0.0, self.plan.interval - (time.monotonic() - started)))
 
     def _running(self) -> int:
         return sum(t.task_id != "" and t.task_id not in self.events.finished for t in self.tasks)
@@ -248,6 +256,14 @@ class CellRun:
             if task.task_id:
                 self.details.append((task, await api.json(f"/api/v1/tasks/{task.task_id}")))
 
+    def _latency(self) -> dict[str, float | None]:
+        """Seconds from each task's submission to its first completion (or failure)."""
+        ended = self.events.finished
+        spans = sorted(ended[t.task_id] - t.submitted_at for t in self.tasks if t.task_id in ended)
+        if not spans:
+            return {"taskP50S": None, "taskMaxS": None}
+        return {"taskP50S": round(spans[len(spans) // 2], 2), "taskMaxS": round(spans[-1], 2)}
+
     def _report(
         self,
         kind: Any,
@@ -264,9 +280,10 @@ class CellRun:
         for task, detail in self.details:
             judge_task(tally, task, detail, kind, adversary_ids, warmup)
         honest_ids = {r["minerId"] for r in reports}
-        banned_honest = honest_ids & set(self.events.banned) | {
-            r["minerId"] for r in reports if 4011 in r["closes"]
-        }
+        if self.events.banned:
+            banned_honest = honest_ids & set(self.events.banned)
+        else:
+            banned_honest = {r["minerId"] for r in reports if BANNED in r["closes"]}
         return {
             "cell": self.cell.name,
             "kind": self.cell.kind,
@@ -287,6 +304,7 @@ class CellRun:
                 k: self.events.counts.get(k, 0)
                 for k in ("miner.banned", "microtask.reopened", "task.revised")
             },
+            **self._latency(),
             "seconds": round(seconds, 1),
             "phases": self.phases,
             "notes": tally.notes + self.notes,

@@ -28,6 +28,7 @@ class Tally:
     gold: int = 0
     gold_decided: int = 0
     gold_wrong: int = 0
+    votes_listed: bool = False  # the coordinator lists votes at all
     notes: list[str] = field(default_factory=list)
 
 
@@ -53,6 +54,7 @@ def judge_task(
     for row, truth in zip(real, task.truth, strict=False):
         tally.microtasks += 1
         status = row.get("status")
+        tally.votes_listed |= "votes" in row
         voters = [str(v.get("minerId", "")) for v in row.get("votes") or []]
         tally.votes += len(voters)
         tally.adversary_votes += sum(v in adversaries for v in voters)
@@ -80,14 +82,22 @@ def ratio(part: float, whole: float, scale: float = 1.0) -> float | None:
     return None if whole == 0 else scale * part / whole
 
 
+def ban_times(identities: list[Any], banned: dict[str, tuple[float, str]]) -> dict[str, float]:
+    """When each identity was banned: the ``miner.banned`` event, or else its 4011 close.
+
+    The event is the authority when the coordinator sends any; the close code
+    stands in only for a coordinator that sends none.
+    """
+    if banned:
+        return {i.miner_id: banned[i.miner_id][0] for i in identities if i.miner_id in banned}
+    return {i.miner_id: i.banned_at for i in identities if i.banned_at is not None}
+
+
 def catch_times(identities: list[Any], banned: dict[str, tuple[float, str]]) -> dict[str, Any]:
-    """From each liar's first lie to its ban (socket closed with 4011 or the event)."""
+    """From each liar's first lie to its ban."""
+    when = ban_times(identities, banned)
     liars = [i for i in identities if i.first_lie_at is not None]
-    times = []
-    for liar in liars:
-        seen = [t for t in (liar.banned_at, banned.get(liar.miner_id, (None,))[0]) if t]
-        if seen:
-            times.append(max(0.0, min(seen) - liar.first_lie_at))
+    times = [max(0.0, when[i.miner_id] - i.first_lie_at) for i in liars if i.miner_id in when]
     return {
         "liars": len(liars),
         "caught": len(times),
@@ -98,6 +108,7 @@ def catch_times(identities: list[Any], banned: dict[str, tuple[float, str]]) -> 
 
 
 def figures(tally: Tally) -> dict[str, Any]:
+    votes = tally.votes_listed
     return {
         "microtasks": tally.microtasks,
         "decided": tally.decided,
@@ -106,10 +117,10 @@ def figures(tally: Tally) -> dict[str, Any]:
         "pending": tally.pending,
         "wrongPct": ratio(tally.wrong, tally.decided, 100),
         "inconclusivePct": ratio(tally.inconclusive, tally.microtasks, 100),
-        "resultsPerDecided": ratio(tally.votes, tally.decided),
-        "warmResultsPerDecided": ratio(tally.warm_votes, tally.warm_decided),
+        "resultsPerDecided": ratio(tally.votes, tally.decided) if votes else None,
+        "warmResultsPerDecided": ratio(tally.warm_votes, tally.warm_decided) if votes else None,
         "warmDecided": tally.warm_decided,
-        "adversaryVotePct": ratio(tally.adversary_votes, tally.votes, 100),
+        "adversaryVotePct": ratio(tally.adversary_votes, tally.votes, 100) if votes else None,
         "gold": tally.gold,
         "goldWrong": tally.gold_wrong if tally.gold_decided else None,
     }

@@ -105,7 +105,7 @@ class Events:
     """What the event stream said, stamped with the harness's ``time.monotonic()``."""
 
     counts: Counter[str] = field(default_factory=Counter)
-    finished: dict[str, str] = field(default_factory=dict)  # task id -> completed/failed
+    finished: dict[str, float] = field(default_factory=dict)  # task id -> when it first ended
     banned: dict[str, tuple[float, str]] = field(default_factory=dict)  # miner -> (when, why)
     last_change: float = field(default_factory=time.monotonic)
     last_id: int = 0
@@ -125,7 +125,7 @@ class Events:
                 miner = str(body.get("minerId", ""))
                 self.banned.setdefault(miner, (now, str(body.get("reason", ""))))
             else:
-                self.finished[str(body.get("taskId", ""))] = kind.removeprefix("task.")
+                self.finished.setdefault(str(body.get("taskId", "")), now)
 
 
 async def follow(api: Api, events: Events) -> None:
