@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import sys
 import time
@@ -79,14 +78,15 @@ def population(cell: Cell, plan: Plan, adversarial: float) -> tuple[Addresses, A
 
     Operator ``n`` owns ``198.18.<n>.0/24``; ``sybil-spread`` identities each
     get a /24 of their own in ``198.19.0.0/16``. Sybil operators together hold
-    as many identities as all honest operators: half of all identities.
+    as many identities as all honest operators (rounded down): up to half of
+    all identities.
     """
     bad = 0 if cell.config == "honest" else max(1, round(plan.operators * adversarial))
     good = plan.operators - bad
     honest = [[f"198.18.{n + 1}.{k + 1}" for k in range(plan.identities)] for n in range(good)]
     per = plan.identities
     if cell.strategy.startswith("sybil"):
-        per = math.ceil(good * plan.identities / bad)
+        per = max(plan.identities, good * plan.identities // bad)
     adversaries = []
     for n in range(bad):
         if cell.strategy == "sybil-spread":
@@ -294,7 +294,8 @@ class CellRun:
             "honestOperators": len(honest),
             "adversarialOperators": len(adversaries),
             "honestIdentities": sum(map(len, honest)),
-            "adversarialIdentities": len(identities),
+            "adversarialIdentities": sum(map(len, adversaries)),
+            "freshIdentities": len(identities) - sum(map(len, adversaries)),
             "tasks": sum(t.task_id != "" for t in self.tasks),
             **figures(tally),
             **catch_times(identities, self.events.banned),
