@@ -43,7 +43,7 @@ FULL = Plan(
     tasks=12,
     honest_tasks=30,
     interval=1.0,
-    deadline=150.0,
+    deadline=90.0,
     quiet=1.0,
     rejoins=10,
 )
@@ -55,7 +55,7 @@ QUICK = replace(
     tasks=3,
     honest_tasks=6,
     interval=0.5,
-    deadline=40.0,
+    deadline=20.0,
     quiet=0.5,
     rejoins=3,
 )
@@ -116,6 +116,7 @@ def _total(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "wrongPct": 100 * add("wrong") / decided if decided else None,
         "worstWrongPct": max((c["wrongPct"] for c in judged), default=None),
         "inconclusivePct": 100 * add("inconclusive") / microtasks if microtasks else None,
+        "pendingPct": 100 * add("pending") / microtasks if microtasks else None,
         "liars": liars,
         "caught": add("caught"),
         "honestBanned": add("honestBanned"),
@@ -135,6 +136,7 @@ COLUMNS = (
     ("cell", "cell", 0),
     ("wrong %", "wrongPct", 2),
     ("inconcl. %", "inconclusivePct", 2),
+    ("pending %", "pendingPct", 2),
     ("results/decided", "resultsPerDecided", 2),
     ("after warm-up", "warmResultsPerDecided", 2),
     ("liar votes %", "adversaryVotePct", 1),
@@ -165,7 +167,8 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"\nTotal: {t['cells']} cells, {t['decided']} of {t['microtasks']} microtasks decided,"
         f" {t['wrong']} wrong ({_n(t['wrongPct'])} %, worst cell {_n(t['worstWrongPct'])} %),"
-        f" inconclusive {_n(t['inconclusivePct'])} %, liars caught {t['caught']}/{t['liars']},"
+        f" inconclusive {_n(t['inconclusivePct'])} %, pending {_n(t['pendingPct'])} %,"
+        f" liars caught {t['caught']}/{t['liars']},"
         f" honest miners banned {t['honestBanned']}, {t['seconds']:.0f} s."
     )
     for cell in report["cells"]:

@@ -117,6 +117,7 @@ def figures(tally: Tally) -> dict[str, Any]:
         "pending": tally.pending,
         "wrongPct": ratio(tally.wrong, tally.decided, 100),
         "inconclusivePct": ratio(tally.inconclusive, tally.microtasks, 100),
+        "pendingPct": ratio(tally.pending, tally.microtasks, 100),
         "resultsPerDecided": ratio(tally.votes, tally.decided) if votes else None,
         "warmResultsPerDecided": ratio(tally.warm_votes, tally.warm_decided) if votes else None,
         "warmDecided": tally.warm_decided,

@@ -19,7 +19,7 @@ from tests.helpers import timeout
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ("wrongPct", "inconclusivePct", "resultsPerDecided", "adversaryVotePct")
+FIGURES = ("wrongPct", "inconclusivePct", "pendingPct", "resultsPerDecided", "adversaryVotePct")
 
 
 @pytest.mark.timeout(timeout(180))
@@ -42,8 +42,8 @@ def test_quick_trust_simulation_reports_every_cell() -> None:
         name = cell["cell"]
         assert not cell["errors"], (name, cell["errors"])
         assert cell["tasks"] > 0 and cell["microtasks"] > 0, name
-        assert cell["pending"] == 0, name  # everything settled before it was judged
-        assert cell["decided"] + cell["inconclusive"] == cell["microtasks"], name
+        # Whatever never settled is judged as it stands, and counted as pending.
+        assert cell["decided"] + cell["inconclusive"] + cell["pending"] == cell["microtasks"], name
         assert 0 <= cell["wrong"] <= cell["decided"], name
         for key in FIGURES:
             assert isinstance(cell[key], float), (name, key, cell[key])
