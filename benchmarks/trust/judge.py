@@ -42,13 +42,16 @@ def judge_task(
 ) -> None:
     """Add one task's microtasks to ``tally``.
 
-    Gold items are told apart by their ``gold`` flag; without one, the items
-    after the task's own microtasks are taken to be the gold ones.
+    Gold items may be reported apart (``gold.details``) or among the task's
+    microtasks with a ``gold`` flag; the task's own microtasks keep their
+    order either way, so the n-th of them is judged against the n-th truth.
     """
     rows = sorted(detail.get("microtaskDetails") or [], key=lambda r: r.get("index", 0))
-    flagged = any("gold" in r for r in rows)
-    real = [r for r in rows if not r.get("gold")] if flagged else rows[: len(task.truth)]
-    gold = [r for r in rows if r.get("gold")] if flagged else rows[len(task.truth) :]
+    real = [r for r in rows if not r.get("gold")]
+    gold = [r for r in rows if r.get("gold")]
+    apart = detail.get("gold")
+    if isinstance(apart, dict):
+        gold += sorted(apart.get("details") or [], key=lambda r: r.get("index", 0))
     if len(real) != len(task.truth):
         tally.notes.append(f"task {task.task_id}: {len(real)} microtasks, {len(task.truth)} sent")
     for row, truth in zip(real, task.truth, strict=False):
