@@ -44,6 +44,7 @@ FULL = Plan(
     honest_tasks=30,
     interval=1.0,
     deadline=90.0,
+    stall=35.0,
     quiet=1.0,
     rejoins=10,
 )
@@ -56,6 +57,7 @@ QUICK = replace(
     honest_tasks=6,
     interval=0.5,
     deadline=20.0,
+    stall=10.0,
     quiet=0.5,
     rejoins=3,
 )

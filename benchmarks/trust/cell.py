@@ -45,7 +45,8 @@ class Plan:
     tasks: int  # per cell with adversaries
     honest_tasks: int  # per honest-only cell: enough to measure past the warm-up
     interval: float  # seconds between paced tasks
-    deadline: float  # seconds a cell may take before it is reported unsettled
+    deadline: float  # seconds after the last submission before a cell is judged as it stands
+    stall: float  # seconds without a single event after which waiting longer is pointless
     quiet: float
     rejoins: int  # fresh identities an adversarial operator opens after bans
 
@@ -140,7 +141,7 @@ class CellRun:
             )
             for n, addresses in enumerate(adversaries):
                 swarm.add_operator(n, addresses)
-            await self._connected(api, swarm, sum(map(len, honest + adversaries)))
+            await self._connected(api, sum(map(len, honest + adversaries)))
             self._phase("connect")
             count = self.plan.honest_tasks if self.cell.config == "honest" else self.plan.tasks
             self.tasks = [workload.task(self.cell.gold) for _ in range(count)]
@@ -200,7 +201,7 @@ class CellRun:
                 self.errors.append(f"an honest process (pid {proc.pid}) left no report")
         return reports
 
-    async def _connected(self, api: Api, swarm: Swarm, total: int) -> None:
+    async def _connected(self, api: Api, total: int) -> None:
         """Wait until every identity is connected, or report how many were let in."""
         deadline = time.monotonic() + 20
         seen = 0
@@ -241,15 +242,23 @@ class CellRun:
         return sum(t.task_id != "" and t.task_id not in self.events.finished for t in self.tasks)
 
     async def _settle(self, api: Api) -> None:
+        """Wait until everything is decided and stays so, or nothing moves any more.
+
+        A coordinator that sends no event at all for ``plan.stall`` seconds
+        (longer than a lease, so expiring copies of hoarders still count as
+        movement) has stalled; what is pending then is judged as it stands.
+        """
         deadline = time.monotonic() + self.plan.deadline
         while time.monotonic() < deadline:
-            quiet = time.monotonic() - self.events.last_change >= self.plan.quiet
-            if quiet and self._running() == 0:
+            now = time.monotonic()
+            if now - self.events.last_event >= self.plan.stall:
+                self.notes.append(f"stalled: no event for {self.plan.stall:.0f}s")
+                return
+            if now - self.events.last_change >= self.plan.quiet and self._running() == 0:
                 running = await api.json("/api/v1/tasks?status=running&limit=500")
                 if not running.get("tasks"):
                     return
             await asyncio.sleep(0.1)
-        # Judged as it stands: what is still pending counts against the coordinator.
         self.notes.append(f"not settled within {self.plan.deadline:.0f}s")
 
     async def _fetch(self, api: Api) -> None:

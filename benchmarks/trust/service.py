@@ -108,6 +108,7 @@ class Events:
     finished: dict[str, float] = field(default_factory=dict)  # task id -> when it first ended
     banned: dict[str, tuple[float, str]] = field(default_factory=dict)  # miner -> (when, why)
     last_change: float = field(default_factory=time.monotonic)
+    last_event: float = field(default_factory=time.monotonic)
     last_id: int = 0
     errors: int = 0
 
@@ -116,7 +117,7 @@ class Events:
 
     def take(self, kind: str, data: str) -> None:
         self.counts[kind] += 1
-        now = time.monotonic()
+        now = self.last_event = time.monotonic()
         if kind in self.CHANGES:
             self.last_change = now
         if kind in ("task.completed", "task.failed", "miner.banned"):
