@@ -67,14 +67,14 @@ MODES = ("paced", "backlog")
 CONFIGS = {
     "default": ("collude", "lazy", "random", "onoff", "memory", "hoard"),
     "sybil": ("sybil-net", "sybil-spread"),
-    "gold": ("collude", "onoff", "memory"),
+    "gold": ("collude", "onoff"),
     "honest": ("none",),
 }
 QUICK_CELLS = (
     Cell("sentiment", "paced", "default", "collude"),
     Cell("matmul", "backlog", "default", "onoff"),
     Cell("sentiment", "backlog", "sybil", "sybil-net"),
-    Cell("matmul", "paced", "gold", "memory"),
+    Cell("matmul", "paced", "gold", "collude"),
     Cell("sentiment", "backlog", "honest", "none"),
 )
 

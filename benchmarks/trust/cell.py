@@ -256,10 +256,23 @@ class CellRun:
                 return
             if now - self.events.last_change >= self.plan.quiet and self._running() == 0:
                 running = await api.json("/api/v1/tasks?status=running&limit=500")
-                if not running.get("tasks"):
+                # A reopened microtask may be pending inside a task that stays completed.
+                if not running.get("tasks") and not await self._pending(api):
                     return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
         self.notes.append(f"not settled within {self.plan.deadline:.0f}s")
+
+    async def _pending(self, api: Api) -> int:
+        count = 0
+        for task in self.tasks:
+            if task.task_id:
+                detail = await api.json(f"/api/v1/tasks/{task.task_id}")
+                gold = detail.get("gold")
+                rows = (detail.get("microtaskDetails") or []) + (
+                    (gold.get("details") or []) if isinstance(gold, dict) else []
+                )
+                count += sum(r.get("status") == "pending" for r in rows)
+        return count
 
     async def _fetch(self, api: Api) -> None:
         for task in self.tasks:
