@@ -20,7 +20,7 @@ from qortex.kinds.matmul import decode_matrix, encode_matrix
 from qortex.kinds.sentiment import LABELS
 
 #: Results an on-off adversary answers honestly before it starts lying.
-ONOFF_HONEST = 20
+ONOFF_HONEST = 8
 
 STRATEGIES = (
     "collude",
