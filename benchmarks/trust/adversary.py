@@ -83,9 +83,6 @@ class Swarm:
         self.identities.append(identity)
         self._tasks.append(asyncio.create_task(self._life(identity, budget)))
 
-    def connected(self) -> int:
-        return sum(i.welcomed and i.banned_at is None for i in self.identities)
-
     async def stop(self) -> None:
         self._running = False
         for task in self._tasks:

@@ -27,7 +27,7 @@ from bench import end, spawn
 
 from qortex.signing import Signer
 from trust.adversary import BANNED, Swarm
-from trust.judge import Tally, catch_times, figures, judge_task
+from trust.judge import Tally, catch_times, figures, judge_task, microtasks_of
 from trust.service import Api, Coordinator, Events, follow
 from trust.strategies import Shared
 from trust.workload import Task, Workload
@@ -162,6 +162,8 @@ class CellRun:
                 await api.close()
             await coordinator.stop()
         seconds = time.monotonic() - began
+        if self.events.errors:
+            self.notes.append(f"the event stream dropped {self.events.errors} time(s)")
         return self._report(workload.kind, swarm, reports, honest, adversaries, seconds)
 
     async def _start_honest(
@@ -266,12 +268,8 @@ class CellRun:
         count = 0
         for task in self.tasks:
             if task.task_id:
-                detail = await api.json(f"/api/v1/tasks/{task.task_id}")
-                gold = detail.get("gold")
-                rows = (detail.get("microtaskDetails") or []) + (
-                    (gold.get("details") or []) if isinstance(gold, dict) else []
-                )
-                count += sum(r.get("status") == "pending" for r in rows)
+                real, gold = microtasks_of(await api.json(f"/api/v1/tasks/{task.task_id}"))
+                count += sum(r.get("status") == "pending" for r in real + gold)
         return count
 
     async def _fetch(self, api: Api) -> None:

@@ -32,6 +32,20 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
 
+Row = dict[str, Any]
+
+
+def microtasks_of(detail: dict[str, Any]) -> tuple[list[Row], list[Row]]:
+    """A task's own microtasks and its gold items, each in index order."""
+    rows = sorted(detail.get("microtaskDetails") or [], key=lambda r: r.get("index", 0))
+    real = [r for r in rows if not r.get("gold")]
+    gold = [r for r in rows if r.get("gold")]
+    apart = detail.get("gold")
+    if isinstance(apart, dict):
+        gold += sorted(apart.get("details") or [], key=lambda r: r.get("index", 0))
+    return real, gold
+
+
 def judge_task(
     tally: Tally,
     task: Task,
@@ -46,12 +60,7 @@ def judge_task(
     microtasks with a ``gold`` flag; the task's own microtasks keep their
     order either way, so the n-th of them is judged against the n-th truth.
     """
-    rows = sorted(detail.get("microtaskDetails") or [], key=lambda r: r.get("index", 0))
-    real = [r for r in rows if not r.get("gold")]
-    gold = [r for r in rows if r.get("gold")]
-    apart = detail.get("gold")
-    if isinstance(apart, dict):
-        gold += sorted(apart.get("details") or [], key=lambda r: r.get("index", 0))
+    real, gold = microtasks_of(detail)
     if len(real) != len(task.truth):
         tally.notes.append(f"task {task.task_id}: {len(real)} microtasks, {len(task.truth)} sent")
     for row, truth in zip(real, task.truth, strict=False):
