@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="qortex-trust-"))
     try:
         report = asyncio.run(run(args, tmp))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted")
+        return 130
     finally:
         kill_all()
         if args.keep:
