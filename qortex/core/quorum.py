@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qortex.core.credibility import Vote, group_errors, projected_error
+from qortex.core.credibility import CHECKED_ERROR, Vote, group_errors, projected_error
 from qortex.errors import InvalidInput
 
 
@@ -84,11 +84,16 @@ class Tally:
         return Tally(tuple(groups), self.returned + 1)
 
     def without(self, miner_id: str) -> Tally:
-        """This tally with a miner's votes struck out (the miner was caught lying)."""
+        """This tally with a miner's votes struck out (the miner was caught lying).
+
+        A vote that passed a check stays: it was proven right, whoever sent it.
+        """
         groups = []
         removed = 0
         for group in self.groups:
-            kept = tuple(v for v in group.votes if v.miner_id != miner_id)
+            kept = tuple(
+                v for v in group.votes if v.miner_id != miner_id or v.error <= CHECKED_ERROR
+            )
             removed += len(group.votes) - len(kept)
             if kept:
                 groups.append(Group(group.output, kept))

@@ -64,7 +64,10 @@ FINISH_TASK = (
 COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + ?, last_seen = ? WHERE id = ?"
 STANDING = "UPDATE miners SET passes = ?, allowance = ? WHERE id = ?"
 BAN_MINER = "UPDATE miners SET status = 'banned', failures = failures + 1 WHERE id = ?"
-REVOKE_RESULTS = "UPDATE results SET revoked = 1 WHERE miner_id = ?"
+# A result that passed a check was proven right: it keeps counting after a ban.
+REVOKE_RESULTS = (
+    "UPDATE results SET revoked = 1 WHERE miner_id = ? AND (checked IS NULL OR checked = 0)"
+)
 INSERT_REPUTATION = (
     "INSERT INTO reputation (miner_id, at, reputation, passes, reason) VALUES (?, ?, ?, ?, ?)"
 )
