@@ -239,13 +239,26 @@ def test_verify_marks_the_operators_own_machine(
 ) -> None:
     miner = connect()
     url = f"/api/v1/miners/{miner.signer.miner_id}"
+    wait_rows(settings.db, "miners", 1)
+    assert client.get(url).json()["reputation"] == 0  # a new identity counts for little
     assert client.patch(url, json={"status": "verified", "note": "my desktop"}).status_code == 200
-    assert client.get(url).json()["status"] == "verified"
+    detail = client.get(url).json()
+    assert (detail["status"], detail["note"], detail["reputation"]) == (
+        "verified",
+        "my desktop",
+        1000,
+    )
+    assert detail["credibility"] is None or detail["credibility"] > 0.999
     assert client.get("/api/v1/miners", params={"status": "verified"}).json()["total"] == 1
     assert len(_event_rows(settings.db, "miner.verified")) == 1
     # A verified miner keeps its connection.
     miner.send(m.Heartbeat(1))
     assert isinstance(m.server_decoder.decode(miner.ws.receive_text()), m.Heartbeat)
+    # Reinstated as an ordinary miner, it is back to what its checks earned.
+    assert client.patch(url, json={"status": "active"}).status_code == 200
+    assert client.get(url).json()["reputation"] == 0
+    history = client.get(f"{url}/reputation-history").json()["history"]
+    assert [row["reputation"] for row in history] == [0, 1000]  # newest first
 
 
 @pytest.mark.parametrize(
