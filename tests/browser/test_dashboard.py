@@ -213,3 +213,19 @@ def test_docs_try_it_out_on_health_stays_on_the_machine(tabs: Tabs, server: Serv
     assert requests.elsewhere == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "docs.png"))
+
+
+def test_the_miner_page_shows_the_volunteers_credit_and_rank(tabs: Tabs, server: Server) -> None:
+    page = tabs.open("/")
+    with server.client() as client:
+        task_id = client.post("/api/v1/tasks", json={"tweets": TWEETS}).json()["taskId"]
+        wait_task(client, task_id)
+    # Every accepted result earned the kind's cost (1 for sentiment); the tab asks again
+    # within a few seconds of its accepted count changing.
+    page.wait_for_function(
+        f"() => window.qortexMiner.credit === {len(TWEETS)} && window.qortexMiner.rank === 1",
+        timeout=ms(20),
+    )
+    assert page.get_by_test_id("credit").inner_text() == str(len(TWEETS))
+    assert page.get_by_test_id("rank").inner_text() == "#1"
+    assert page.get_by_role("link", name="Console").get_attribute("href") == "dashboard"
