@@ -18,6 +18,8 @@ class MinerLink(Protocol):
 
     #: When the last frame arrived, on the coordinator's clock (set by the endpoint).
     last_seen: float
+    #: Where the miner connects from, as seen through trusted proxies.
+    address: str
 
     def send(self, frame: bytes) -> None: ...
 

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from qortex.connections import Connection, MinerLink, Stats
+from qortex.control import Control
 from qortex.core import lifecycle
 from qortex.core.credibility import network_of
 from qortex.core.dispatch import DispatchTable
@@ -65,6 +66,7 @@ class Coordinator:
         self.intake = Intake(self)
         self.trust = Trust(self)
         self.book = TaskBook(self)
+        self.control = Control(self)
         self.table = DispatchTable(self.rng, checkable=self.intake.checkable)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
@@ -81,6 +83,7 @@ class Coordinator:
             self.ledger.load(miner_id, passes, status, allowance)
         for task in await recover(self):
             self.book.finish_later(task, self.store.writer.write([]))
+        await self.control.load()
         self._ticker = asyncio.create_task(self._expire_loop(), name="qortex-leases")
 
     async def stop(self) -> None:
@@ -215,6 +218,8 @@ class Coordinator:
             if now - swept >= 1.0:
                 swept = now
                 self._close_silent(now, silence)
+                self.control.sample(now)
+            self.control.expire_tasks(now)
             expired = self.table.expire(now)
             if expired:
                 for lease in expired:
@@ -223,7 +228,8 @@ class Coordinator:
                 self.trust.let_go([lease.miner_id for lease in expired], unit)
                 self.write(unit, events)
                 self.schedule_fill()
-            deadline = self.table.next_deadline()
+            deadlines = [self.table.next_deadline(), self.control.next_deadline()]
+            deadline = min((d for d in deadlines if d is not None), default=None)
             wait = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
             await asyncio.sleep(wait)
 

@@ -5,6 +5,7 @@
     ├── NotFound            no such task, miner or assignment       (HTTP 404)
     ├── Unauthorized        missing or wrong API key               (HTTP 401)
     ├── Forbidden           the caller is known and not allowed    (HTTP 403)
+    ├── Conflict            the request clashes with the state     (HTTP 409)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
     ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
@@ -50,6 +51,12 @@ class Unauthorized(QortexError):
 
 class Forbidden(QortexError):
     status = 403
+
+
+class Conflict(QortexError):
+    """The request is well formed but the thing it names is past it (a finished task)."""
+
+    status = 409
 
 
 class PayloadTooLarge(QortexError):

@@ -172,6 +172,7 @@ class Intake:
             committed = coord.trust.ban(miner_id, reason, unit, farewell)
             coord.schedule_fill()
             return _refused_after(committed, refusal)
+        unit.append(coord.control.credit_fact(miner_id, kind))  # volunteer credit
         if checked:
             coord.trust.passed(miner_id, now, unit, events)
         outcome = coord.table.fail(mt, failure, lease) if plan is None else coord.table.apply(plan)

@@ -122,6 +122,10 @@ class TaskBook:
             quorum=policy.quorum,
             targetError=policy.target_error,
         )
+        deadline_seconds = params.get("deadline_seconds")
+        if deadline_seconds is not None:  # the operator's console (qortex.control)
+            unit.append((f.SET_TASK_DEADLINE, (now + deadline_seconds, task_id)))
+            coord.control.add_deadline(task_id, now + deadline_seconds)
         committed = coord.write(unit, [event])
         with collector_paused():
             expected = {i: g[1] for i, g in gold_at.items()}

@@ -108,6 +108,7 @@ class Trust:
     async def _backtrack(self, miner_id: str, after: asyncio.Future[None]) -> None:
         await after
         coord = self._coord
+        await coord.control.revoke_credit(miner_id)  # its results are revoked, so is their credit
         voted = await coord.store.voted(miner_id)
         task_ids = list(dict.fromkeys(task_id for _, task_id in voted))
         missing = [t for t in task_ids if t not in coord.table.tasks]

@@ -129,6 +129,26 @@ class DispatchTable:
         """Forget a finished task; its microtasks are all settled."""
         self.tasks.pop(task_id, None)
 
+    def withdraw_task(self, task: Task, event: str) -> list[Lease]:
+        """Stop a running task (``event`` is "cancel" or "fail"): its open microtasks are
+        cancelled, its queued copies forgotten, and the leases out returned, closed as
+        cancelled, so a result that still arrives for one is refused as withdrawn.
+        """
+        task.state = lifecycle.advance(task.state, event)
+        withdrawn: list[Lease] = []
+        for mt in task.microtasks:
+            if mt.state != lifecycle.PENDING:
+                continue
+            mt.state = lifecycle.advance(mt.state, "cancel")
+            self._queues.get(mt.kind, OrderedDict()).pop(mt.id, None)
+            for lease in list(mt.holders.values()):
+                self._close(lease, "cancel", requeue=False)
+                withdrawn.append(lease)
+            task.open -= 1
+            self.open -= 1
+        self.drop_task(task.id)
+        return withdrawn
+
     # -- miners -----------------------------------------------------------
 
     def connect(
@@ -315,6 +335,8 @@ class DispatchTable:
         may hold no copy and want none, so nothing else would ever decide it).
         A decision that still meets its target without those votes stands.
         """
+        if mt.state == lifecycle.CANCELLED:  # its task was withdrawn: nothing to decide
+            return False, None
         mt.tally = mt.tally.without(miner_id)
         if mt.state == lifecycle.PENDING:
             verdict = mt.tally.verdict(mt.policy, mt.outstanding())

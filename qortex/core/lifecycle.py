@@ -15,12 +15,14 @@ A microtask waits for copies until the quorum decides it or gives up::
 
     pending --decide--> decided
     pending --give_up-> inconclusive
+    pending --cancel--> cancelled     its task was cancelled or ran out of time
     decided/inconclusive --reopen--> pending    a voter was caught lying: decide again
 
 A task is the sum of its microtasks::
 
     running --complete--> completed   every microtask decided
-    running --fail------> failed      some microtask inconclusive
+    running --fail------> failed      some microtask inconclusive, or the task's deadline passed
+    running --cancel----> cancelled   the operator cancelled it
     completed/failed --revise--> running   a decision was reopened
 """
 
@@ -51,17 +53,19 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     (LEASED, "cancel"): CANCELLED,
     (PENDING, "decide"): DECIDED,
     (PENDING, "give_up"): INCONCLUSIVE,
+    (PENDING, "cancel"): CANCELLED,
     (RUNNING, "complete"): COMPLETED,
     (RUNNING, "fail"): FAILED,
     (DECIDED, "reopen"): PENDING,
     (INCONCLUSIVE, "reopen"): PENDING,
     (COMPLETED, "revise"): RUNNING,
     (FAILED, "revise"): RUNNING,
+    (RUNNING, "cancel"): CANCELLED,
 }
 
 ASSIGNMENT_STATES: Final = (LEASED, RETURNED, EXPIRED, RELEASED, CANCELLED)
-MICROTASK_STATES: Final = (PENDING, DECIDED, INCONCLUSIVE)
-TASK_STATES: Final = (RUNNING, COMPLETED, FAILED)
+MICROTASK_STATES: Final = (PENDING, DECIDED, INCONCLUSIVE, CANCELLED)
+TASK_STATES: Final = (RUNNING, COMPLETED, FAILED, CANCELLED)
 
 
 def advance(state: str, event: str) -> str:

@@ -224,6 +224,7 @@ CHECK_VECTORS = 2
 class MatmulKind:
     name = "matmul"
     browser_module = files("qortex.kinds").joinpath("matmul.js")
+    cost = 20.0  # credit per accepted result
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ from qortex.signing import Signer
 log = logging.getLogger("qortex.miner")
 
 # Close codes after which reconnecting would only fail the same way.
-FATAL = {m.AUTH_FAILED, m.UNSUPPORTED, m.BAD_HELLO, m.REPLACED}
+FATAL = {m.AUTH_FAILED, m.UNSUPPORTED, m.BAD_HELLO, m.REPLACED, m.BANNED}
 
 
 class MinerStopped(Exception):

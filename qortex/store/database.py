@@ -117,11 +117,13 @@ class Store:
         return await self.writer.run(load)
 
     async def voted(self, miner_id: str) -> list[tuple[str, str]]:
-        """(microtask, task) of every result a miner returned, revoked or not."""
+        """(microtask, task) of every result a miner returned, revoked or not, but not
+        in tasks withdrawn (cancelled, or past their deadline): those stay as they ended."""
         return await self.writer.run(
             lambda conn: conn.execute(
                 "SELECT r.microtask_id, m.task_id FROM results r"
-                " JOIN microtasks m ON m.id = r.microtask_id WHERE r.miner_id = ?",
+                " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
+                " WHERE r.miner_id = ? AND t.reason IS NULL",
                 (miner_id,),
             ).fetchall()
         )

@@ -21,6 +21,7 @@ INSERT_TASK = (
     "INSERT INTO tasks (id, kind, status, input, replicas, quorum, max_replicas, lease_seconds,"
     " microtasks, created_at, target_error) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+SET_TASK_DEADLINE = "UPDATE tasks SET deadline = ? WHERE id = ?"
 INSERT_MICROTASK = (
     "INSERT INTO microtasks (id, task_id, idx, input, status, gold)"
     " VALUES (?, ?, ?, ?, 'pending', ?)"
@@ -61,6 +62,13 @@ REVISE_TASK = (
 FINISH_TASK = (
     "UPDATE tasks SET status = ?, output = ?, finished_at = ? WHERE id = ? AND status = 'running'"
 )
+CLOSE_MICROTASKS = (
+    "UPDATE microtasks SET status = 'cancelled', decided_at = ? WHERE task_id = ?"
+    " AND status = 'pending'"
+)
+WITHDRAW_TASK = (
+    "UPDATE tasks SET status = ?, reason = ?, finished_at = ? WHERE id = ? AND status = 'running'"
+)
 COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + ?, last_seen = ? WHERE id = ?"
 STANDING = "UPDATE miners SET passes = ?, allowance = ? WHERE id = ?"
 BAN_MINER = "UPDATE miners SET status = 'banned', failures = failures + 1 WHERE id = ?"
@@ -73,6 +81,17 @@ INSERT_REPUTATION = (
 )
 COUNT_REFUSED = "UPDATE miners SET refused = refused + ?, last_seen = ? WHERE id = ?"
 SEEN_MINER = "UPDATE miners SET last_seen = ? WHERE id = ?"
+GRANT_CREDIT = "UPDATE miners SET credit = credit + ? WHERE id = ?"
+SET_MINER_STATUS = "UPDATE miners SET status = ?, note = ? WHERE id = ?"
+REVOKE_CREDIT = (
+    "INSERT INTO revoked_credit (assignment_id, miner_id, credit, at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (assignment_id) DO NOTHING"
+)
+# Recomputed from the revocations rather than subtracted, so revoking twice changes nothing.
+TOTAL_REVOKED = (
+    "UPDATE miners SET credit_revoked ="
+    " (SELECT COALESCE(SUM(credit), 0) FROM revoked_credit WHERE miner_id = ?1) WHERE id = ?1"
+)
 INSERT_EVENT = (
     "INSERT INTO events (id, type, task_id, miner_id, data, at) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -80,6 +99,7 @@ INSERT_EVENT = (
 STATEMENTS: list[str] = [
     INSERT_META,
     INSERT_TASK,
+    SET_TASK_DEADLINE,
     INSERT_MICROTASK,
     UPSERT_MINER,
     INSERT_MINER,
@@ -90,6 +110,8 @@ STATEMENTS: list[str] = [
     SETTLE_MICROTASK,
     REVISE_TASK,
     FINISH_TASK,
+    CLOSE_MICROTASKS,
+    WITHDRAW_TASK,
     COUNT_ACCEPTED,
     COUNT_REFUSED,
     STANDING,
@@ -97,6 +119,10 @@ STATEMENTS: list[str] = [
     REVOKE_RESULTS,
     INSERT_REPUTATION,
     SEEN_MINER,
+    GRANT_CREDIT,
+    SET_MINER_STATUS,
+    REVOKE_CREDIT,
+    TOTAL_REVOKED,
     INSERT_EVENT,
 ]
 ORDER: dict[str, int] = {sql: i for i, sql in enumerate(STATEMENTS)}
@@ -117,9 +143,18 @@ def _latest_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return list({row[-1]: row for row in rows}.values())
 
 
+def _credit_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(credit, miner) rows folded into one row per miner."""
+    totals: dict[str, float] = {}
+    for credit, miner in rows:
+        totals[miner] = totals.get(miner, 0.0) + credit
+    return [(credit, miner) for miner, credit in totals.items()]
+
+
 #: Statements whose rows within one batch can be folded together before they run.
 MERGE = {
     COUNT_ACCEPTED: _sum_per_miner,
     COUNT_REFUSED: _sum_per_miner,
     STANDING: _latest_per_miner,
+    GRANT_CREDIT: _credit_per_miner,
 }

@@ -6,6 +6,7 @@ columns stay text and are decoded by the caller that needs them.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -20,6 +21,39 @@ def _filters(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     """A WHERE clause from the conditions whose value is given (not None or empty)."""
     given = [(sql, value) for sql, value in conditions if value is not None and value != ""]
     return " AND ".join(["1 = 1", *(sql for sql, _ in given)]), [v for _, v in given]
+
+
+#: How ``GET /api/v1/miners?sort=`` orders, newest or largest first.
+MINER_ORDERS = {
+    "lastSeen": "last_seen DESC",
+    "firstSeen": "first_seen DESC",
+    "credit": "earned DESC, last_seen DESC",
+    # The ledger's reputation: verified miners 1000, banned 0, the rest rising with
+    # checks passed.
+    "reputation": "CASE status WHEN 'verified' THEN 2 WHEN 'banned' THEN 0 ELSE 1 END DESC,"
+    " passes DESC, last_seen DESC",
+}
+# Who is on the leaderboard: miners that earned something and are not banned.
+_RANKED = "status != 'banned' AND credit - credit_revoked > 0"
+
+
+def _miner_filters(
+    kind: str | None = None,
+    status: str | None = None,
+    among: list[str] | None = None,
+    outside: list[str] | None = None,
+) -> tuple[str, list[Any]]:
+    """Miners of a kind, in a status, among some ids (the connected) or outside them."""
+    return _filters(
+        ("EXISTS (SELECT 1 FROM json_each(kinds) WHERE value = ?)", kind),
+        ("status = ?", status),
+        ("id IN (SELECT value FROM json_each(?))", _json_list(among)),
+        ("id NOT IN (SELECT value FROM json_each(?))", _json_list(outside)),
+    )
+
+
+def _json_list(ids: list[str] | None) -> str | None:
+    return None if ids is None else json.dumps(ids)
 
 
 class Reader:
@@ -52,8 +86,10 @@ class Reader:
             ("status = ?", status), ("kind = ?", kind), ("created_at < ?", before)
         )
         sql = (
-            "SELECT id, kind, status, microtasks, created_at, finished_at FROM tasks"
-            f" WHERE {where} ORDER BY created_at DESC LIMIT ?"
+            "SELECT id, kind, status, microtasks, created_at, finished_at,"
+            " (SELECT COUNT(*) FROM microtasks m WHERE m.task_id = tasks.id"
+            " AND m.status = 'decided') AS decided"
+            f" FROM tasks WHERE {where} ORDER BY created_at DESC LIMIT ?"
         )
         return await self.all(sql, (*params, limit))
 
@@ -77,10 +113,85 @@ class Reader:
     async def miner(self, miner_id: str) -> dict[str, Any] | None:
         return await self.one("SELECT * FROM miners WHERE id = ?", (miner_id,))
 
-    async def miners(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        return await self.all(
-            "SELECT * FROM miners ORDER BY last_seen DESC LIMIT ? OFFSET ?", (limit, offset)
+    async def miners(
+        self, limit: int, offset: int, order: str = "lastSeen", **filters: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of miners and how many match in all; filters as in :func:`_miner_filters`."""
+        where, params = _miner_filters(**filters)
+        total = await self.one(f"SELECT COUNT(*) AS n FROM miners WHERE {where}", tuple(params))
+        rows = await self.all(
+            f"SELECT *, credit - credit_revoked AS earned FROM miners WHERE {where}"
+            f" ORDER BY {MINER_ORDERS[order]} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         )
+        return rows, total["n"] if total else 0
+
+    async def leaderboard(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return await self.all(
+            "SELECT name, credit - credit_revoked AS earned, accepted FROM miners"
+            f" WHERE {_RANKED} ORDER BY earned DESC, first_seen LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+
+    async def rank(self, miner_id: str) -> tuple[int, float] | None:
+        """A miner's place on the leaderboard (1 = most credit) and its credit."""
+        row = await self.one(
+            f"SELECT credit - credit_revoked AS earned, first_seen FROM miners"
+            f" WHERE id = ? AND {_RANKED}",
+            (miner_id,),
+        )
+        if row is None:
+            return None
+        ahead = await self.one(
+            "SELECT COUNT(*) AS n FROM miners WHERE"
+            f" {_RANKED} AND (credit - credit_revoked > ?1"
+            " OR (credit - credit_revoked = ?1 AND first_seen < ?2))",
+            (row["earned"], row["first_seen"]),
+        )
+        return (ahead["n"] if ahead else 0) + 1, row["earned"]
+
+    async def miner_results(self, miner_id: str, limit: int) -> list[dict[str, Any]]:
+        return await self.all(
+            "SELECT assignment_id, microtask_id, received_at FROM results WHERE miner_id = ?"
+            " ORDER BY received_at DESC LIMIT ?",
+            (miner_id, limit),
+        )
+
+    async def miner_statuses(self) -> dict[str, str]:
+        rows = await self.all("SELECT id, status FROM miners WHERE status != 'active'")
+        return {row["id"]: row["status"] for row in rows}
+
+    async def task_deadlines(self) -> list[tuple[str, float]]:
+        rows = await self.all(
+            "SELECT id, deadline FROM tasks WHERE deadline IS NOT NULL AND status = 'running'"
+        )
+        return [(row["id"], row["deadline"]) for row in rows]
+
+    async def task_counts(self) -> dict[str, int]:
+        rows = await self.all("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
+
+    async def result_kinds(
+        self, miner_id: str, assignment_ids: list[str] | None
+    ) -> list[tuple[str, str]]:
+        """(assignment, kind) of ``miner_id``'s results among ``assignment_ids`` (all of
+        them if ``None``) whose credit is not revoked yet."""
+        base = (
+            "SELECT r.assignment_id, t.kind FROM results r"
+            " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
+            " WHERE r.miner_id = ?"
+            " AND r.assignment_id NOT IN (SELECT assignment_id FROM revoked_credit)"
+        )
+        if assignment_ids is None:
+            rows = await self.all(base, (miner_id,))
+            return [(row["assignment_id"], row["kind"]) for row in rows]
+        found: list[tuple[str, str]] = []
+        for start in range(0, len(assignment_ids), 500):
+            chunk = assignment_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self.all(f"{base} AND r.assignment_id IN ({marks})", (miner_id, *chunk))
+            found += [(row["assignment_id"], row["kind"]) for row in rows]
+        return found
 
     async def reputation_history(
         self, miner_id: str, limit: int, before: float | None

@@ -110,6 +110,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX reputation_by_miner ON reputation (miner_id, at);
     """,
+    # 3: the operator's console: task deadlines and why a task stopped, the
+    # operator's note on a miner, volunteer credit granted and revoked
+    """
+    ALTER TABLE tasks ADD COLUMN deadline REAL;
+    ALTER TABLE tasks ADD COLUMN reason TEXT;
+    CREATE INDEX tasks_by_deadline ON tasks (deadline)
+        WHERE deadline IS NOT NULL AND status = 'running';
+    ALTER TABLE miners ADD COLUMN note TEXT NOT NULL DEFAULT '';
+    ALTER TABLE miners ADD COLUMN credit REAL NOT NULL DEFAULT 0;
+    ALTER TABLE miners ADD COLUMN credit_revoked REAL NOT NULL DEFAULT 0;
+    CREATE INDEX miners_by_last_seen ON miners (last_seen);
+    CREATE TABLE revoked_credit (
+        assignment_id TEXT PRIMARY KEY,
+        miner_id TEXT NOT NULL,
+        credit REAL NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX revoked_credit_by_miner ON revoked_credit (miner_id);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -30,7 +30,18 @@ from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
 from qortex.store.facts import INSERT_META
-from qortex.web import metrics, miners, openapi, pages, reputation, socket, sse, tasks
+from qortex.web import (
+    apidocs,
+    control,
+    metrics,
+    miners,
+    openapi,
+    pages,
+    reputation,
+    socket,
+    sse,
+    tasks,
+)
 from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
 from qortex.web.verifier import Verifier
@@ -157,10 +168,12 @@ def create_app(
         *sse.routes,
         *miners.routes,
         *reputation.routes,
+        *control.routes,
         *socket.routes,
         *pages.routes,
         *metrics.routes,
         *openapi.routes,
+        *apidocs.routes,
     ]
     middleware = []
     if settings.cors_origins:  # otherwise browsers keep other sites' pages out
@@ -168,7 +181,7 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST"],
+                allow_methods=["GET", "POST", "PATCH"],
                 allow_headers=["x-api-key", "content-type", "last-event-id"],
             )
         )

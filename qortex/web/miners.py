@@ -1,4 +1,4 @@
-"""Miner routes over HTTP: registration, the signed-result endpoint, and the list."""
+"""Miner routes over HTTP: registration and the signed-result endpoint."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from qortex.core.credibility import network_of
 from qortex.errors import Forbidden, InvalidInput, NotFound, ResultRefused, Unauthorized
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
 from qortex.store import facts as f
-from qortex.web.auth import require_key
-from qortex.web.http import JSON, query_int, read_json
-from qortex.web.reputation import standing
+from qortex.web.http import JSON, read_json
 
 
 class Registration(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -90,37 +88,7 @@ async def post_result(request: Request) -> JSON:
     return JSON({"status": "accepted", "assignmentId": body.assignment_id})
 
 
-async def list_miners(request: Request) -> JSON:
-    require_key(request)
-    limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "offset", 0, 0, 10**9)
-    coord = request.app.state.coordinator
-    rows = await coord.store.reader.miners(limit, offset)
-    miners = []
-    for row in rows:
-        conn = coord.connections.get(row["id"])
-        miners.append(
-            {
-                "minerId": row["id"],
-                "publicKey": row["public_key"],
-                "name": row["name"],
-                "software": row["software"],
-                "kinds": msgspec.json.decode(row["kinds"]),
-                "connected": conn is not None,
-                "slots": conn.info.slots if conn else None,
-                "busy": len(coord.table.miners[row["id"]].leases) if conn else 0,
-                "accepted": row["accepted"],
-                "refused": row["refused"],
-                "firstSeen": row["first_seen"],
-                "lastSeen": row["last_seen"],
-                **standing(coord, row),
-            }
-        )
-    return JSON({"miners": miners, "connected": len(coord.connections)})
-
-
 routes = [
     Route("/api/v1/miners/register", register, methods=["POST"]),
-    Route("/api/v1/miners", list_miners, methods=["GET"]),
     Route("/internal/miner/{miner_id}/result", post_result, methods=["POST"]),
 ]

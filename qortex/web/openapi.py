@@ -7,11 +7,12 @@ responses are written out here beside them, and each body has examples a
 client (or a fuzzer's first requests) can send as they are. The document is
 built once per app and served as pre-encoded bytes.
 
-The browser routes (``/``, ``/mine``, ``/kinds/{name}.js``,
-``/kinds/{name}/{file}``) and ``/metrics`` are in it as non-JSON GETs: their
+The operator's routes are described in ``openapi_control``. The browser
+routes (``/``, ``/mine``, ``/kinds/{name}.js``, ``/kinds/{name}/{file}``,
+``/dashboard``, ``/docs``) and ``/metrics`` are in it as non-JSON GETs: their
 path parameters reach lookups by name, which is worth fuzzing. Left out:
 ``/ws/miner`` (a WebSocket, which OpenAPI cannot describe; see
-docs/protocol.md) and the ``/static`` mount (fixed files served by Starlette's
+docs/protocol.md) and the ``/static`` and ``/docs/static`` mounts (fixed files served by Starlette's
 ``StaticFiles``, whose multi-segment paths an OpenAPI path template cannot
 express).
 """
@@ -26,7 +27,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__
+from qortex.web.control import MinerStatusChange
 from qortex.web.miners import Registration, SignedResult
+from qortex.web.openapi_control import control_paths
 from qortex.web.openapi_parts import (
     KEY,
     PUBLIC,
@@ -51,7 +54,7 @@ from qortex.web.schemas import (
 )
 from qortex.web.tasks import TaskRequest
 
-REQUEST_BODIES = (TaskRequest, Registration, SignedResult)
+REQUEST_BODIES = (TaskRequest, Registration, SignedResult, MinerStatusChange)
 
 
 def _paths() -> Schema:
@@ -144,35 +147,6 @@ def _paths() -> Schema:
                 ],
             ),
         },
-        "/api/v1/miners": {
-            "get": operation(
-                "Miners seen, connected or not",
-                "miners",
-                responses({200: json("One page of miners", ref("MinerPage"))}, (400, 401)),
-                KEY,
-                [
-                    query(
-                        "limit",
-                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                        "most miners on the page",
-                    ),
-                    query(
-                        "offset",
-                        {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
-                        "miners to skip",
-                    ),
-                ],
-            ),
-        },
-        "/api/v1/miners/{minerId}": {
-            "get": operation(
-                "One miner: connection, standing (reputation 0-1000, credibility), counts",
-                "miners",
-                responses({200: json("The miner", ref("Miner"))}, (401, 404)),
-                KEY,
-                [path("minerId", "32 hex digits")],
-            ),
-        },
         "/api/v1/miners/{minerId}/reputation-history": {
             "get": operation(
                 "How a miner's reputation moved, newest first",
@@ -213,7 +187,7 @@ def _paths() -> Schema:
                 "miners",
                 responses(
                     {200: json("Accepted and durable", ref("ResultAccepted"))},
-                    (400, 401, 404, 409, 413),
+                    (400, 401, 403, 404, 409, 413),
                 ),
                 PUBLIC,
                 [path("minerId", "the id returned by registration")],
@@ -322,7 +296,7 @@ def build() -> dict[str, Any]:
             "version": __version__,
             "description": "Trusted results from untrusted volunteer computers.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **control_paths()},
         "components": {
             "schemas": {**bodies, **RESPONSE_SCHEMAS},
             "securitySchemes": {

@@ -9,9 +9,9 @@ from qortex.web.schemas import JSON_TYPE, Schema, ref
 ERRORS = {
     400: "Invalid input: the body, a parameter or the task does not validate",
     401: "Missing or wrong API key (or, for a result, a signature that does not verify)",
-    403: "The miner is banned: one of its results failed a check",
+    403: "The miner is banned: one of its results failed a check, or the operator banned it",
     404: "No such task, miner, kind or file",
-    409: "The result is refused; `detail.reason` says why",
+    409: "The result is refused, or the task is already finished; `detail` says why",
     413: "The body is larger than `max_request_bytes`",
     429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
 }
@@ -67,11 +67,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "kind": "matmul",
                 "input": {"a": [[1, 2], [3, 4]], "b": [[5, 6], [7, 8]]},
                 "replicas": 3,
+                "deadlineSeconds": 600,
             }
         },
     },
     "Registration": {
         "miner": {"value": {"publicKey": RFC8032_KEY, "name": "laptop", "kinds": ["sentiment"]}}
+    },
+    "MinerStatusChange": {
+        "ban": {"value": {"status": "banned", "note": "returned wrong labels"}},
+        "verify": {"value": {"status": "verified", "note": "my own desktop"}},
     },
     "SignedResult": {
         "result": {

@@ -1,4 +1,4 @@
-"""What a browser loads: the miner page, its static files, and each kind's JavaScript.
+"""What a browser loads: the miner page, the console, their files, and each kind's JavaScript.
 
 Everything is plain files shipped inside the package (no build step, no CDN),
 and every URL the page uses is relative, so the page works unchanged behind a
@@ -25,9 +25,18 @@ _TYPES = {"js": "text/javascript", "txt": "text/plain", "json": "application/jso
 _STATIC = StaticFiles(packages=[("qortex.web", "static")])
 
 
-def _page(request: Request) -> Response:
-    html = files("qortex.web").joinpath("static", "miner.html").read_bytes()
+def _html(name: str) -> Response:
+    html = files("qortex.web").joinpath("static", name).read_bytes()
     return Response(html, media_type="text/html", headers={"cache-control": "no-cache"})
+
+
+def _page(request: Request) -> Response:
+    return _html("miner.html")
+
+
+def _dashboard(request: Request) -> Response:
+    """The operator's console; it signs in with the API key itself, in the tab."""
+    return _html("dashboard.html")
 
 
 def _browser(kind: Kind) -> Traversable | None:
@@ -82,6 +91,7 @@ async def list_kinds(request: Request) -> JSON:
 routes = [
     Route("/", _page, methods=["GET"]),
     Route("/mine", _page, methods=["GET"]),
+    Route("/dashboard", _dashboard, methods=["GET"]),
     Route("/api/v1/kinds", list_kinds, methods=["GET"]),
     Route("/kinds/{name}.js", kind_module, methods=["GET"]),
     Route("/kinds/{name}/{file}", kind_file, methods=["GET"]),

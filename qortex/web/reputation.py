@@ -1,11 +1,10 @@
-"""A miner's standing over HTTP: its record and reputation, and how its reputation moved."""
+"""A miner's standing: the trust fields every miner view shows, and how its reputation moved."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -26,33 +25,6 @@ def standing(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
         "checksFailed": row["failures"],
         "earnedSlots": row["allowance"],
     }
-
-
-async def get_miner(request: Request) -> JSON:
-    require_key(request)
-    coord = request.app.state.coordinator
-    miner_id = request.path_params["miner_id"]
-    row = await coord.store.reader.miner(miner_id)
-    if row is None:
-        raise NotFound(f"no miner {miner_id!r}", minerId=miner_id)
-    conn = coord.connections.get(miner_id)
-    return JSON(
-        {
-            "minerId": miner_id,
-            "publicKey": row["public_key"],
-            "name": row["name"],
-            "software": row["software"],
-            "kinds": msgspec.json.decode(row["kinds"]),
-            "connected": conn is not None,
-            "address": row["address"],
-            "slots": conn.info.slots if conn else None,
-            "accepted": row["accepted"],
-            "refused": row["refused"],
-            "firstSeen": row["first_seen"],
-            "lastSeen": row["last_seen"],
-            **standing(coord, row),
-        }
-    )
 
 
 async def reputation_history(request: Request) -> JSON:
@@ -92,6 +64,5 @@ async def reputation_history(request: Request) -> JSON:
 
 
 routes = [
-    Route("/api/v1/miners/{miner_id}", get_miner, methods=["GET"]),
     Route("/api/v1/miners/{miner_id}/reputation-history", reputation_history, methods=["GET"]),
 ]

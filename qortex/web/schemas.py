@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qortex.control import MINER_STATUSES
 from qortex.core import lifecycle
 
 REF = "#/components/schemas/{name}"
@@ -39,6 +40,7 @@ def nullable(schema: Schema) -> Schema:
 
 
 TASK_STATUS: Schema = {"type": "string", "enum": list(lifecycle.TASK_STATES)}
+MINER_STATUS: Schema = {"type": "string", "enum": list(MINER_STATUSES)}
 
 # What the routes answer; written by hand, checked against real answers by the fuzz tests.
 RESPONSE_SCHEMAS: dict[str, Schema] = {
@@ -60,7 +62,10 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         finishedAt=nullable(NUMBER),
     ),
     "TaskPage": obj(
-        tasks={"type": "array", "items": ref("TaskSummary")},
+        tasks={
+            "type": "array",
+            "items": {"allOf": [ref("TaskSummary"), obj(decided=INTEGER)]},
+        },
         next={**nullable(NUMBER), "description": "pass as `before` for the next page"},
     ),
     "Vote": obj(
@@ -94,6 +99,8 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                 leaseSeconds=NUMBER,
                 targetError=NUMBER,
                 revision=INTEGER,
+                deadline=nullable(NUMBER),
+                reason=nullable(STRING),
                 decided=INTEGER,
                 output=ANY,
                 microtaskDetails={"type": "array", "items": ref("Decision")},
@@ -159,8 +166,10 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                 connected=BOOLEAN,
                 address=STRING,
                 slots=nullable(INTEGER),
+                busy=INTEGER,
                 accepted=INTEGER,
                 refused=INTEGER,
+                credit=NUMBER,
                 firstSeen=NUMBER,
                 lastSeen=NUMBER,
             ),
@@ -176,30 +185,57 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         next={**nullable(NUMBER), "description": "pass as `before` for the next page"},
     ),
     "MinerPage": obj(
-        miners={
-            "type": "array",
-            "items": obj(
-                minerId=STRING,
-                publicKey=STRING,
-                name=STRING,
-                software=STRING,
-                kinds={"type": "array", "items": STRING},
-                connected=BOOLEAN,
-                slots=nullable(INTEGER),
-                busy=INTEGER,
-                accepted=INTEGER,
-                refused=INTEGER,
-                firstSeen=NUMBER,
-                lastSeen=NUMBER,
-                status=STRING,
-                reputation=INTEGER,
-                credibility=nullable(NUMBER),
-                checksPassed=INTEGER,
-                checksFailed=INTEGER,
-                earnedSlots=INTEGER,
-            ),
-        },
+        miners={"type": "array", "items": ref("Miner")},
+        total={**INTEGER, "description": "miners matching the filters, on every page"},
         connected=INTEGER,
+    ),
+    "MinerDetail": {
+        "allOf": [
+            ref("Miner"),
+            obj(
+                note=STRING,
+                connectedSince=nullable(NUMBER),
+                working={
+                    "type": "array",
+                    "items": obj(
+                        assignmentId=STRING, microtaskId=STRING, taskId=STRING, kind=STRING
+                    ),
+                },
+                recentResults={
+                    "type": "array",
+                    "items": obj(assignmentId=STRING, microtaskId=STRING, receivedAt=NUMBER),
+                },
+            ),
+        ]
+    },
+    "MinerStatus": obj(minerId=STRING, status=MINER_STATUS, note=STRING),
+    "TaskCancelled": obj(taskId=STRING, status={"const": lifecycle.CANCELLED}),
+    "Stats": obj(
+        tasks=obj(**{status: INTEGER for status in lifecycle.TASK_STATES}),
+        minersConnected=INTEGER,
+        minersByKind={"type": "object", "additionalProperties": INTEGER},
+        resultsPerSecond=obj(minute=NUMBER, hour=NUMBER),
+        decisionsPerSecond=obj(minute=NUMBER, hour=NUMBER),
+        series={
+            "type": "array",
+            "description": "the last minute, one entry per second",
+            "items": obj(at=NUMBER, results=NUMBER, decisions=NUMBER),
+        },
+        refusals={"type": "object", "additionalProperties": INTEGER},
+        accepted=INTEGER,
+        decided=INTEGER,
+        inconclusive=INTEGER,
+        leasesOut=INTEGER,
+        microtasksOpen=INTEGER,
+        lastEventId={**INTEGER, "description": "the event log's newest id"},
+        uptimeSeconds=NUMBER,
+    ),
+    "Leaderboard": obj(
+        leaders={
+            "type": "array",
+            "items": obj(rank=INTEGER, name=STRING, credit=NUMBER, accepted=INTEGER),
+        },
+        you=nullable(obj(rank=INTEGER, credit=NUMBER)),
     ),
     "Registered": obj(minerId=STRING, publicKey=STRING),
     "ResultAccepted": obj(status={"const": "accepted"}, assignmentId=STRING),

@@ -40,6 +40,7 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     lease_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] | None = None
     target_error: Annotated[float, Meta(gt=0, lt=1)] | None = None
     gold: Annotated[list[GoldItem], Meta(max_length=MAX_GOLD)] | None = None
+    deadline_seconds: Annotated[float, Meta(gt=0, le=30 * 86_400)] | None = None
 
     def resolve(self) -> tuple[str, Any]:
         if self.tweets is not UNSET:
@@ -67,6 +68,7 @@ async def create_task(request: Request) -> JSON:
         quorum=body.quorum,
         max_replicas=body.max_replicas,
         lease_seconds=body.lease_seconds,
+        deadline_seconds=body.deadline_seconds,
     )
     task = coord.table.tasks.get(task_id)
     count = len(task.microtasks) if task else None
@@ -165,6 +167,8 @@ async def get_task(request: Request) -> JSON:
         leaseSeconds=row["lease_seconds"],
         targetError=row["target_error"],
         revision=row["revision"],
+        deadline=row["deadline"],
+        reason=row["reason"],
         decided=sum(mt["status"] == lifecycle.DECIDED for mt in microtasks),
         output=None if row["output"] is None else msgspec.json.decode(row["output"]),
         microtaskDetails=microtasks,
@@ -244,7 +248,7 @@ async def list_tasks(request: Request) -> JSON:
         raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
     kind = request.query_params.get("kind")
     rows = await request.app.state.store.reader.tasks(status, kind, limit, before)
-    tasks = [_task_summary(row) for row in rows]
+    tasks = [{**_task_summary(row), "decided": row["decided"]} for row in rows]
     following = tasks[-1]["createdAt"] if len(tasks) == limit else None
     return JSON({"tasks": tasks, "next": following})
 

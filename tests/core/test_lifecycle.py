@@ -17,15 +17,20 @@ LEGAL = [
     (lifecycle.LEASED, "cancel", lifecycle.CANCELLED),
     (lifecycle.PENDING, "decide", lifecycle.DECIDED),
     (lifecycle.PENDING, "give_up", lifecycle.INCONCLUSIVE),
+    (lifecycle.PENDING, "cancel", lifecycle.CANCELLED),
     (lifecycle.RUNNING, "complete", lifecycle.COMPLETED),
     (lifecycle.RUNNING, "fail", lifecycle.FAILED),
     (lifecycle.DECIDED, "reopen", lifecycle.PENDING),  # a voter was caught lying
     (lifecycle.INCONCLUSIVE, "reopen", lifecycle.PENDING),
     (lifecycle.COMPLETED, "revise", lifecycle.RUNNING),  # one of its decisions reopened
     (lifecycle.FAILED, "revise", lifecycle.RUNNING),
+    (lifecycle.RUNNING, "cancel", lifecycle.CANCELLED),
 ]
 
-ALL_STATES = lifecycle.ASSIGNMENT_STATES + lifecycle.MICROTASK_STATES + lifecycle.TASK_STATES
+# "cancelled" is a state of all three; each state once.
+ALL_STATES = tuple(
+    dict.fromkeys(lifecycle.ASSIGNMENT_STATES + lifecycle.MICROTASK_STATES + lifecycle.TASK_STATES)
+)
 ALL_EVENTS = sorted({event for _, event in lifecycle.TRANSITIONS})
 
 
@@ -37,8 +42,8 @@ def test_state_names_are_the_documented_words() -> None:
         "released",
         "cancelled",
     )
-    assert lifecycle.MICROTASK_STATES == ("pending", "decided", "inconclusive")
-    assert lifecycle.TASK_STATES == ("running", "completed", "failed")
+    assert lifecycle.MICROTASK_STATES == ("pending", "decided", "inconclusive", "cancelled")
+    assert lifecycle.TASK_STATES == ("running", "completed", "failed", "cancelled")
 
 
 @pytest.mark.parametrize(("state", "event", "after"), LEGAL)
@@ -58,8 +63,8 @@ ILLEGAL = [
 
 
 def test_illegal_list_is_not_trivially_small() -> None:
-    # 11 states x 10 events, of which 12 moves are legal.
-    assert len(ILLEGAL) == 11 * 10 - 12
+    # 11 states x 10 events, of which 14 moves are legal.
+    assert len(ILLEGAL) == 11 * 10 - 14
 
 
 @pytest.mark.parametrize(("state", "event"), ILLEGAL)
@@ -84,6 +89,7 @@ def test_illegal_moves_raise_naming_state_and_event(state: str, event: str) -> N
         (lifecycle.PENDING, "reopen"),  # only a settled microtask reopens
         (lifecycle.RUNNING, "revise"),
         (lifecycle.RETURNED, "reopen"),  # a returned copy is never taken back
+        (lifecycle.CANCELLED, "cancel"),  # a task cancelled twice
         ("nonsense", "return"),
         (lifecycle.LEASED, "nonsense"),
     ],

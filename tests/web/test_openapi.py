@@ -34,13 +34,14 @@ from starlette.testclient import TestClient
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from qortex.web.app import create_app
+from qortex.web.control import MinerStatusChange
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.tasks import TaskRequest
 from tests.helpers import API_KEY, WORK_TABLES
 
 EXAMPLES = 40  # per operation and generation mode; the long mode uses many more
 RESULT = "/internal/miner/{minerId}/result"
-UNDOCUMENTED = {"/ws/miner", "/static"}  # a WebSocket, and a mount of fixed files
+UNDOCUMENTED = {"/ws/miner", "/static", "/docs/static"}  # a WebSocket, mounts of fixed files
 
 
 @schemathesis.check
@@ -96,7 +97,8 @@ def test_every_route_is_documented(client: TestClient) -> None:
 def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
     document = _document(client)
     _, expected = msgspec.json.schema_components(
-        [TaskRequest, Registration, SignedResult], ref_template="#/components/schemas/{name}"
+        [TaskRequest, Registration, SignedResult, MinerStatusChange],
+        ref_template="#/components/schemas/{name}",
     )
     schemas = document["components"]["schemas"]
     for name, schema in expected.items():
@@ -111,6 +113,7 @@ def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
         ("/api/v1/tasks", "post"): {"$ref": "#/components/schemas/TaskRequest"},
         ("/api/v1/miners/register", "post"): {"$ref": "#/components/schemas/Registration"},
         (RESULT, "post"): {"$ref": "#/components/schemas/SignedResult"},
+        ("/api/v1/miners/{minerId}", "patch"): {"$ref": "#/components/schemas/MinerStatusChange"},
     }
 
 

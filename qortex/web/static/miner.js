@@ -25,6 +25,7 @@ const OPEN_SECONDS = 10; // the opening handshake, as the reference miner allows
 const TICK_MS = 250;
 const SLOTS_KEY = "qortex.slots";
 const STOPPED_KEY = "qortex.stopped";
+const CREDIT_EVERY_MS = 5000;
 
 const status = {
   state: "stopped", // connecting | connected | reconnecting | stopped
@@ -41,6 +42,10 @@ const status = {
   retryAt: 0, // performance.now() of the next attempt while reconnecting
   lastRefusal: "",
   note: "",
+  credit: 0, // the coordinator's count: credit for accepted results, less any revoked
+  rank: null, // place on the leaderboard, once there is credit
+  creditAskedAt: -Infinity,
+  creditAskedFor: -1, // status.accepted when the credit was last asked for
 };
 
 function initialSlots() {
@@ -485,9 +490,29 @@ function setSlots(value) {
   changed();
 }
 
+/** Ask the leaderboard for this miner's credit and rank, when results were accepted since. */
+async function refreshCredit(now) {
+  if (!status.minerId || status.creditAskedFor === status.accepted) return;
+  if (now - status.creditAskedAt < CREDIT_EVERY_MS) return;
+  status.creditAskedAt = now;
+  status.creditAskedFor = status.accepted;
+  const url = new URL(`api/v1/leaderboard?limit=1&minerId=${encodeURIComponent(status.minerId)}`, base);
+  try {
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) return;
+    const { you } = await response.json();
+    status.credit = you ? you.credit : 0;
+    status.rank = you ? you.rank : null;
+    changed();
+  } catch {
+    status.creditAskedFor = -1; // try again on a later tick
+  }
+}
+
 function tick() {
   const now = performance.now();
   conn?.tick(now);
+  refreshCredit(now);
   if (running && status.retryAt && now >= status.retryAt) connect();
   if (status.state === "reconnecting") changed(); // the countdown
 }
@@ -533,6 +558,8 @@ function render() {
   $("note").hidden = !status.note;
   $("done").textContent = status.done;
   $("accepted").textContent = status.accepted;
+  $("credit").textContent = status.credit.toLocaleString("en", { maximumFractionDigits: 1 });
+  $("rank").textContent = status.rank === null ? "—" : `#${status.rank}`;
   $("refused").textContent = status.refused;
   $("refused-reason").textContent = status.lastRefusal ? `last: ${status.lastRefusal}` : "";
   $("failed").textContent = status.failed;
@@ -582,6 +609,8 @@ const view = Object.freeze({
   get publicKey() { return status.publicKey; },
   get done() { return status.done; },
   get accepted() { return status.accepted; },
+  get credit() { return status.credit; },
+  get rank() { return status.rank; },
   get refused() { return status.refused; },
   get failed() { return status.failed; },
   get lastRefusal() { return status.lastRefusal; },

@@ -14,6 +14,7 @@ export const FATAL_CODES = new Map([
   [4003, "the coordinator speaks another protocol version: reload the page"],
   [4004, "another tab or window is mining with this identity"],
   [4005, "the coordinator refused the hello"],
+  [4011, "the coordinator's operator banned this miner"],
 ]);
 
 const encoder = new TextEncoder();
