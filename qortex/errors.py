@@ -3,8 +3,10 @@
     QortexError
     ├── InvalidInput        a request or task body is wrong        (HTTP 400 / 422)
     ├── NotFound            no such task, miner or assignment       (HTTP 404)
-    ├── Unauthorized        missing or wrong API key               (HTTP 401)
-    ├── Forbidden           the caller is known and not allowed    (HTTP 403)
+    ├── Unauthorized        missing, wrong or revoked API key      (HTTP 401)
+    ├── Forbidden           known, not allowed: no scope, banned   (HTTP 403)
+    ├── Conflict            the name is taken, or the key cannot go (HTTP 409)
+    ├── Unprocessable       an Idempotency-Key reused for another body (HTTP 422)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
     ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
@@ -50,6 +52,14 @@ class Unauthorized(QortexError):
 
 class Forbidden(QortexError):
     status = 403
+
+
+class Conflict(QortexError):
+    status = 409
+
+
+class Unprocessable(QortexError):
+    status = 422
 
 
 class PayloadTooLarge(QortexError):

@@ -19,6 +19,7 @@ A microtask waits for copies until the quorum decides it or gives up::
 
 A task is the sum of its microtasks::
 
+    scheduled --start---> running     its notBefore came: microtasks are offered from now on
     running --complete--> completed   every microtask decided
     running --fail------> failed      some microtask inconclusive
     completed/failed --revise--> running   a decision was reopened
@@ -40,6 +41,7 @@ PENDING: Final = "pending"
 DECIDED: Final = "decided"
 INCONCLUSIVE: Final = "inconclusive"
 
+SCHEDULED: Final = "scheduled"
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
@@ -51,6 +53,7 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     (LEASED, "cancel"): CANCELLED,
     (PENDING, "decide"): DECIDED,
     (PENDING, "give_up"): INCONCLUSIVE,
+    (SCHEDULED, "start"): RUNNING,
     (RUNNING, "complete"): COMPLETED,
     (RUNNING, "fail"): FAILED,
     (DECIDED, "reopen"): PENDING,
@@ -61,7 +64,7 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 
 ASSIGNMENT_STATES: Final = (LEASED, RETURNED, EXPIRED, RELEASED, CANCELLED)
 MICROTASK_STATES: Final = (PENDING, DECIDED, INCONCLUSIVE)
-TASK_STATES: Final = (RUNNING, COMPLETED, FAILED)
+TASK_STATES: Final = (SCHEDULED, RUNNING, COMPLETED, FAILED)
 
 
 def advance(state: str, event: str) -> str:

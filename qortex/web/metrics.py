@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex.coordinator import Coordinator
-from qortex.web.auth import require_key
+from qortex.web.auth import require_scope
 
 
 class CoordinatorCollector:
@@ -68,7 +68,7 @@ def registry_for(coord: Coordinator) -> CollectorRegistry:
 
 
 async def metrics(request: Request) -> Response:
-    require_key(request)
+    require_scope(request, "read")
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -10,7 +10,7 @@ from qortex.core.credibility import network_of
 from qortex.errors import Forbidden, InvalidInput, NotFound, ResultRefused, Unauthorized
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
 from qortex.store import facts as f
-from qortex.web.auth import require_key
+from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int, read_json
 from qortex.web.reputation import standing
 
@@ -91,7 +91,7 @@ async def post_result(request: Request) -> JSON:
 
 
 async def list_miners(request: Request) -> JSON:
-    require_key(request)
+    require_scope(request, "read")
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
     coord = request.app.state.coordinator

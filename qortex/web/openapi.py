@@ -26,9 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__
+from qortex.web import openapi_scripting
+from qortex.web.keys import KeyRequest
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.openapi_parts import (
-    KEY,
+    IDEMPOTENCY_KEY,
     PUBLIC,
     TASK_ID,
     TEXT,
@@ -37,6 +39,7 @@ from qortex.web.openapi_parts import (
     path,
     query,
     responses,
+    scoped,
 )
 from qortex.web.schemas import (
     BOOLEAN,
@@ -50,8 +53,9 @@ from qortex.web.schemas import (
     ref,
 )
 from qortex.web.tasks import TaskRequest
+from qortex.web.webhooks import WebhookRequest
 
-REQUEST_BODIES = (TaskRequest, Registration, SignedResult)
+REQUEST_BODIES = (TaskRequest, Registration, SignedResult, KeyRequest, WebhookRequest)
 
 
 def _paths() -> Schema:
@@ -62,21 +66,26 @@ def _paths() -> Schema:
                 "tasks",
                 responses(
                     {
+                        200: {
+                            **json("A retry: the task this key made", ref("TaskCreated")),
+                            "headers": {"idempotent-replayed": {"schema": STRING}},
+                        },
                         201: {
                             **json("The task is recorded", ref("TaskCreated")),
                             "headers": {"location": {"schema": STRING}},
-                        }
+                        },
                     },
-                    (400, 401, 413),
+                    (400, 401, 413, 422),
                 ),
-                KEY,
+                scoped("submit"),
+                [IDEMPOTENCY_KEY],
                 body=TaskRequest,
             ),
             "get": operation(
                 "List tasks, newest first",
                 "tasks",
                 responses({200: json("One page of tasks", ref("TaskPage"))}, (400, 401)),
-                KEY,
+                scoped("read"),
                 [
                     query("status", TASK_STATUS, "only tasks in this state"),
                     query("kind", STRING, "only tasks of this kind"),
@@ -94,7 +103,7 @@ def _paths() -> Schema:
                 "A task, its output, and each microtask's status, decision and votes",
                 "tasks",
                 responses({200: json("The task", ref("Task"))}, (401, 404)),
-                KEY,
+                scoped("read"),
                 [
                     TASK_ID,
                     query("outputs", BOOLEAN, "include each vote's output (`true`, `1`, `yes`)"),
@@ -108,7 +117,7 @@ def _paths() -> Schema:
                 responses(
                     {200: json("Inputs, signed results, decisions", ref("Proof"))}, (401, 404)
                 ),
-                KEY,
+                scoped("read"),
                 [TASK_ID],
             ),
         },
@@ -125,7 +134,7 @@ def _paths() -> Schema:
                     },
                     (400, 401),
                 ),
-                [{"apiKey": []}, {"apiKeyQuery": []}],
+                scoped("read", query=True),
                 [
                     query("taskId", STRING, "only this task's events"),
                     query("minerId", STRING, "only this miner's events"),
@@ -149,7 +158,7 @@ def _paths() -> Schema:
                 "Miners seen, connected or not",
                 "miners",
                 responses({200: json("One page of miners", ref("MinerPage"))}, (400, 401)),
-                KEY,
+                scoped("read"),
                 [
                     query(
                         "limit",
@@ -169,7 +178,7 @@ def _paths() -> Schema:
                 "One miner: connection, standing (reputation 0-1000, credibility), counts",
                 "miners",
                 responses({200: json("The miner", ref("Miner"))}, (401, 404)),
-                KEY,
+                scoped("read"),
                 [path("minerId", "32 hex digits")],
             ),
         },
@@ -180,7 +189,7 @@ def _paths() -> Schema:
                 responses(
                     {200: json("One page of history", ref("ReputationHistory"))}, (400, 401, 404)
                 ),
-                KEY,
+                scoped("read"),
                 [
                     path("minerId", "32 hex digits"),
                     query(
@@ -244,7 +253,7 @@ def _paths() -> Schema:
                     },
                     (401,),
                 ),
-                KEY,
+                scoped("read"),
             ),
         },
         "/api/v1/kinds": {
@@ -322,9 +331,9 @@ def build() -> dict[str, Any]:
             "version": __version__,
             "description": "Trusted results from untrusted volunteer computers.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **openapi_scripting.paths()},
         "components": {
-            "schemas": {**bodies, **RESPONSE_SCHEMAS},
+            "schemas": {**bodies, **RESPONSE_SCHEMAS, **openapi_scripting.SCHEMAS},
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "apiKeyQuery": {

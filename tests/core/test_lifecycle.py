@@ -17,6 +17,7 @@ LEGAL = [
     (lifecycle.LEASED, "cancel", lifecycle.CANCELLED),
     (lifecycle.PENDING, "decide", lifecycle.DECIDED),
     (lifecycle.PENDING, "give_up", lifecycle.INCONCLUSIVE),
+    (lifecycle.SCHEDULED, "start", lifecycle.RUNNING),
     (lifecycle.RUNNING, "complete", lifecycle.COMPLETED),
     (lifecycle.RUNNING, "fail", lifecycle.FAILED),
     (lifecycle.DECIDED, "reopen", lifecycle.PENDING),  # a voter was caught lying
@@ -38,7 +39,7 @@ def test_state_names_are_the_documented_words() -> None:
         "cancelled",
     )
     assert lifecycle.MICROTASK_STATES == ("pending", "decided", "inconclusive")
-    assert lifecycle.TASK_STATES == ("running", "completed", "failed")
+    assert lifecycle.TASK_STATES == ("scheduled", "running", "completed", "failed")
 
 
 @pytest.mark.parametrize(("state", "event", "after"), LEGAL)
@@ -58,8 +59,8 @@ ILLEGAL = [
 
 
 def test_illegal_list_is_not_trivially_small() -> None:
-    # 11 states x 10 events, of which 12 moves are legal.
-    assert len(ILLEGAL) == 11 * 10 - 12
+    # 12 states x 11 events, of which 13 moves are legal.
+    assert len(ILLEGAL) == 12 * 11 - 13
 
 
 @pytest.mark.parametrize(("state", "event"), ILLEGAL)
