@@ -1,8 +1,9 @@
 """Client API keys: named, scoped, revocable, stored only as hashes.
 
 Keys are long random tokens, so one round of SHA-256 is the right hash (a slow
-password hash protects guessable secrets, which these are not), and the hash
-is what is looked up, so no comparison ever runs over a secret. The ring is a
+password hash protects guessable secrets, which these are not). The hash is
+what is looked up, so no comparison ever runs over a secret, and the match is
+confirmed with a constant-time comparison. The ring is a
 cache of the ``api_keys`` table: a revocation is committed, then takes effect
 in memory at once, and wakes every open stream that was opened with the key.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -101,7 +103,7 @@ class KeyRing:
                 )
             )
         if configured:
-            self._add(ApiKey(CONFIGURED, hash_key(configured), ("admin",), 0.0))
+            self._add(ApiKey(CONFIGURED, hash_key(configured), ("admin",), now))
             return None
         if rows:
             return None
@@ -113,7 +115,12 @@ class KeyRing:
         self._by_name[key.name] = key
 
     def find(self, secret: str) -> ApiKey | None:
-        return self._by_digest.get(hash_key(secret))
+        """The key whose hash this secret has; the final check runs in constant time."""
+        digest = hash_key(secret)
+        key = self._by_digest.get(digest)
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            return None
+        return key
 
     def list(self) -> list[ApiKey]:
         return sorted(self._by_name.values(), key=lambda k: (k.created_at, k.name))
