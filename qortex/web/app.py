@@ -146,10 +146,10 @@ def create_app(
         app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
         coordinator.verifier = app.state.verifier
         app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
-        app.state.metrics = metrics.registry_for(coordinator)
         app.state.idempotency = Idempotency(store.reader)
         app.state.webhook_networks = networks(settings.webhook_allow_networks)
         outbox = app.state.outbox = Outbox(store, bus, settings, coordinator.clock)
+        app.state.metrics = metrics.registry_for(coordinator, outbox)
         try:
             app.state.keys = await _load_keys(settings, store, coordinator.clock())
             await coordinator.start()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,8 @@ class Outbox:
         self._inflight: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
+        #: Attempts since start by outcome (delivered, retried, failed), for /metrics.
+        self.outcomes: Counter[str] = Counter()
         self._lock = asyncio.Lock()
 
     # -- life -------------------------------------------------------------
@@ -277,10 +280,13 @@ class Outbox:
         now = self.clock()
         tries = row["attempts"] + 1
         if attempt.ok:
+            self.outcomes["delivered"] += 1
             return (f.DELIVERY_DONE, ("delivered", attempt.status, None, now, row["id"]))
         if tries >= self.settings.webhook_max_attempts:
             log.warning("webhook delivery %s failed for good: %s", row["id"], attempt.error)
+            self.outcomes["failed"] += 1
             return (f.DELIVERY_DONE, ("failed", attempt.status, attempt.error, now, row["id"]))
+        self.outcomes["retried"] += 1
         delay = min(3600.0, self.settings.webhook_retry_seconds * 2 ** (tries - 1))
         delay *= self._rng.uniform(0.9, 1.1)  # receivers coming back are not hit all at once
         return (f.DELIVERY_RETRY, (attempt.status, attempt.error, now + delay, row["id"]))
