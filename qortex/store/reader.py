@@ -75,12 +75,11 @@ class Reader:
             (task_id,),
         )
 
-    async def inputs(self, task_id: str) -> list[str]:
-        """A task's microtask inputs (JSON texts), in order."""
-        rows = await self.all(
-            "SELECT input FROM microtasks WHERE task_id = ? ORDER BY idx", (task_id,)
+    async def inputs(self, task_id: str) -> list[dict[str, Any]]:
+        """A task's microtasks, in order: ``idx``, ``input`` and ``gold`` (JSON texts)."""
+        return await self.all(
+            "SELECT idx, input, gold FROM microtasks WHERE task_id = ? ORDER BY idx", (task_id,)
         )
-        return [row["input"] for row in rows]
 
     async def microtasks(self, task_id: str) -> list[dict[str, Any]]:
         return await self.all(
