@@ -9,17 +9,21 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
+import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from qortex import __version__, credentials
+from qortex import __version__, credentials, logs
+from qortex.client import ApiError, Client, Event, Task
 from qortex.errors import ConfigError
-from qortex.settings import Settings, load_settings
+from qortex.settings import Settings, load_settings, unneeded_seed_variables
 
 app = typer.Typer(
     help="Qortex: trusted results from untrusted volunteer computers.",
@@ -29,6 +33,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 Url = Annotated[str, typer.Option("--url", envvar="QORTEX_URL", help="Coordinator URL.")]
 ApiKey = Annotated[
@@ -65,9 +70,9 @@ def serve(
     from qortex.web.app import create_app
 
     settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
+    for warning in unneeded_seed_variables():
+        logging.getLogger("qortex.settings").warning(warning)
 
     def fatal(exc: BaseException) -> None:
         # Memory may now be ahead of the file: stop, and let the next start recover from it.
@@ -90,6 +95,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # logs.configure above: one format for every logger
+        access_log=False,  # qortex.logs.AccessLog writes access lines, with request ids
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_seconds,
         ws_ping_timeout=settings.ws_ping_seconds,
@@ -153,14 +160,16 @@ def _key(url: str, given: str | None) -> str:
     return key
 
 
-def _check(response: httpx.Response) -> Any:
-    if response.is_success:
-        return response.json()
+def _client(url: str, api_key: str | None) -> Client:
+    return Client(url, _key(url, api_key))
+
+
+def _api(call: Callable[[], T]) -> T:
+    """Run a client call; an API error becomes one red line and exit status 1."""
     try:
-        message = response.json().get("message", response.text)
-    except ValueError:
-        message = response.text
-    raise _fail(f"HTTP {response.status_code}: {message}")
+        return call()
+    except ApiError as exc:
+        raise _fail(f"HTTP {exc.status}: {exc.message}") from None
 
 
 def _task_body(text: str, kind: str, replicas: int | None) -> dict[str, Any]:
@@ -179,6 +188,23 @@ def _task_body(text: str, kind: str, replicas: int | None) -> dict[str, Any]:
     return body
 
 
+def _start(at: str | None, delay: float | None) -> dict[str, Any]:
+    """``--at`` (an ISO time; local time if it names no zone) or ``--in`` seconds."""
+    if at is not None and delay is not None:
+        raise _fail("give --at or --in, not both")
+    if delay is not None:
+        return {"delaySeconds": delay}
+    if at is None:
+        return {}
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise _fail(
+            f"--at must be a time such as 2030-01-01T09:00 or 2030-01-01T09:00Z, got {at!r}"
+        ) from None
+    return {"not_before": when if when.tzinfo else when.astimezone()}
+
+
 @app.command()
 def submit(
     source: Annotated[
@@ -189,24 +215,27 @@ def submit(
     kind: Annotated[str, typer.Option(help="Task kind for line input.")] = "sentiment",
     replicas: Annotated[int | None, typer.Option(help="Copies per microtask.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress and print the output.")] = False,
+    at: Annotated[str | None, typer.Option("--at", help="Start no earlier than this time.")] = None,
+    delay: Annotated[
+        float | None, typer.Option("--in", help="Start no earlier than this many seconds from now.")
+    ] = None,
 ) -> None:
-    """Submit a task; with --wait, show progress and print the result as JSON."""
+    """Submit a task; with --wait, show progress and print the result as JSON.
+
+    The submit carries an Idempotency-Key, so its retries never make a second task.
+    """
     text = sys.stdin.read() if source == "-" else _read(Path(source))
-    body = _task_body(text, kind, replicas)
-    key = _key(url, api_key)
-    headers = {"x-api-key": key}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-        created = _check(client.post("/api/v1/tasks", json=body))
-        task_id = created["taskId"]
+    body = {**_task_body(text, kind, replicas), **_start(at, delay)}
+    with _client(url, api_key) as client:
+        made = _api(lambda: client.submit_body(body))
         if not wait:
-            print(json.dumps(created, indent=2))
+            print(json.dumps(msgspec.to_builtins(made), indent=2))
             return
-        _follow(client, task_id, created.get("microtasks") or 0)
-        task = _check(client.get(f"/api/v1/tasks/{task_id}"))
-    if task["status"] != "completed":
-        print(json.dumps(task, indent=2))
-        raise _fail(f"task {task_id} {task['status']}")
-    print(json.dumps(task["output"], indent=2, ensure_ascii=False))
+        task = _follow(client, made.task_id, made.microtasks or 0)
+    if task.status != "completed":
+        print(json.dumps(msgspec.to_builtins(task), indent=2))
+        raise _fail(f"task {task.task_id} {task.status}")
+    print(json.dumps(task.output, indent=2, ensure_ascii=False))
 
 
 def _read(path: Path) -> str:
@@ -216,7 +245,7 @@ def _read(path: Path) -> str:
         raise _fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _follow(client: httpx.Client, task_id: str, total: int) -> None:
+def _follow(client: Client, task_id: str, total: int) -> Task:
     """Show a progress bar from the task's own event stream until it ends."""
     columns = (
         TextColumn("{task.description}"),
@@ -224,28 +253,54 @@ def _follow(client: httpx.Client, task_id: str, total: int) -> None:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    params = {"taskId": task_id, "lastEventId": "0"}
     with Progress(*columns, console=err, transient=False) as progress:
         bar = progress.add_task(f"task {task_id[:8]}", total=total)
-        with client.stream("GET", "/api/v1/events", params=params, timeout=None) as stream:
-            event = ""
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "microtask.quorum":
-                    progress.advance(bar)
-                elif line.startswith("data: ") and event in ("task.completed", "task.failed"):
-                    return
+
+        def advance(event: Event) -> None:
+            if event.type == "microtask.quorum":
+                progress.advance(bar)
+
+        return _api(lambda: client.wait(task_id, on_event=advance))
 
 
 @app.command()
 def status(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
     """Show a task: status, each microtask's decision and votes, and the output."""
-    key = _key(url, api_key)
-    with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as client:
-        print(
-            json.dumps(_check(client.get(f"/api/v1/tasks/{task_id}")), indent=2, ensure_ascii=False)
-        )
+    with _client(url, api_key) as client:
+        task = _api(lambda: client.status(task_id))
+    print(json.dumps(msgspec.to_builtins(task), indent=2, ensure_ascii=False))
+
+
+keys_app = typer.Typer(help="Make, list and revoke API keys (needs an admin key).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    scope: Annotated[str, typer.Option(help="Comma-separated: read, submit, admin.")] = "read",
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Make a key and print its secret (shown this once only)."""
+    scopes = [part.strip() for part in scope.split(",") if part.strip()]
+    with _client(url, api_key) as client:
+        made = _api(lambda: client.create_key(name, scopes))
+    print(json.dumps(msgspec.to_builtins(made), indent=2))
+
+
+@keys_app.command("list")
+def keys_list(url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """List keys: names, scopes, when made and revoked (never the secrets)."""
+    with _client(url, api_key) as client:
+        print(json.dumps(_api(client.keys), indent=2))
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """Revoke a key: refused from now on, and its open event streams end."""
+    with _client(url, api_key) as client:
+        print(json.dumps(_api(lambda: client.revoke_key(name)), indent=2))
 
 
 @app.command()

@@ -33,6 +33,7 @@ from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
 from qortex.recovery import recover
+from qortex.scheduler import Scheduler
 from qortex.settings import Settings
 from qortex.store import facts as f
 from qortex.store.database import Store
@@ -67,6 +68,7 @@ class Coordinator:
         self.trust = Trust(self)
         self.book = TaskBook(self)
         self.control = Control(self)
+        self.scheduler = Scheduler(self.book.start_scheduled, clock)
         self.table = DispatchTable(self.rng, checkable=self.intake.checkable)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
@@ -84,9 +86,13 @@ class Coordinator:
         for task in await recover(self):
             self.book.finish_later(task, self.store.writer.write([]))
         await self.control.load()
+        for task_id, not_before in await self.store.waiting_schedules():
+            self.scheduler.add(task_id, not_before)
         self._ticker = asyncio.create_task(self._expire_loop(), name="qortex-leases")
+        self.scheduler.start()
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)

@@ -3,9 +3,10 @@
     QortexError
     ├── InvalidInput        a request or task body is wrong        (HTTP 400 / 422)
     ├── NotFound            no such task, miner or assignment       (HTTP 404)
-    ├── Unauthorized        missing or wrong API key               (HTTP 401)
-    ├── Forbidden           the caller is known and not allowed    (HTTP 403)
-    ├── Conflict            the request clashes with the state     (HTTP 409)
+    ├── Unauthorized        missing, wrong or revoked API key      (HTTP 401)
+    ├── Forbidden           known, not allowed: no scope, banned   (HTTP 403)
+    ├── Conflict            clashes with the state: a finished task, a taken name (HTTP 409)
+    ├── Unprocessable       an Idempotency-Key reused for another body (HTTP 422)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
     ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
@@ -54,9 +55,13 @@ class Forbidden(QortexError):
 
 
 class Conflict(QortexError):
-    """The request is well formed but the thing it names is past it (a finished task)."""
+    """The request is well formed but clashes with the state (a finished task, a taken name)."""
 
     status = 409
+
+
+class Unprocessable(QortexError):
+    status = 422
 
 
 class PayloadTooLarge(QortexError):

@@ -18,6 +18,8 @@ from qortex.store import facts
 
 EVENT_TYPES = (
     "task.created",
+    "task.scheduled",
+    "task.started",
     "task.completed",
     "task.failed",
     "task.revised",

@@ -17,16 +17,32 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from qortex.errors import ConfigError
+from qortex.webhooks.destinations import networks
 
 ENV_PREFIX = "QORTEX_"
 
 # The seed's variable names, mapped onto our fields. QORTEX_* wins over these.
 SEED_ALIASES: dict[str, str] = {
     "API_KEY_SECRET": "api_key",
+    "PORT": "port",
+    "DATABASE_PATH": "db",
+    "ALLOWED_ORIGINS": "cors_origins",
     "DISPATCH_REPLICAS": "replicas",
     "RESULT_TIMEOUT_MS": "result_timeout_ms",
     "MAX_TWEETS_PER_TASK": "max_tweets_per_task",
 }
+
+# Seed variables Qortex has no use for, and why; `qortex serve` says so once.
+SEED_UNNEEDED: dict[str, str] = {
+    "MINER_SHARED_SECRET": (
+        "miners are not trusted through a shared secret: each signs its results with its own"
+        " ed25519 key, checked against the key it registered"
+    ),
+    "QUORUM_CHECK_INTERVAL_MS": (
+        "quorum is decided the moment the deciding result arrives, not by a periodic check"
+    ),
+}
+LOG_FORMATS = ("auto", "text", "json")
 
 
 #: The default ``max_replicas``: room for new miners to outvote a liar.
@@ -67,6 +83,12 @@ class Settings:
     miner_burst: int = 4000
     max_pending: int = 2_000_000
     log_level: str = "info"
+    log_format: str = "auto"
+    max_schedule_days: float = 30.0
+    webhook_allow_networks: list[str] = field(default_factory=list)
+    webhook_retry_seconds: float = 5.0
+    webhook_max_attempts: int = 12
+    webhook_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -85,6 +107,12 @@ class Settings:
             raise ConfigError("check_rate must be between 0 and 1")
         if self.sync not in ("full", "normal"):
             raise ConfigError("sync must be 'full' or 'normal'")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        try:
+            networks(self.webhook_allow_networks)
+        except ValueError as exc:
+            raise ConfigError(f"webhook_allow_networks: {exc}") from None
         if not 8 <= self.matmul_tile <= 512:
             raise ConfigError("matmul_tile must be between 8 and 512")
         positive = (
@@ -97,6 +125,10 @@ class Settings:
             "miner_rate",
             "miner_burst",
             "max_pending",
+            "max_schedule_days",
+            "webhook_retry_seconds",
+            "webhook_max_attempts",
+            "webhook_timeout_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -136,6 +168,16 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}") from None
+
+
+def unneeded_seed_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per seed variable that is set but means nothing to Qortex."""
+    env = os.environ if env is None else env
+    return [
+        f"{name} is set but Qortex does not use it: {why}"
+        for name, why in SEED_UNNEEDED.items()
+        if name in env
+    ]
 
 
 def load_settings(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -54,13 +55,22 @@ class TaskBook:
         return Policy(replicas, quorum, max(max_replicas, replicas), lease, target)
 
     async def submit(
-        self, kind_name: str, task_input: Any, gold: list[Any] | None = None, **params: Any
+        self,
+        kind_name: str,
+        task_input: Any,
+        gold: list[Any] | None = None,
+        not_before: float | None = None,
+        extra: Callable[[str], list[f.Fact]] | None = None,
+        **params: Any,
     ) -> str:
         """Validate, split and record a task; returns its id once it is durable.
 
         Known-answer items (``gold``: expected outputs for inputs the client
         chose) are shuffled among the real microtasks, so nothing tells them
-        apart, and left out of the task's output.
+        apart, and left out of the task's output. ``extra`` adds facts that
+        must commit with the task (its idempotency key, its callback). A task
+        with ``not_before`` is recorded as scheduled and reaches the dispatch
+        table only when the coordinator's scheduler starts it.
         """
         coord = self._coord
         kind = coord.kinds.get(kind_name)
@@ -71,7 +81,7 @@ class TaskBook:
             raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
         known = [(msgspec.Raw(_json.encode(g.input)), g.output) for g in gold or []]
         total = len(parts) + len(known)
-        if coord.table.open + total > coord.settings.max_pending:
+        if not_before is None and coord.table.open + total > coord.settings.max_pending:
             raise TooManyRequests(
                 f"{coord.table.open} microtasks are waiting already (limit"
                 f" {coord.settings.max_pending}); try again when miners have caught up",
@@ -84,7 +94,7 @@ class TaskBook:
         now = coord.clock()
         unit: list[f.Fact] = [
             (
-                f.INSERT_TASK,
+                f.INSERT_TASK if not_before is None else f.INSERT_SCHEDULED_TASK,
                 (
                     task_id,
                     kind.name,
@@ -112,27 +122,62 @@ class TaskBook:
             )
             for i, raw in enumerate(inputs)
         ]
-        event = coord.events.new(
-            "task.created",
-            now,
-            task_id,
-            kind=kind.name,
-            microtasks=total,
-            replicas=policy.replicas,
-            quorum=policy.quorum,
-            targetError=policy.target_error,
-        )
+        if extra is not None:
+            unit += extra(task_id)
+        events = [
+            coord.events.new(
+                "task.created",
+                now,
+                task_id,
+                kind=kind.name,
+                microtasks=total,
+                replicas=policy.replicas,
+                quorum=policy.quorum,
+                targetError=policy.target_error,
+            )
+        ]
         deadline_seconds = params.get("deadline_seconds")
         if deadline_seconds is not None:  # the operator's console (qortex.control)
             unit.append((f.SET_TASK_DEADLINE, (now + deadline_seconds, task_id)))
             coord.control.add_deadline(task_id, now + deadline_seconds)
-        committed = coord.write(unit, [event])
+        if not_before is not None:
+            unit.append((f.INSERT_SCHEDULE, (task_id, not_before)))
+            events.append(coord.events.new("task.scheduled", now, task_id, notBefore=not_before))
+            await coord.write(unit, events)
+            coord.scheduler.add(task_id, not_before)
+            return task_id
+        committed = coord.write(unit, events)
         with collector_paused():
             expected = {i: g[1] for i, g in gold_at.items()}
             coord.table.add_task(task_id, kind.name, policy, inputs, expected)
         coord.schedule_fill()
         await committed
         return task_id
+
+    async def start_scheduled(self, task_id: str) -> None:
+        """Offer a scheduled task's microtasks from now on, once its start is durable."""
+        coord = self._coord
+        row = await coord.store.reader.scheduled(task_id)
+        if row is None or row["status"] != lifecycle.SCHEDULED:
+            return  # started before a restart, or gone
+        parts = await coord.store.reader.inputs(task_id)
+        inputs = [msgspec.Raw(part["input"].encode()) for part in parts]
+        gold = {p["idx"]: _decode(p["gold"]) for p in parts if p["gold"] is not None}
+        now = coord.clock()
+        event = coord.events.new(
+            "task.started", now, task_id, kind=row["kind"], notBefore=row["not_before"]
+        )
+        unit = [(f.START_TASK, (task_id,)), (f.STARTED_SCHEDULE, (now, task_id))]
+        await coord.write(unit, [event])
+        policy = Policy(
+            row["replicas"],
+            row["quorum"],
+            row["max_replicas"],
+            row["lease_seconds"],
+            row["target_error"],
+        )
+        coord.table.add_task(task_id, row["kind"], policy, inputs, gold)
+        coord.schedule_fill()
 
     def finish_later(self, task: Task, after: asyncio.Future[None]) -> None:
         """Record a task's end once its last decision is durable."""

@@ -49,7 +49,25 @@ from rich.table import Table
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
+from qortex.errors import InvalidInput
 from qortex.signing import Signer, result_message
+from qortex.webhooks.destinations import check_url
+
+
+def loopback_webhooks(body: Any) -> None:
+    """Webhook and callback URLs the coordinator would accept go to a closed loopback port,
+    so the fuzzing reaches nothing beyond this machine."""
+    if not isinstance(body, dict):
+        return
+    for field in ("url", "callbackUrl"):
+        url = body.get(field)
+        if isinstance(url, str):
+            try:
+                check_url(url, [])
+            except InvalidInput:
+                continue
+            body[field] = f"http://{HOST}:9/hook"
+
 
 API_KEY = "fuzz-" + os.urandom(12).hex()
 RESULT = "/internal/miner/{minerId}/result"
@@ -112,6 +130,7 @@ class Server:
             "QORTEX_PORT": str(self.port),
             "QORTEX_LOG_LEVEL": "warning",
             "QORTEX_API_BURST": str(10**9),  # the limiter stays on, but never says 429
+            "QORTEX_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
             "XDG_CONFIG_HOME": str(tmp / "config"),
         }
         self.tmp = tmp
@@ -204,6 +223,7 @@ def fuzz(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         body = case.body
+        loopback_webhooks(body)
         fields = ("assignmentId", "microtaskId", "output", "signature")
         if (
             case.operation.path == RESULT

@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from qortex.events import EVENT_TYPES
 from qortex.protocol import messages as m
-from qortex.settings import SEED_ALIASES, Settings
+from qortex.settings import SEED_ALIASES, SEED_UNNEEDED, Settings
 from qortex.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +37,8 @@ def test_every_setting_is_in_the_toml_and_the_readme() -> None:
         assert f"| `{name}` |" in README, name
         if name not in ("quorum", "max_replicas"):  # 0 in the file means "derive"
             assert toml[name] == getattr(defaults, name), name
-    for alias in SEED_ALIASES:
-        assert alias in README
+    for alias in [*SEED_ALIASES, *SEED_UNNEEDED]:
+        assert f"`{alias}`" in README, alias
 
 
 def test_every_route_is_in_the_readme_api_table() -> None:
@@ -47,6 +47,16 @@ def test_every_route_is_in_the_readme_api_table() -> None:
         assert isinstance(route, Route | WebSocketRoute | Mount)
         path = re.sub(r"\{(\w+)\}", lambda g: "{" + _camel(g[1]) + "}", route.path)
         assert f"`{path}`" in README, path
+
+
+def test_every_route_states_its_scope_in_the_readme() -> None:
+    """The API table's scope column says what the OpenAPI document's ``x-scope`` says."""
+    from qortex.web.openapi import build
+
+    for path, item in build()["paths"].items():
+        for method, operation in item.items():
+            row = f"| `{method.upper()}` | `{path}` | {operation.get('x-scope', '')} |"
+            assert row.replace("|  |", "| |") in README, row
 
 
 def _camel(name: str) -> str:

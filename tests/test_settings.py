@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qortex.errors import ConfigError
-from qortex.settings import SEED_ALIASES, Settings, load_settings
+from qortex.settings import SEED_ALIASES, Settings, load_settings, unneeded_seed_variables
 
 
 def write(tmp_path: Path, text: str, name: str = "qortex.toml") -> Path:
@@ -109,7 +109,7 @@ def test_env_values_are_coerced(empty_dir: Path) -> None:
 
 
 def test_env_without_prefix_or_in_lower_case_is_ignored(empty_dir: Path) -> None:
-    assert load_settings(env={"PORT": "1", "qortex_port": "2", "QORTEX_BOGUS": "3"}).port == 8000
+    assert load_settings(env={"qortex_port": "2", "QORTEX_BOGUS": "3", "port": "4"}).port == 8000
 
 
 @pytest.mark.parametrize(
@@ -119,6 +119,14 @@ def test_env_without_prefix_or_in_lower_case_is_ignored(empty_dir: Path) -> None
         ("DISPATCH_REPLICAS", "3", "replicas", 3),
         ("RESULT_TIMEOUT_MS", "4500", "result_timeout_ms", 4500),
         ("MAX_TWEETS_PER_TASK", "20", "max_tweets_per_task", 20),
+        ("PORT", "9100", "port", 9100),
+        ("DATABASE_PATH", "data/q.db", "db", "data/q.db"),
+        (
+            "ALLOWED_ORIGINS",
+            "https://a.org,https://b.org",
+            "cors_origins",
+            ["https://a.org", "https://b.org"],
+        ),
     ],
 )
 def test_seed_aliases_are_honoured(
@@ -140,6 +148,8 @@ def test_seed_alias_beats_the_file(tmp_path: Path) -> None:
         ("DISPATCH_REPLICAS", "QORTEX_REPLICAS", "replicas"),
         ("RESULT_TIMEOUT_MS", "QORTEX_RESULT_TIMEOUT_MS", "result_timeout_ms"),
         ("MAX_TWEETS_PER_TASK", "QORTEX_MAX_TWEETS_PER_TASK", "max_tweets_per_task"),
+        ("PORT", "QORTEX_PORT", "port"),
+        ("DATABASE_PATH", "QORTEX_DB", "db"),
     ],
 )
 def test_qortex_prefix_beats_the_alias(
@@ -147,6 +157,28 @@ def test_qortex_prefix_beats_the_alias(
 ) -> None:
     s = load_settings(env={alias: "3", prefixed: "7"})
     assert str(getattr(s, field)) == "7"
+
+
+def test_unneeded_seed_variables_say_why_once_each() -> None:
+    env = {"MINER_SHARED_SECRET": "x", "QUORUM_CHECK_INTERVAL_MS": "500", "PORT": "1"}
+    warnings = unneeded_seed_variables(env)
+    assert len(warnings) == 2
+    assert "MINER_SHARED_SECRET" in warnings[0] and "ed25519" in warnings[0]
+    assert "QUORUM_CHECK_INTERVAL_MS" in warnings[1] and "arrives" in warnings[1]
+    assert unneeded_seed_variables({}) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"log_format": "xml"}, "log_format"),
+        ({"webhook_allow_networks": ["10.0.0.0/33"]}, "webhook_allow_networks"),
+        ({"webhook_max_attempts": 0}, "webhook_max_attempts"),
+    ],
+)
+def test_new_settings_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings(**kwargs)  # type: ignore[arg-type]
 
 
 def test_lease_limit_is_capped_by_the_result_timeout(empty_dir: Path) -> None:
@@ -312,6 +344,12 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "miner_burst": ("8", 8),
         "max_pending": ("9", 9),
         "log_level": ("warning", "warning"),
+        "log_format": ("json", "json"),
+        "max_schedule_days": ("2.5", 2.5),
+        "webhook_allow_networks": ("10.0.0.0/8,::1/128", ["10.0.0.0/8", "::1/128"]),
+        "webhook_retry_seconds": ("0.5", 0.5),
+        "webhook_max_attempts": ("3", 3),
+        "webhook_timeout_seconds": ("1.5", 1.5),
     }
     assert set(values) == {f.name for f in fields(Settings)}
     s = load_settings(env={f"QORTEX_{k.upper()}": text for k, (text, _) in values.items()})

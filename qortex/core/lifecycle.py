@@ -20,6 +20,7 @@ A microtask waits for copies until the quorum decides it or gives up::
 
 A task is the sum of its microtasks::
 
+    scheduled --start---> running     its notBefore came: microtasks are offered from now on
     running --complete--> completed   every microtask decided
     running --fail------> failed      some microtask inconclusive, or the task's deadline passed
     running --cancel----> cancelled   the operator cancelled it
@@ -42,6 +43,7 @@ PENDING: Final = "pending"
 DECIDED: Final = "decided"
 INCONCLUSIVE: Final = "inconclusive"
 
+SCHEDULED: Final = "scheduled"
 RUNNING: Final = "running"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
@@ -54,6 +56,7 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     (PENDING, "decide"): DECIDED,
     (PENDING, "give_up"): INCONCLUSIVE,
     (PENDING, "cancel"): CANCELLED,
+    (SCHEDULED, "start"): RUNNING,
     (RUNNING, "complete"): COMPLETED,
     (RUNNING, "fail"): FAILED,
     (DECIDED, "reopen"): PENDING,
@@ -65,7 +68,7 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 
 ASSIGNMENT_STATES: Final = (LEASED, RETURNED, EXPIRED, RELEASED, CANCELLED)
 MICROTASK_STATES: Final = (PENDING, DECIDED, INCONCLUSIVE, CANCELLED)
-TASK_STATES: Final = (RUNNING, COMPLETED, FAILED, CANCELLED)
+TASK_STATES: Final = (SCHEDULED, RUNNING, COMPLETED, FAILED, CANCELLED)
 
 
 def advance(state: str, event: str) -> str:

@@ -69,6 +69,14 @@ class Store:
             ).fetchall()
         )
 
+    async def waiting_schedules(self) -> list[tuple[str, float]]:
+        """(task, notBefore) of every scheduled task not yet started."""
+        return await self.writer.run(
+            lambda conn: conn.execute(
+                "SELECT task_id, not_before FROM schedules WHERE started_at IS NULL"
+            ).fetchall()
+        )
+
     async def load_open_work(self) -> OpenWork:
         """Every running task, for recovery, with every counted result."""
 

@@ -22,6 +22,39 @@ INSERT_TASK = (
     " microtasks, created_at, target_error) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SET_TASK_DEADLINE = "UPDATE tasks SET deadline = ? WHERE id = ?"
+INSERT_SCHEDULED_TASK = INSERT_TASK.replace("'running'", "'scheduled'")
+INSERT_SCHEDULE = "INSERT INTO schedules (task_id, not_before) VALUES (?, ?)"
+START_TASK = "UPDATE tasks SET status = 'running' WHERE id = ? AND status = 'scheduled'"
+STARTED_SCHEDULE = "UPDATE schedules SET started_at = ? WHERE task_id = ?"
+INSERT_IDEMPOTENCY = (
+    "INSERT INTO idempotency (key_name, idem_key, body_sha256, task_id, created_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+FORGET_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_at < ?"
+INSERT_CALLBACK = "INSERT INTO callbacks (task_id, url, secret) VALUES (?, ?, ?)"
+INSERT_API_KEY = "INSERT INTO api_keys (name, hash, scopes, created_at) VALUES (?, ?, ?, ?)"
+REVOKE_API_KEY = "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
+INSERT_WEBHOOK = (
+    "INSERT INTO webhooks (id, url, events, secret, after_event, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+DELETE_WEBHOOK = "UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (webhook_id, task_id, url, secret, event_id, type, payload,"
+    " next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+DELIVERY_DONE = (
+    "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?,"
+    " last_error = ?, delivered_at = ? WHERE id = ?"
+)
+DELIVERY_RETRY = (
+    "UPDATE deliveries SET attempts = attempts + 1, last_status = ?, last_error = ?,"
+    " next_at = ? WHERE id = ?"
+)
+CANCEL_DELIVERIES = (
+    "UPDATE deliveries SET status = 'cancelled' WHERE webhook_id = ? AND status = 'pending'"
+)
+FORGET_DELIVERIES = "DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?"
 INSERT_MICROTASK = (
     "INSERT INTO microtasks (id, task_id, idx, input, status, gold)"
     " VALUES (?, ?, ?, ?, 'pending', ?)"
@@ -98,8 +131,17 @@ INSERT_EVENT = (
 
 STATEMENTS: list[str] = [
     INSERT_META,
+    INSERT_API_KEY,
+    REVOKE_API_KEY,
     INSERT_TASK,
     SET_TASK_DEADLINE,
+    INSERT_SCHEDULED_TASK,
+    INSERT_SCHEDULE,
+    INSERT_IDEMPOTENCY,
+    FORGET_IDEMPOTENCY,
+    INSERT_CALLBACK,
+    START_TASK,
+    STARTED_SCHEDULE,
     INSERT_MICROTASK,
     UPSERT_MINER,
     INSERT_MINER,
@@ -124,6 +166,13 @@ STATEMENTS: list[str] = [
     REVOKE_CREDIT,
     TOTAL_REVOKED,
     INSERT_EVENT,
+    INSERT_WEBHOOK,
+    DELETE_WEBHOOK,
+    CANCEL_DELIVERIES,
+    INSERT_DELIVERY,
+    DELIVERY_DONE,
+    DELIVERY_RETRY,
+    FORGET_DELIVERIES,
 ]
 ORDER: dict[str, int] = {sql: i for i, sql in enumerate(STATEMENTS)}
 

@@ -93,6 +93,30 @@ class Reader:
         )
         return await self.all(sql, (*params, limit))
 
+    async def submitted(self, task_id: str) -> dict[str, Any] | None:
+        """A task as its submit answers it: with its start time and callback secret, if any."""
+        return await self.one(
+            "SELECT t.id, t.status, t.kind, t.microtasks, s.not_before,"
+            " c.secret AS callback_secret FROM tasks t"
+            " LEFT JOIN schedules s ON s.task_id = t.id LEFT JOIN callbacks c ON c.task_id = t.id"
+            " WHERE t.id = ?",
+            (task_id,),
+        )
+
+    async def scheduled(self, task_id: str) -> dict[str, Any] | None:
+        """A scheduled task's row with its ``not_before`` (None if it was never scheduled)."""
+        return await self.one(
+            "SELECT t.*, s.not_before FROM tasks t JOIN schedules s ON s.task_id = t.id"
+            " WHERE t.id = ?",
+            (task_id,),
+        )
+
+    async def inputs(self, task_id: str) -> list[dict[str, Any]]:
+        """A task's microtasks, in order: ``idx``, ``input`` and ``gold`` (JSON texts)."""
+        return await self.all(
+            "SELECT idx, input, gold FROM microtasks WHERE task_id = ? ORDER BY idx", (task_id,)
+        )
+
     async def microtasks(self, task_id: str) -> list[dict[str, Any]]:
         return await self.all(
             "SELECT id, idx, input, status, decision, decided_at, gold, error, reason"
@@ -211,6 +235,27 @@ class Reader:
         )
         sql = f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?"
         return await self.all(sql, (*params, limit))
+
+    async def events_page(
+        self,
+        after: int,
+        type_: str | None,
+        task_id: str | None,
+        miner_id: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        where, params = _filters(
+            ("id > ?", after),
+            ("type = ?", type_),
+            ("task_id = ?", task_id),
+            ("miner_id = ?", miner_id),
+        )
+        sql = f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?"
+        return await self.all(sql, (*params, limit))
+
+    async def event_counts(self) -> dict[str, int]:
+        rows = await self.all("SELECT type, COUNT(*) AS n FROM events GROUP BY type ORDER BY type")
+        return {row["type"]: row["n"] for row in rows}
 
     async def last_event_id(self) -> int:
         row = await self.one("SELECT COALESCE(MAX(id), 0) AS id FROM events")

@@ -129,6 +129,68 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX revoked_credit_by_miner ON revoked_credit (miner_id);
     """,
+    # 4: scoped API keys, idempotent submits, scheduled tasks, webhooks and their outbox
+    """
+    CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    INSERT INTO api_keys (name, hash, scopes, created_at)
+        SELECT 'admin', value, 'admin', 0 FROM meta WHERE key = 'api_key_sha256';
+    DELETE FROM meta WHERE key = 'api_key_sha256';
+    CREATE TABLE idempotency (
+        key_name TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (key_name, idem_key)
+    );
+    CREATE INDEX idempotency_by_age ON idempotency (created_at);
+    CREATE TABLE schedules (
+        task_id TEXT PRIMARY KEY,
+        not_before REAL NOT NULL,
+        started_at REAL
+    );
+    CREATE INDEX schedules_waiting ON schedules (not_before) WHERE started_at IS NULL;
+    CREATE TABLE callbacks (
+        task_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL
+    );
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        after_event INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        deleted_at REAL
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        webhook_id TEXT,
+        task_id TEXT,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
+    CREATE INDEX events_by_type ON events (type, id);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -26,13 +26,16 @@ from qortex.core.kinds import KindRegistry
 from qortex.core.limits import Limiter
 from qortex.errors import QortexError, TooManyRequests
 from qortex.events import EventBus
+from qortex.keys import KeyRing
+from qortex.logs import AccessLog
 from qortex.plugins import load_kinds
 from qortex.settings import Settings
 from qortex.store.database import Store
-from qortex.store.facts import INSERT_META
 from qortex.web import (
     apidocs,
     control,
+    eventlog,
+    keys,
     metrics,
     miners,
     openapi,
@@ -41,32 +44,32 @@ from qortex.web import (
     socket,
     sse,
     tasks,
+    webhooks,
 )
-from qortex.web.auth import META_KEY, hash_key, new_key
 from qortex.web.http import JSON
+from qortex.web.submit import Idempotency
 from qortex.web.verifier import Verifier
+from qortex.webhooks.destinations import networks
+from qortex.webhooks.outbox import Outbox
 
 log = logging.getLogger("qortex")
 
 
-async def _api_key_hash(settings: Settings, store: Store) -> str:
-    """The configured key's hash, or the stored one, or a new key printed once."""
-    if settings.api_key:
-        return hash_key(settings.api_key)
-    stored = await store.reader.meta(META_KEY)
-    if stored:
-        return stored
-    key = new_key()
-    await store.writer.write([(INSERT_META, (META_KEY, hash_key(key)))])
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    saved = credentials.save(f"http://{host}:{settings.port}", key)
-    print(
-        f"\n  Client API key (shown once, only its hash is stored): {key}\n"
-        f"  Saved for the qortex CLI in {saved}\n"
-        f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n",
-        flush=True,
-    )
-    return hash_key(key)
+async def _load_keys(settings: Settings, store: Store, now: float) -> KeyRing:
+    """The key ring; a first admin key is made, printed once and saved for the CLI."""
+    keys = KeyRing(store)
+    key = await keys.load(settings.api_key, now)
+    if key is not None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        saved = credentials.save(f"http://{host}:{settings.port}", key)
+        print(
+            f"\n  Client API key (admin scope; shown once, only its hash is stored): {key}\n"
+            f"  Saved for the qortex CLI in {saved}\n"
+            f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n"
+            "  Make narrower keys with: qortex keys create NAME --scope submit,read\n",
+            flush=True,
+        )
+    return keys
 
 
 async def health(request: Request) -> JSON:
@@ -145,10 +148,14 @@ def create_app(
         app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
         coordinator.verifier = app.state.verifier
         app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
-        app.state.metrics = metrics.registry_for(coordinator)
+        app.state.idempotency = Idempotency(store.reader)
+        app.state.webhook_networks = networks(settings.webhook_allow_networks)
+        outbox = app.state.outbox = Outbox(store, bus, settings, coordinator.clock)
+        app.state.metrics = metrics.registry_for(coordinator, outbox)
         try:
-            app.state.api_key_hash = await _api_key_hash(settings, store)
+            app.state.keys = await _load_keys(settings, store, coordinator.clock())
             await coordinator.start()
+            await outbox.start()
             if on_started is not None:
                 on_started()
         except BaseException:
@@ -157,6 +164,7 @@ def create_app(
         try:
             yield
         finally:
+            await outbox.stop()
             await coordinator.stop()
             await store.close()
             if app.state.verifier is not None:
@@ -165,7 +173,10 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *tasks.routes,
+        *eventlog.routes,
         *sse.routes,
+        *keys.routes,
+        *webhooks.routes,
         *miners.routes,
         *reputation.routes,
         *control.routes,
@@ -175,14 +186,14 @@ def create_app(
         *openapi.routes,
         *apidocs.routes,
     ]
-    middleware = []
+    middleware = [Middleware(AccessLog)]
     if settings.cors_origins:  # otherwise browsers keep other sites' pages out
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST", "PATCH"],
-                allow_headers=["x-api-key", "content-type", "last-event-id"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["x-api-key", "content-type", "last-event-id", "idempotency-key"],
             )
         )
     return Starlette(

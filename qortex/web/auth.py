@@ -1,40 +1,37 @@
-"""The client API key: stored only as a hash, compared in constant time.
+"""Which key is calling, and whether it may: ``require_scope(request, "submit")``.
 
-Keys are long random tokens, so one round of SHA-256 is the right hash (a slow
-password hash protects guessable secrets, which these are not).
+Every route that needs a key calls :func:`require_scope` first with the scope
+it states in the OpenAPI document. The key comes in the ``x-api-key`` header,
+or as ``apiKey`` in the query for ``EventSource``, which cannot send headers.
+A key's own rate limit is charged here, so every authenticated route is
+limited per key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
 from starlette.requests import HTTPConnection
 
-from qortex.errors import TooManyRequests, Unauthorized
-
-META_KEY = "api_key_sha256"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+from qortex.errors import Forbidden, TooManyRequests, Unauthorized
+from qortex.keys import ApiKey
 
 
-def new_key() -> str:
-    return "qx_" + secrets.token_urlsafe(24)
-
-
-def require_key(conn: HTTPConnection) -> None:
-    """Accept the ``x-api-key`` header, or ``apiKey`` in the query for EventSource."""
+def require_scope(conn: HTTPConnection, scope: str) -> ApiKey:
+    """The calling key if it holds ``scope``: 401 without a valid key, 403 without the scope."""
     given = conn.headers.get("x-api-key") or conn.query_params.get("apiKey")
     if not given:
         raise Unauthorized("missing API key: send it in the x-api-key header")
-    expected: str = conn.app.state.api_key_hash
-    digest = hash_key(given)
-    if not hmac.compare_digest(digest, expected):
-        raise Unauthorized("wrong API key")
     state = conn.app.state
-    wait = state.api_limiter.take(digest, state.coordinator.clock())
+    key = state.keys.find(given)
+    if key is None:
+        raise Unauthorized("wrong API key")
+    if key.revoked_at is not None:
+        raise Unauthorized(f"the API key {key.name!r} was revoked")
+    if not key.allows(scope):
+        raise Forbidden(
+            f"the API key {key.name!r} has scopes {', '.join(key.scopes)}; this needs {scope!r}",
+            scope=scope,
+        )
+    wait = state.api_limiter.take(key.name, state.coordinator.clock())
     if wait:
         raise TooManyRequests(f"more than {state.settings.api_rate:g} requests per second", wait)
+    return key

@@ -19,7 +19,7 @@ from qortex.control import MINER_STATUSES
 from qortex.core import lifecycle
 from qortex.errors import InvalidInput, NotFound
 from qortex.store.reader import MINER_ORDERS
-from qortex.web.auth import require_key
+from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int, read_json
 from qortex.web.reputation import standing
 
@@ -57,7 +57,7 @@ def miner_view(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_miner(request: Request) -> JSON:
-    require_key(request)
+    require_scope(request, "read")
     miner_id = request.path_params["miner_id"]
     coord = request.app.state.coordinator
     reader = coord.store.reader
@@ -83,7 +83,7 @@ async def get_miner(request: Request) -> JSON:
 
 
 async def patch_miner(request: Request) -> JSON:
-    require_key(request)
+    require_scope(request, "admin")
     miner_id = request.path_params["miner_id"]
     change = await read_json(request, MinerStatusChange)
     coord = request.app.state.coordinator
@@ -111,7 +111,7 @@ def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None
 
 async def list_miners(request: Request) -> JSON:
     """Miners seen, filtered by connection, kind and status, in the order asked for."""
-    require_key(request)
+    require_scope(request, "read")
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
     connected = _flag(request, "connected")
@@ -134,7 +134,7 @@ async def list_miners(request: Request) -> JSON:
 
 
 async def cancel_task(request: Request) -> JSON:
-    require_key(request)
+    require_scope(request, "admin")
     task_id = request.path_params["task_id"]
     await request.app.state.coordinator.control.cancel(task_id)
     return JSON({"taskId": task_id, "status": lifecycle.CANCELLED})
@@ -142,7 +142,7 @@ async def cancel_task(request: Request) -> JSON:
 
 async def stats(request: Request) -> JSON:
     """Counts from the file (tasks by status) and from memory (everything live)."""
-    require_key(request)
+    require_scope(request, "read")
     coord = request.app.state.coordinator
     counts = await coord.store.reader.task_counts()
     body = coord.control.overview()

@@ -40,7 +40,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, schema: type[T]) -> T:
-    body = await read_body(request, request.app.state.settings.max_request_bytes)
+    return decode_json(
+        await read_body(request, request.app.state.settings.max_request_bytes), schema
+    )
+
+
+def decode_json(body: bytes, schema: type[T]) -> T:
     if not body.strip():
         raise InvalidInput("request body is empty; send a JSON object")
     try:

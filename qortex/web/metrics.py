@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex.coordinator import Coordinator
-from qortex.web.auth import require_key
+from qortex.web.auth import require_scope
+from qortex.webhooks.outbox import Outbox
 
 
 class CoordinatorCollector:
@@ -59,16 +60,38 @@ class CoordinatorCollector:
         )
         yield GaugeMetricFamily("qortex_tasks_running", "Running tasks", value=len(c.table.tasks))
         yield GaugeMetricFamily("qortex_event_subscribers", "SSE streams", value=c.bus.subscribers)
+        yield GaugeMetricFamily(
+            "qortex_tasks_scheduled", "Tasks waiting for their notBefore", value=len(c.scheduler)
+        )
 
 
-def registry_for(coord: Coordinator) -> CollectorRegistry:
+class OutboxCollector:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        attempts = CounterMetricFamily(
+            "qortex_webhook_attempts",
+            "Webhook delivery attempts since start, by outcome",
+            labels=["outcome"],
+        )
+        for outcome in ("delivered", "retried", "failed"):
+            attempts.add_metric([outcome], self.outbox.outcomes[outcome])
+        yield attempts
+        yield GaugeMetricFamily(
+            "qortex_webhooks", "Webhook subscriptions", value=len(self.outbox.subscriptions)
+        )
+
+
+def registry_for(coord: Coordinator, outbox: Outbox) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoordinatorCollector(coord))  # type: ignore[arg-type]
+    registry.register(OutboxCollector(outbox))  # type: ignore[arg-type]
     return registry
 
 
 async def metrics(request: Request) -> Response:
-    require_key(request)
+    require_scope(request, "read")
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -27,11 +27,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__
+from qortex.web import openapi_scripting
 from qortex.web.control import MinerStatusChange
+from qortex.web.keys import KeyRequest
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.openapi_control import control_paths
 from qortex.web.openapi_parts import (
-    KEY,
+    IDEMPOTENCY_KEY,
     PUBLIC,
     TASK_ID,
     TEXT,
@@ -40,6 +42,7 @@ from qortex.web.openapi_parts import (
     path,
     query,
     responses,
+    scoped,
 )
 from qortex.web.schemas import (
     BOOLEAN,
@@ -53,8 +56,16 @@ from qortex.web.schemas import (
     ref,
 )
 from qortex.web.tasks import TaskRequest
+from qortex.web.webhooks import WebhookRequest
 
-REQUEST_BODIES = (TaskRequest, Registration, SignedResult, MinerStatusChange)
+REQUEST_BODIES = (
+    TaskRequest,
+    Registration,
+    SignedResult,
+    MinerStatusChange,
+    KeyRequest,
+    WebhookRequest,
+)
 
 
 def _paths() -> Schema:
@@ -65,21 +76,26 @@ def _paths() -> Schema:
                 "tasks",
                 responses(
                     {
+                        200: {
+                            **json("A retry: the task this key made", ref("TaskCreated")),
+                            "headers": {"idempotent-replayed": {"schema": STRING}},
+                        },
                         201: {
                             **json("The task is recorded", ref("TaskCreated")),
                             "headers": {"location": {"schema": STRING}},
-                        }
+                        },
                     },
-                    (400, 401, 413),
+                    (400, 401, 413, 422),
                 ),
-                KEY,
+                scoped("submit"),
+                [IDEMPOTENCY_KEY],
                 body=TaskRequest,
             ),
             "get": operation(
                 "List tasks, newest first",
                 "tasks",
                 responses({200: json("One page of tasks", ref("TaskPage"))}, (400, 401)),
-                KEY,
+                scoped("read"),
                 [
                     query("status", TASK_STATUS, "only tasks in this state"),
                     query("kind", STRING, "only tasks of this kind"),
@@ -97,7 +113,7 @@ def _paths() -> Schema:
                 "A task, its output, and each microtask's status, decision and votes",
                 "tasks",
                 responses({200: json("The task", ref("Task"))}, (401, 404)),
-                KEY,
+                scoped("read"),
                 [
                     TASK_ID,
                     query("outputs", BOOLEAN, "include each vote's output (`true`, `1`, `yes`)"),
@@ -111,7 +127,7 @@ def _paths() -> Schema:
                 responses(
                     {200: json("Inputs, signed results, decisions", ref("Proof"))}, (401, 404)
                 ),
-                KEY,
+                scoped("read"),
                 [TASK_ID],
             ),
         },
@@ -128,7 +144,7 @@ def _paths() -> Schema:
                     },
                     (400, 401),
                 ),
-                [{"apiKey": []}, {"apiKeyQuery": []}],
+                scoped("read", query=True),
                 [
                     query("taskId", STRING, "only this task's events"),
                     query("minerId", STRING, "only this miner's events"),
@@ -154,7 +170,7 @@ def _paths() -> Schema:
                 responses(
                     {200: json("One page of history", ref("ReputationHistory"))}, (400, 401, 404)
                 ),
-                KEY,
+                scoped("read"),
                 [
                     path("minerId", "32 hex digits"),
                     query(
@@ -218,7 +234,7 @@ def _paths() -> Schema:
                     },
                     (401,),
                 ),
-                KEY,
+                scoped("read"),
             ),
         },
         "/api/v1/kinds": {
@@ -296,9 +312,9 @@ def build() -> dict[str, Any]:
             "version": __version__,
             "description": "Trusted results from untrusted volunteer computers.",
         },
-        "paths": {**_paths(), **control_paths()},
+        "paths": {**_paths(), **control_paths(), **openapi_scripting.paths()},
         "components": {
-            "schemas": {**bodies, **RESPONSE_SCHEMAS},
+            "schemas": {**bodies, **RESPONSE_SCHEMAS, **openapi_scripting.SCHEMAS},
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "apiKeyQuery": {

@@ -5,7 +5,16 @@ from __future__ import annotations
 from qortex.control import MINER_STATUSES
 from qortex.store.reader import MINER_ORDERS
 from qortex.web.control import MinerStatusChange
-from qortex.web.openapi_parts import KEY, PUBLIC, TEXT, json, operation, path, query, responses
+from qortex.web.openapi_parts import (
+    PUBLIC,
+    TEXT,
+    json,
+    operation,
+    path,
+    query,
+    responses,
+    scoped,
+)
 from qortex.web.schemas import BOOLEAN, STRING, Schema, ref
 
 MINER_ID = path("minerId", "a miner's id (from registration, events or the miner list)")
@@ -40,7 +49,7 @@ def control_paths() -> Schema:
                 "Miners seen, filtered and sorted",
                 "miners",
                 responses({200: json("One page of miners", ref("MinerPage"))}, (400, 401)),
-                KEY,
+                scoped("read"),
                 [
                     *_page_params(100, 1000, 10**9),
                     query("connected", BOOLEAN, "only connected (`true`) or offline (`false`)"),
@@ -63,7 +72,7 @@ def control_paths() -> Schema:
                 "One miner: connection, address, slots, work, credit, recent results",
                 "miners",
                 responses({200: json("The miner", ref("MinerDetail"))}, (401, 404)),
-                KEY,
+                scoped("read"),
                 [MINER_ID],
             ),
             "patch": operation(
@@ -73,7 +82,7 @@ def control_paths() -> Schema:
                     {200: json("The new status", ref("MinerStatus"))},
                     (400, 401, 404, 413),
                 ),
-                KEY,
+                scoped("admin"),
                 [MINER_ID],
                 MinerStatusChange,
             ),
@@ -83,7 +92,7 @@ def control_paths() -> Schema:
                 "Cancel a running task; its copies are withdrawn from miners at once",
                 "tasks",
                 responses({200: json("Cancelled", ref("TaskCancelled"))}, (401, 404, 409)),
-                KEY,
+                scoped("admin"),
                 [path("taskId", "the id returned by POST /api/v1/tasks")],
             ),
         },
@@ -92,7 +101,7 @@ def control_paths() -> Schema:
                 "Tasks by status, miners, throughput, refusals, uptime",
                 "service",
                 responses({200: json("The numbers", ref("Stats"))}, (401,)),
-                KEY,
+                scoped("read"),
             ),
         },
         "/api/v1/leaderboard": {

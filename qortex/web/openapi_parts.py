@@ -1,4 +1,11 @@
-"""The pieces the OpenAPI document is built from: errors, parameters, examples, operations."""
+"""The pieces the OpenAPI document is built from: errors, parameters, examples, operations.
+
+Each route that needs a key states its scope three ways from one argument,
+``scoped(scope)``: the security requirement (``apiKey: [scope]``, as OpenAPI
+3.1 allows for role names), an ``x-scope`` extension a client generator can
+read, and a sentence in the description. Such routes also answer 401, 403 and
+429.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from qortex.web.schemas import JSON_TYPE, Schema, ref
 
 ERRORS = {
     400: "Invalid input: the body, a parameter or the task does not validate",
-    401: "Missing or wrong API key (or, for a result, a signature that does not verify)",
-    403: "The miner is banned: one of its results failed a check, or the operator banned it",
-    404: "No such task, miner, kind or file",
-    409: "The result is refused, or the task is already finished; `detail` says why",
+    401: "Missing, wrong or revoked API key (or, for a result, a signature that does not verify)",
+    403: "The API key lacks the route's scope, or the miner is banned",
+    404: "No such task, miner, kind, key, webhook or file",
+    409: "The result is refused, the task is already finished, or the name is taken",
     413: "The body is larger than `max_request_bytes`",
+    422: "The Idempotency-Key was used before with another body",
     429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
 }
 RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
@@ -70,6 +78,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "deadlineSeconds": 600,
             }
         },
+        "scheduled": {"value": {"tweets": ["good morning"], "delaySeconds": 60}},
+    },
+    "KeyRequest": {"reader": {"value": {"name": "dashboard", "scopes": ["read"]}}},
+    "WebhookRequest": {
+        "completed": {
+            "value": {"url": "https://hooks.example.invalid/qortex", "events": ["task.completed"]}
+        }
     },
     "Registration": {
         "miner": {"value": {"publicKey": RFC8032_KEY, "name": "laptop", "kinds": ["sentiment"]}}
@@ -97,10 +112,22 @@ def request_body(struct: type) -> Schema:
     return {"required": True, "content": content}
 
 
-KEY = [{"apiKey": []}]
 PUBLIC: list[Schema] = []
 TASK_ID = path("taskId", "the id returned by POST /api/v1/tasks")
 TEXT: Schema = {"type": "string"}
+IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": "a retry with the same key and body returns the original task (200)",
+}
+
+
+def scoped(scope: str, query: bool = False) -> list[Schema]:
+    """Security for a route that needs a key with ``scope`` (``query``: ``apiKey=`` works too)."""
+    schemes = ["apiKey", "apiKeyQuery"] if query else ["apiKey"]
+    return [{name: [scope]} for name in schemes]
 
 
 def operation(
@@ -116,7 +143,14 @@ def operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = request_body(body)
-    if security:  # every route that checks the key also limits its rate
+    if security:
+        scope = next(iter(security[0].values()))[0]
+        operation["x-scope"] = scope
+        operation["description"] = (
+            f"Needs a key with the `{scope}` scope (`admin` holds every scope)."
+        )
+        responses["403"] = json(ERRORS[403], ref("Error"))
+        # every route that checks the key also limits its rate
         responses["429"] = {**json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
     operation["responses"] = responses
     return operation

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput, NotFound
-from qortex.web.auth import require_key
+from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int
 
 
@@ -29,7 +29,7 @@ def standing(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
 
 async def reputation_history(request: Request) -> JSON:
     """Newest first, paged by time: ``?limit=`` and ``?before=`` a previous page's ``next``."""
-    require_key(request)
+    require_scope(request, "read")
     coord = request.app.state.coordinator
     miner_id = request.path_params["miner_id"]
     if await coord.store.reader.miner(miner_id) is None:

@@ -51,7 +51,13 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         "required": ["error", "message"],
     },
     "TaskCreated": obj(
-        taskId=STRING, status=TASK_STATUS, kind=STRING, microtasks=nullable(INTEGER)
+        ["taskId", "status", "kind", "microtasks"],
+        taskId=STRING,
+        status=TASK_STATUS,
+        kind=STRING,
+        microtasks=nullable(INTEGER),
+        notBefore={**NUMBER, "description": "a scheduled task's start, in seconds since 1970"},
+        callbackSecret={**STRING, "description": "signs the callbackUrl's deliveries"},
     ),
     "TaskSummary": obj(
         taskId=STRING,

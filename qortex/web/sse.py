@@ -4,22 +4,30 @@ A stream subscribes to live events first and only then reads the log after
 the client's ``Last-Event-ID``, dropping live events it has already sent, so
 nothing falls in the gap between the two. Without an id the stream starts
 with what happens next; ``lastEventId=0`` replays the whole log.
+
+A stream belongs to the key that opened it: when that key is revoked the
+stream sends one ``error`` frame saying so and ends, and the reconnect that
+follows is refused with 401.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput
-from qortex.events import Event
-from qortex.web.auth import require_key
+from qortex.events import Event, Subscription
+from qortex.web.auth import require_scope
 
 PAGE = 1000
+REVOKED = (
+    b'event: error\ndata: {"error": "Unauthorized", "message": "the API key %s was revoked"}\n\n'
+)
 MAX_EVENT_ID = 2**63 - 1
 
 
@@ -32,8 +40,20 @@ def _is_event_id(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_EVENT_ID
 
 
+async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) -> Event | None:
+    """The next live event, or None after ``wait`` seconds or once the key is revoked."""
+    if revoked.done():
+        return None
+    getter = asyncio.ensure_future(sub.queue.get())
+    done, _ = await asyncio.wait({getter, revoked}, timeout=wait, return_when="FIRST_COMPLETED")
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    return None
+
+
 async def stream(request: Request) -> StreamingResponse:
-    require_key(request)
+    key = require_scope(request, "read")
     raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     if raw is not None and not _is_event_id(raw):
         raise InvalidInput("Last-Event-ID must be a non-negative integer")
@@ -43,6 +63,8 @@ async def stream(request: Request) -> StreamingResponse:
     sub = state.bus.subscribe()
     after = int(raw) if raw is not None else None
     heartbeat = state.settings.sse_heartbeat_seconds
+
+    revoked = asyncio.ensure_future(key.revoked.wait())
 
     async def events() -> AsyncIterator[bytes]:
         last = after
@@ -57,15 +79,18 @@ async def stream(request: Request) -> StreamingResponse:
                 if len(rows) < PAGE:
                     break
             while not sub.dropped:
-                try:
-                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
-                except TimeoutError:
+                event = await _next(sub, revoked, heartbeat)
+                if revoked.done():
+                    yield REVOKED % key.name.encode()
+                    return
+                if event is None:
                     yield b": keepalive\n\n"
                     continue
                 if (last is None or event.id > last) and event.matches(task_id, miner_id):
                     last = event.id
                     yield frame(event)
         finally:
+            revoked.cancel()
             sub.close()
 
     return StreamingResponse(

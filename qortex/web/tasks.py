@@ -14,8 +14,10 @@ from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
 from qortex.proof import PROOF_FORMAT
-from qortex.web.auth import require_key
-from qortex.web.http import JSON, query_int, read_json
+from qortex.web.auth import require_scope
+from qortex.web.http import JSON, decode_json, query_int, read_body
+from qortex.web.submit import created, extra_facts, idempotency_key, start_time
+from qortex.webhooks.destinations import MAX_URL, check_url
 
 Replicas = Annotated[int, Meta(ge=1, le=64)]
 MAX_GOLD = 1000
@@ -41,6 +43,9 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     target_error: Annotated[float, Meta(gt=0, lt=1)] | None = None
     gold: Annotated[list[GoldItem], Meta(max_length=MAX_GOLD)] | None = None
     deadline_seconds: Annotated[float, Meta(gt=0, le=30 * 86_400)] | None = None
+    not_before: Annotated[str, Meta(max_length=64)] | None = None
+    delay_seconds: float | None = None
+    callback_url: Annotated[str, Meta(max_length=MAX_URL)] | None = None
 
     def resolve(self) -> tuple[str, Any]:
         if self.tweets is not UNSET:
@@ -55,28 +60,49 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 async def create_task(request: Request) -> JSON:
-    require_key(request)
-    body = await read_json(request, TaskRequest)
+    """Submit; with an ``Idempotency-Key`` a retry gets the original task back (200)."""
+    key = require_scope(request, "submit")
+    state = request.app.state
+    coord = state.coordinator
+    idem = idempotency_key(request.headers.get("idempotency-key"))
+    raw = await read_body(request, state.settings.max_request_bytes)
+    body = decode_json(raw, TaskRequest)
     kind, task_input = body.resolve()
-    coord = request.app.state.coordinator
-    task_id = await coord.book.submit(
-        kind,
-        task_input,
-        gold=body.gold,
-        target_error=body.target_error,
-        replicas=body.replicas,
-        quorum=body.quorum,
-        max_replicas=body.max_replicas,
-        lease_seconds=body.lease_seconds,
-        deadline_seconds=body.deadline_seconds,
+    now = coord.clock()
+    not_before = start_time(
+        body.not_before, body.delay_seconds, now, state.settings.max_schedule_days
     )
-    task = coord.table.tasks.get(task_id)
-    count = len(task.microtasks) if task else None
-    return JSON(
-        {"taskId": task_id, "status": lifecycle.RUNNING, "kind": kind, "microtasks": count},
-        status_code=201,
-        headers={"location": f"/api/v1/tasks/{task_id}"},
-    )
+    if body.callback_url is not None:
+        check_url(body.callback_url, state.webhook_networks, "callbackUrl")
+    if body.callback_url is not None:
+        await state.outbox.callback_added()
+    release = None
+    if idem is not None:
+        task_id = await state.idempotency.recall(key.name, idem, raw)
+        if task_id is not None:
+            row = await state.store.reader.submitted(task_id)
+            return JSON(created(row), headers={"idempotent-replayed": "true"})
+        release = state.idempotency.hold(key.name, idem)
+    try:
+        extra, _ = extra_facts(key.name, idem, raw, body.callback_url, now)
+        task_id = await coord.book.submit(
+            kind,
+            task_input,
+            gold=body.gold,
+            not_before=not_before,
+            extra=extra,
+            target_error=body.target_error,
+            replicas=body.replicas,
+            quorum=body.quorum,
+            max_replicas=body.max_replicas,
+            lease_seconds=body.lease_seconds,
+            deadline_seconds=body.deadline_seconds,
+        )
+    finally:
+        if release is not None:
+            release()
+    row = await state.store.reader.submitted(task_id)
+    return JSON(created(row), status_code=201, headers={"location": f"/api/v1/tasks/{task_id}"})
 
 
 def _task_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +117,7 @@ def _task_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    require_key(request)
+    require_scope(request, "read")
     reader = request.app.state.store.reader
     task_id = request.path_params["task_id"]
     row = await reader.task(task_id)
@@ -234,7 +260,7 @@ async def get_proof(request: Request) -> JSON:
 
 
 async def list_tasks(request: Request) -> JSON:
-    require_key(request)
+    require_scope(request, "read")
     status = request.query_params.get("status")
     if status is not None and status not in lifecycle.TASK_STATES:
         raise InvalidInput(f"status must be one of {', '.join(lifecycle.TASK_STATES)}")

@@ -31,12 +31,17 @@ from schemathesis.engine import events
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 
+from qortex.errors import InvalidInput
+from qortex.keys import SCOPES
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from qortex.web.app import create_app
 from qortex.web.control import MinerStatusChange
+from qortex.web.keys import KeyRequest
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.tasks import TaskRequest
+from qortex.web.webhooks import WebhookRequest
+from qortex.webhooks.destinations import check_url
 from tests.helpers import API_KEY, WORK_TABLES
 
 EXAMPLES = 40  # per operation and generation mode; the long mode uses many more
@@ -97,7 +102,7 @@ def test_every_route_is_documented(client: TestClient) -> None:
 def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
     document = _document(client)
     _, expected = msgspec.json.schema_components(
-        [TaskRequest, Registration, SignedResult, MinerStatusChange],
+        [TaskRequest, Registration, SignedResult, MinerStatusChange, KeyRequest, WebhookRequest],
         ref_template="#/components/schemas/{name}",
     )
     schemas = document["components"]["schemas"]
@@ -114,6 +119,8 @@ def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
         ("/api/v1/miners/register", "post"): {"$ref": "#/components/schemas/Registration"},
         (RESULT, "post"): {"$ref": "#/components/schemas/SignedResult"},
         ("/api/v1/miners/{minerId}", "patch"): {"$ref": "#/components/schemas/MinerStatusChange"},
+        ("/api/v1/keys", "post"): {"$ref": "#/components/schemas/KeyRequest"},
+        ("/api/v1/webhooks", "post"): {"$ref": "#/components/schemas/WebhookRequest"},
     }
 
 
@@ -124,7 +131,39 @@ def test_the_api_key_is_declared_exactly_where_it_is_required(settings: Settings
                 url = re.sub(r"\{[^}]*\}", "x", path)
                 body = {"content": b"{}"} if "requestBody" in operation else {}
                 status = anonymous.request(method, url, **body).status_code
-                assert (status == 401) == ({"apiKey": []} in operation["security"]), (method, path)
+                assert (status == 401) == bool(operation["security"]), (method, path)
+
+
+def test_each_scope_is_stated_and_enforced(client: TestClient) -> None:
+    """A key with every scope but the one an operation states gets 403 there, and only there."""
+    others = {
+        scope: client.post(
+            "/api/v1/keys",
+            json={
+                "name": f"not-{scope}",
+                "scopes": [s for s in SCOPES if s != scope and s != "admin"],
+            },
+        ).json()["key"]
+        for scope in ("read", "submit")
+    }
+    scoped = 0
+    for path, item in _document(client)["paths"].items():
+        for method, operation in item.items():
+            if not operation["security"]:
+                continue
+            scope = operation["x-scope"]
+            assert operation["security"][0] == {"apiKey": [scope]}
+            assert f"`{scope}`" in operation["description"]
+            url = re.sub(r"\{[^}]*\}", "x", path)
+            body = {"content": b"{}"} if "requestBody" in operation else {}
+            for held, key in others.items():
+                lacks = held == scope or scope == "admin"
+                if not lacks and path == "/api/v1/events":
+                    continue  # an endless stream: the other key shows the route checks
+                status = client.request(method, url, headers={"x-api-key": key}, **body).status_code
+                assert (status == 403) == lacks, (method, path, held)
+            scoped += 1
+    assert scoped >= 15
 
 
 def _config(examples: int) -> SchemathesisConfig:
@@ -156,6 +195,24 @@ def _config(examples: int) -> SchemathesisConfig:
     )
 
 
+def _keep_webhooks_on_loopback(body: Any) -> None:
+    """A webhook or callback URL the coordinator would accept goes to a closed loopback port.
+
+    Tests reach nothing beyond loopback, and a generated host name would be
+    looked up (and posted to) on the real network.
+    """
+    if not isinstance(body, dict):
+        return
+    for field in ("url", "callbackUrl"):
+        url = body.get(field)
+        if isinstance(url, str):
+            try:
+                check_url(url, [])
+            except InvalidInput:
+                continue
+            body[field] = "http://127.0.0.1:9/hook"
+
+
 def _rows(db: str) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in WORK_TABLES}
@@ -166,7 +223,12 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
     db = str(tmp_path / "qortex.db")
     # The rate limit is tested in test_limits.py; here it would only turn the fuzz into 429s.
     settings = Settings(
-        db=db, api_key=API_KEY, replicas=3, max_request_bytes=64 * 1024, api_burst=10**9
+        db=db,
+        api_key=API_KEY,
+        replicas=3,
+        max_request_bytes=64 * 1024,
+        api_burst=10**9,
+        webhook_allow_networks=["127.0.0.0/8"],
     )
     app = create_app(settings)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(EXAMPLES))
@@ -175,6 +237,7 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
     created_microtasks = 0
 
     def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+        _keep_webhooks_on_loopback(case.body)
         # Half the well-formed results are signed by a registered miner, so they reach the
         # coordinator (and are refused there: no such assignment, so no input to sign for).
         # A hook on the call, not on generation: a map_case hook slows generation 5-fold.

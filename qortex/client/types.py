@@ -1,0 +1,208 @@
+"""What the client returns (typed structs from the API's JSON), and what both clients share.
+
+The request side is pure: :func:`task_body` builds a submit's JSON, :func:`retry_delay`
+says how long to wait before a retry, and :class:`EventReader` turns the
+lines of a Server-Sent Events stream into :class:`Event` values. The two
+clients only add the I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from qortex.errors import QortexError
+
+FINISHED = ("task.completed", "task.failed")
+RETRY_STATUSES = (429, 502, 503, 504)
+
+
+class ApiError(QortexError):
+    """An answer other than 2xx: ``status``, the API's ``error`` name and ``message``."""
+
+    def __init__(self, status: int, error: str, message: str, detail: Any = None) -> None:
+        super().__init__(f"HTTP {status} {error}: {message}")
+        self.status = status
+        self.error = error
+        self.message = message
+        self.detail = detail or {}
+
+
+class TaskCreated(msgspec.Struct, rename="camel"):
+    task_id: str
+    status: str
+    kind: str
+    microtasks: int | None = None
+    not_before: float | None = None
+    callback_secret: str | None = None
+    replayed: bool = False  # True when the answer was a 200 for a retried Idempotency-Key
+
+
+class Vote(msgspec.Struct, rename="camel"):
+    miner_id: str
+    agrees: bool | None
+    output: Any = None
+
+
+class MicrotaskDetail(msgspec.Struct, rename="camel"):
+    microtask_id: str
+    index: int
+    status: str
+    decision: Any
+    votes: list[Vote]
+
+
+class Task(msgspec.Struct, rename="camel"):
+    task_id: str
+    kind: str
+    status: str
+    microtasks: int
+    created_at: float
+    finished_at: float | None
+    replicas: int
+    quorum: int
+    max_replicas: int
+    lease_seconds: float
+    decided: int
+    output: Any
+    microtask_details: list[MicrotaskDetail]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+class Event(msgspec.Struct, rename="camel"):
+    id: int
+    type: str
+    data: dict[str, Any]
+    task_id: str | None = None
+    miner_id: str | None = None
+    at: float | None = None
+
+
+class EventPage(msgspec.Struct, rename="camel"):
+    events: list[Event]
+    next: int
+    more: bool
+
+
+class ApiKeyCreated(msgspec.Struct, rename="camel"):
+    name: str
+    scopes: list[str]
+    created_at: float
+    key: str
+    revoked_at: float | None = None
+    configured: bool = False
+
+
+def task_body(
+    kind: str,
+    task_input: Any,
+    *,
+    not_before: datetime | None = None,
+    delay_seconds: float | None = None,
+    callback_url: str | None = None,
+    **policy: Any,
+) -> dict[str, Any]:
+    """The JSON of a submit; ``policy``: replicas, quorum, max_replicas, lease_seconds."""
+    body: dict[str, Any] = {"kind": kind, "input": task_input}
+    if not_before is not None:
+        if not_before.tzinfo is None:
+            raise ValueError("not_before needs a time zone, e.g. datetime.now(UTC)")
+        body["notBefore"] = not_before.isoformat()
+    if delay_seconds is not None:
+        body["delaySeconds"] = delay_seconds
+    if callback_url is not None:
+        body["callbackUrl"] = callback_url
+    for name, value in policy.items():
+        if value is not None:
+            head, *rest = name.split("_")
+            body[head + "".join(part.title() for part in rest)] = value
+    return body
+
+
+def new_idempotency_key() -> str:
+    return f"qx-{uuid.uuid4()}"
+
+
+def retry_delay(attempt: int, response: httpx.Response | None) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...): Retry-After if sent, else doubling."""
+    if response is not None:
+        after = response.headers.get("retry-after", "")
+        if after.isdigit():
+            return min(float(after), 60.0)
+    return min(0.25 * 2 ** (attempt - 1), 8.0)
+
+
+def should_retry(response: httpx.Response | None) -> bool:
+    """Retry after a transport error (no response) or a busy or failing coordinator."""
+    return response is None or response.status_code in RETRY_STATUSES or response.status_code >= 500
+
+
+def check(response: httpx.Response) -> Any:
+    """The JSON of a 2xx answer; an :class:`ApiError` for anything else."""
+    if response.is_success:
+        return response.json()
+    try:
+        body = response.json()
+        error, message, detail = body["error"], body["message"], body.get("detail")
+    except (ValueError, KeyError, TypeError):
+        error, message, detail = "HTTPError", response.text[:500], None
+    raise ApiError(response.status_code, error, message, detail)
+
+
+def created(response: httpx.Response) -> TaskCreated:
+    body = check(response)
+    body["replayed"] = response.status_code == 200
+    return msgspec.convert(body, TaskCreated)
+
+
+class EventReader:
+    """Server-Sent Events lines in, events out; remembers the last id for resuming."""
+
+    def __init__(self, last_id: int = 0) -> None:
+        self.last_id = last_id
+        self._id: int | None = None
+        self._type = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Event | None:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "id" and value.isdigit():
+            self._id = int(value)
+        elif name == "event":
+            self._type = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    def _dispatch(self) -> Event | None:
+        event = None
+        if self._data:
+            data = msgspec.json.decode("\n".join(self._data))
+            if self._type == "error":  # the stream's key was revoked
+                raise ApiError(401, data.get("error", "Unauthorized"), data.get("message", ""))
+            if self._id is not None:
+                self.last_id = self._id
+                event = Event(self._id, self._type, data, data.get("taskId"), data.get("minerId"))
+        self._id, self._type, self._data = None, "message", []
+        return event
+
+
+def verify_proof(proof: dict[str, Any]) -> list[str]:
+    """Re-check a proof bundle offline with the installed kinds; empty: it holds up."""
+    from qortex.plugins import load_kinds  # the kinds, only when a proof is checked
+    from qortex.proof import check_proof
+    from qortex.settings import Settings
+
+    return check_proof(proof, load_kinds(Settings()))

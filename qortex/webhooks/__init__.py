@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions and task callbacks, delivered from a durable outbox."""
