@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "task.completed",
     "task.failed",
     "task.revised",
+    "task.cancelled",
     "microtask.assigned",
     "microtask.result",
     "microtask.quorum",
@@ -33,6 +34,8 @@ EVENT_TYPES = (
     "miner.disconnected",
     "miner.reputation",
     "miner.banned",
+    "miner.verified",
+    "miner.reinstated",
 )
 
 _encode = msgspec.json.Encoder().encode

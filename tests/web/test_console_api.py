@@ -317,7 +317,13 @@ def test_stats_count_tasks_miners_results_and_refusals(
         lambda: (s := client.get("/api/v1/stats").json())["resultsPerSecond"]["minute"] > 0 and s,
         "throughput sampled",
     )
-    assert stats["tasks"] == {"running": 0, "completed": 1, "failed": 0, "cancelled": 1}
+    assert stats["tasks"] == {
+        "scheduled": 0,
+        "running": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 1,
+    }
     assert stats["minersConnected"] == 1 and stats["minersByKind"] == {"sentiment": 1}
     assert stats["refusals"] == {"unknown_assignment": 1}
     assert stats["accepted"] == 1 and stats["decided"] == 1 and stats["inconclusive"] == 0
