@@ -62,12 +62,16 @@ def serve(
     """Run the coordinator."""
     import uvicorn
 
+    from qortex.web import guard, redact
     from qortex.web.app import create_app
 
     settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
+    redact.install()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    files = guard.raise_open_files_limit()
+    logging.getLogger("qortex").info("open files limit: %d", files)
 
     def fatal(exc: BaseException) -> None:
         # Memory may now be ahead of the file: stop, and let the next start recover from it.
@@ -75,20 +79,25 @@ def serve(
         os.kill(os.getpid(), signal.SIGTERM)
 
     from qortex.plugins import load_kinds
+    from qortex.store.database import StoreUnwritable, prepare
 
     try:
         kinds = load_kinds(settings)  # here, so a broken plugin is one clear line, not a trace
-    except ConfigError as exc:
+        prepare(settings.db, settings.sync)  # and an unwritable file is refused before listening
+    except (ConfigError, StoreUnwritable) as exc:
         raise _fail(str(exc), 2) from None
     # The dispatch table holds millions of small objects that live for minutes;
     # Python's collector would walk all of them over and over. Collect the young
     # generation less often, and park what recovery loaded outside the collector.
     gc.set_threshold(10_000, 20, 100)
     application = create_app(settings, kinds=kinds, on_fatal=fatal, on_started=gc.freeze)
+    http, ws = guard.protocols(settings)
     uvicorn.run(
         application,
         host=settings.host,
         port=settings.port,
+        http=http,
+        ws=ws,
         log_level=settings.log_level,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_seconds,

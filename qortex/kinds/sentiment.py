@@ -142,6 +142,7 @@ def load_lexicon() -> Mapping[str, int]:
 class SentimentKind:
     name = "sentiment"
     browser_module = files("qortex.kinds").joinpath("sentiment.js")
+    browser_files = ("sentiment_lexicon.txt",)
 
     def __init__(self, max_tweets: int = 5) -> None:
         if max_tweets < 1:

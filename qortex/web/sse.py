@@ -15,11 +15,13 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from qortex.errors import InvalidInput
+from qortex.errors import InvalidInput, TooManyRequests
 from qortex.events import Event
 from qortex.web.auth import require_key
 
 PAGE = 1000
+#: Most bytes of event data read from the log at once for one stream's replay.
+PAGE_BYTES = 256 * 1024
 MAX_EVENT_ID = 2**63 - 1
 
 
@@ -34,12 +36,20 @@ def _is_event_id(raw: str) -> bool:
 
 async def stream(request: Request) -> StreamingResponse:
     require_key(request)
-    raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        raw = request.query_params.get("lastEventId")
     if raw is not None and not _is_event_id(raw):
         raise InvalidInput("Last-Event-ID must be a non-negative integer")
     task_id = request.query_params.get("taskId")
     miner_id = request.query_params.get("minerId")
     state = request.app.state
+    if state.bus.subscribers >= state.settings.max_subscribers:
+        raise TooManyRequests(
+            f"{state.settings.max_subscribers} event streams are open already;"
+            " close one or try again later",
+            retry_after=5,
+        )
     sub = state.bus.subscribe()
     after = int(raw) if raw is not None else None
     heartbeat = state.settings.sse_heartbeat_seconds
@@ -49,16 +59,18 @@ async def stream(request: Request) -> StreamingResponse:
         try:
             yield b"retry: 2000\n\n"
             while last is not None:
-                rows = await state.store.reader.events_after(last, task_id, miner_id, PAGE)
+                rows = await state.store.reader.events_after(
+                    last, task_id, miner_id, PAGE, PAGE_BYTES
+                )
                 for row in rows:
                     event = Event.from_row(row)
                     last = event.id
                     yield frame(event)
-                if len(rows) < PAGE:
+                if not rows:
                     break
             while not sub.dropped:
                 try:
-                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                    event = await asyncio.wait_for(sub.get(), heartbeat)
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue

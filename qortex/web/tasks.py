@@ -15,7 +15,7 @@ from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
 from qortex.proof import PROOF_FORMAT
 from qortex.web.auth import require_key
-from qortex.web.http import JSON, query_int, read_json
+from qortex.web.http import JSON, query_bool, query_int, read_json, require_writable
 
 Replicas = Annotated[int, Meta(ge=1, le=64)]
 MAX_GOLD = 1000
@@ -55,6 +55,7 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 async def create_task(request: Request) -> JSON:
     require_key(request)
+    require_writable(request)
     body = await read_json(request, TaskRequest)
     kind, task_input = body.resolve()
     coord = request.app.state.coordinator
@@ -120,7 +121,7 @@ async def get_task(request: Request) -> JSON:
     """
     row, results = await _load(request)
     reader = request.app.state.store.reader
-    with_outputs = request.query_params.get("outputs", "").lower() in ("1", "true", "yes")
+    with_outputs = query_bool(request, "outputs")
     agree = request.app.state.coordinator.kinds.get(row["kind"]).agree
     votes_of = _votes(results)
     microtasks, gold = [], []
@@ -249,9 +250,13 @@ async def list_tasks(request: Request) -> JSON:
     return JSON({"tasks": tasks, "next": following})
 
 
+async def tasks(request: Request) -> JSON:
+    """One route for both methods, so that a 405 names them both in ``Allow``."""
+    return await (create_task if request.method == "POST" else list_tasks)(request)
+
+
 routes = [
-    Route("/api/v1/tasks", create_task, methods=["POST"]),
-    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks", tasks, methods=["GET", "POST"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/proof", get_proof, methods=["GET"]),
 ]
