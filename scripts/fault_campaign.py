@@ -175,6 +175,12 @@ def signed(signer: Signer, assignment_id: str, microtask_id: str, output: bytes)
     return signer.sign(result_message(assignment_id, microtask_id, digest, output))
 
 
+def _next_microtask(microtask_id: str) -> str:
+    """The id of the microtask after this one in the same task."""
+    task, index = microtask_id.rsplit(":", 1)
+    return f"{task}:{int(index) + 1}"
+
+
 def result_frame(
     signer: Signer,
     assignment_id: str,
@@ -1935,7 +1941,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
         (
             "right signature, microtaskId of another microtask",
             "§7 wrong_microtask",
-            result_frame(signer, aid, mid + "0", output),
+            result_frame(signer, aid, _next_microtask(mid), output),
             ("refused wrong_microtask",),
         ),
         (
