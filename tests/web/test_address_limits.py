@@ -82,7 +82,7 @@ def test_results_over_http_per_address(tmp_path: Path) -> None:
         body["signature"] = "00" * 64
         url = f"/internal/miner/{signer.miner_id}/result"
         answers = [client.post(url, json=body).status_code for _ in range(3)]
-        assert answers == [401, 401, 429]
+        assert answers == [409, 409, 429]  # no such assignment, then over the quota
 
 
 @pytest.mark.parametrize(
