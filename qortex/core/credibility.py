@@ -108,7 +108,7 @@ def _logsumexp(values: Sequence[float]) -> float:
 
 
 def _alone(votes: Sequence[Vote]) -> float:
-    """The error of the only group: ``1 / (1 + Π (1 − e) / e)``, without logarithms.
+    """The error of the only group: ``1 / (1 + Π (1 - e) / e)``, without logarithms.
 
     With a single group, P(right) / P(all wrong) is a product of odds; this is
     the common case (results that agree), so it skips the general form's
