@@ -1635,7 +1635,9 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for batch in batches:
-            body = ",".join(result_frame(peer.signer, aid, f"{NO_TASK}:0", b'"x"') for aid in batch)
+            # ~1 KB frames, as ever: the output carries the bulk the bounded ids no longer can.
+            bulk = json.dumps("x" * 970).encode()
+            body = ",".join(result_frame(peer.signer, aid, f"{NO_TASK}:0", bulk) for aid in batch)
             # Stay under the rate: the burst first, then 90% of miner_rate.
             due = started + max(0.0, (sent + len(batch) - MINER_BURST) / (0.9 * MINER_RATE))
             await asyncio.sleep(max(0.0, due - loop.time()))
