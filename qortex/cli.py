@@ -67,12 +67,16 @@ def serve(
     """Run the coordinator."""
     import uvicorn
 
+    from qortex.web import guard, redact
     from qortex.web.app import create_app
 
     settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
+    redact.install()
     logs.configure(settings.log_level, settings.log_format)
     for warning in unneeded_seed_variables():
         logging.getLogger("qortex.settings").warning(warning)
+    files = guard.raise_open_files_limit()
+    logging.getLogger("qortex").info("open files limit: %d", files)
 
     def fatal(exc: BaseException) -> None:
         # Memory may now be ahead of the file: stop, and let the next start recover from it.
@@ -80,20 +84,25 @@ def serve(
         os.kill(os.getpid(), signal.SIGTERM)
 
     from qortex.plugins import load_kinds
+    from qortex.store.database import StoreUnwritable, prepare
 
     try:
         kinds = load_kinds(settings)  # here, so a broken plugin is one clear line, not a trace
-    except ConfigError as exc:
+        prepare(settings.db, settings.sync)  # and an unwritable file is refused before listening
+    except (ConfigError, StoreUnwritable) as exc:
         raise _fail(str(exc), 2) from None
     # The dispatch table holds millions of small objects that live for minutes;
     # Python's collector would walk all of them over and over. Collect the young
     # generation less often, and park what recovery loaded outside the collector.
     gc.set_threshold(10_000, 20, 100)
     application = create_app(settings, kinds=kinds, on_fatal=fatal, on_started=gc.freeze)
+    http, ws = guard.protocols(settings)
     uvicorn.run(
         application,
         host=settings.host,
         port=settings.port,
+        http=http,
+        ws=ws,
         log_level=settings.log_level,
         log_config=None,  # logs.configure above: one format for every logger
         access_log=False,  # qortex.logs.AccessLog writes access lines, with request ids

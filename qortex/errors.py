@@ -9,6 +9,7 @@
     ├── Unprocessable       an Idempotency-Key reused for another body (HTTP 422)
     ├── PayloadTooLarge     body over the configured limit         (HTTP 413)
     ├── TooManyRequests     a rate or backlog limit was hit        (HTTP 429, Retry-After)
+    ├── ServiceUnavailable  the store cannot write for now         (HTTP 503, Retry-After)
     ├── ResultRefused       a miner's result is not accepted        (ack with reason)
     ├── ProtocolViolation   a miner broke the WebSocket protocol    (close code 4000-4999)
     ├── IllegalTransition   a lifecycle move the table forbids      (a bug, never user input)
@@ -70,6 +71,16 @@ class PayloadTooLarge(QortexError):
 
 class TooManyRequests(QortexError):
     status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retryAfter=self.retry_after)
+
+
+class ServiceUnavailable(QortexError):
+    """Writes are refused for now (a full disk, a read-only file); reads still work."""
+
+    status = 503
 
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))

@@ -2,8 +2,9 @@
 
 An event gets its id when the fact that records it is queued, and is published
 only after that fact has committed, so a subscriber never sees an event that a
-crash could take back. A subscriber that falls too far behind is dropped rather
-than allowed to grow memory; it resumes from the log with ``Last-Event-ID``.
+crash could take back. A subscriber that falls more than its byte budget behind
+is dropped rather than allowed to grow memory; it resumes from the log with
+``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -90,32 +91,52 @@ class EventLog:
         return Event(self.last_id, type_, task_id, miner_id, _encode(data), at)
 
 
+#: What one queued event is counted as beyond its data: the object and its framing.
+EVENT_OVERHEAD = 200
+
+
 class Subscription:
-    def __init__(self, bus: EventBus, limit: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(limit)
+    """One stream's queue of events not yet sent, bounded in bytes, not in count."""
+
+    def __init__(self, bus: EventBus, max_bytes: int) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._bus = bus
+        self._max_bytes = max_bytes
+        self.held = 0  # bytes of the events in the queue
         self.dropped = False
 
     def offer(self, event: Event) -> None:
         if self.dropped:
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        size = len(event.data) + EVENT_OVERHEAD
+        if self.held + size > self._max_bytes:
             self.dropped = True
             self._bus.unsubscribe(self)
+            self.queue = asyncio.Queue()  # let go of what it held; it resumes from the log
+            self.held = 0
+            return
+        self.held += size
+        self.queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        event = await self.queue.get()
+        self.held -= len(event.data) + EVENT_OVERHEAD
+        return event
 
     def close(self) -> None:
         self._bus.unsubscribe(self)
 
 
 class EventBus:
-    def __init__(self, subscriber_limit: int = 10_000) -> None:
+    """Publishes committed events to every open stream; a stream that falls more than
+    ``subscriber_bytes`` behind is dropped (it resumes from the log)."""
+
+    def __init__(self, subscriber_bytes: int = 1024 * 1024) -> None:
         self._subs: set[Subscription] = set()
-        self._limit = subscriber_limit
+        self._bytes = subscriber_bytes
 
     def subscribe(self) -> Subscription:
-        sub = Subscription(self, self._limit)
+        sub = Subscription(self, self._bytes)
         self._subs.add(sub)
         return sub
 

@@ -21,6 +21,9 @@ from qortex.webhooks.destinations import networks
 
 ENV_PREFIX = "QORTEX_"
 
+#: Shortest client API key accepted: shorter ones could be guessed.
+MIN_KEY_LENGTH = 16
+
 # The seed's variable names, mapped onto our fields. QORTEX_* wins over these.
 SEED_ALIASES: dict[str, str] = {
     "API_KEY_SECRET": "api_key",
@@ -70,7 +73,7 @@ class Settings:
     max_message_bytes: int = 1024 * 1024
     ws_ping_seconds: float = 20.0
     heartbeat_seconds: float = 15.0
-    handshake_seconds: float = 10.0
+    handshake_seconds: float = 5.0
     sse_heartbeat_seconds: float = 15.0
     commit_batch: int = 4096
     verify_threads: int = 2
@@ -82,6 +85,20 @@ class Settings:
     miner_rate: float = 2000.0
     miner_burst: int = 4000
     max_pending: int = 2_000_000
+    register_rate: float = 1.0
+    register_burst: int = 20
+    identity_rate: float = 0.1
+    identity_burst: int = 20
+    handshake_rate: float = 2.0
+    handshake_burst: int = 60
+    auth_failure_rate: float = 0.5
+    auth_failure_burst: int = 20
+    result_rate: float = 50.0
+    result_burst: int = 200
+    max_connections_per_address: int = 200
+    head_seconds: float = 10.0
+    max_subscribers: int = 100
+    subscriber_bytes: int = 1024 * 1024
     log_level: str = "info"
     log_format: str = "auto"
     max_schedule_days: float = 30.0
@@ -129,10 +146,30 @@ class Settings:
             "webhook_retry_seconds",
             "webhook_max_attempts",
             "webhook_timeout_seconds",
+            "register_rate",
+            "register_burst",
+            "identity_rate",
+            "identity_burst",
+            "handshake_rate",
+            "handshake_burst",
+            "auth_failure_rate",
+            "auth_failure_burst",
+            "result_rate",
+            "result_burst",
+            "max_connections_per_address",
+            "head_seconds",
+            "max_subscribers",
+            "subscriber_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.api_key and len(self.api_key) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"api_key must be at least {MIN_KEY_LENGTH} characters, got {len(self.api_key)};"
+                " leave it empty and `qortex serve` creates one, or make one with: python -c"
+                " \"import secrets; print('qx_' + secrets.token_urlsafe(24))\""
+            )
         object.__setattr__(self, "quorum", quorum)
         object.__setattr__(self, "max_replicas", max_replicas)
 

@@ -92,7 +92,9 @@ MAX_REQUEST = 4 * 1024 * 1024
 SILENCE = 3 * HEARTBEAT
 SEND_QUEUE = 4096  # unread frames the coordinator keeps for a miner (§10)
 UNREAD_RCVBUF = 16 * 1024
-UNREAD_ARRAY = 700  # results per message for the unread flood: 1 KB ids, ~850 KB a message
+UNREAD_ARRAY = 700  # results per message for the unread flood
+#: A task that does not exist, for microtask ids of the right shape (``<uuid>:<index>``).
+NO_TASK = "00000000-0000-4000-8000-000000000000"
 MINER_RATE = 2000  # frames a second a miner may send (§11 4010), set explicitly below
 MINER_BURST = 4000
 KIND = SentimentKind()
@@ -171,6 +173,12 @@ def signed(signer: Signer, assignment_id: str, microtask_id: str, output: bytes)
     """The protocol 2 signature of a result, over the digest of the input assigned."""
     digest = INPUT_DIGESTS.get(assignment_id, "")
     return signer.sign(result_message(assignment_id, microtask_id, digest, output))
+
+
+def _next_microtask(microtask_id: str) -> str:
+    """The id of the microtask after this one in the same task."""
+    task, index = microtask_id.rsplit(":", 1)
+    return f"{task}:{int(index) + 1}"
 
 
 def result_frame(
@@ -1208,7 +1216,7 @@ def malformed_cases(signer: Signer, rng: random.Random, rnd: int) -> list[Malfor
         (
             "fresh",
             "result before hello",
-            [result_frame(signer, "a" * 24, "t:0", b'"positive"')],
+            [result_frame(signer, "a" * 24, f"{NO_TASK}:0", b'"positive"')],
             "close 4002",
             None,
         ),
@@ -1233,7 +1241,7 @@ def malformed_cases(signer: Signer, rng: random.Random, rnd: int) -> list[Malfor
         (
             "hello",
             "result before welcome",
-            [result_frame(signer, "a" * 24, "t:0", b'"positive"')],
+            [result_frame(signer, "a" * 24, f"{NO_TASK}:0", b'"positive"')],
             "close 4002",
             None,
         ),
@@ -1387,8 +1395,14 @@ def malformed_cases(signer: Signer, rng: random.Random, rnd: int) -> list[Malfor
             None,
         ),
     ]
+    # Identifiers out of their format: 4000 before anything is looked up or stored.
+    for bad in ("", "x", "a" * 10_000, "ünïcödé ✓ 🚀", "../../etc/passwd", "' OR 1=1 --"):
+        frame = result_frame(signer, bad, f"{NO_TASK}:0", b'"positive"')
+        cases.append(("ready", "assignmentId out of format", [frame], "close 4000", "assignmentId"))
+        frame = result_frame(signer, "a" * 24, bad, b'"positive"')
+        cases.append(("ready", "microtaskId out of format", [frame], "close 4000", "microtaskId"))
     # Results with one field removed or of the wrong type: 4000, naming the field.
-    base = json.loads(result_frame(signer, "a" * 24, "t:0", b'"positive"'))
+    base = json.loads(result_frame(signer, "a" * 24, f"{NO_TASK}:0", b'"positive"'))
     wrong_values: list[Any] = [1, 2.5, True, None, [], {}, ["x"]]
     for name in ("assignmentId", "microtaskId", "output", "signature"):
         body = dict(base)
@@ -1495,7 +1509,7 @@ async def huge_frames(c: Campaign, t: Tally, rnd: int) -> None:
         too_big(
             "a 1.5 MiB result",
             result_frame(
-                signer, "a" * 24, "t:0", json.dumps("x" * (3 * MAX_MESSAGE // 2)).encode()
+                signer, "a" * 24, f"{NO_TASK}:0", json.dumps("x" * (3 * MAX_MESSAGE // 2)).encode()
             ),
             "ready",
         ),
@@ -1535,7 +1549,7 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         peer = await ready_peer(c, t)
         ids = [f"{rng.getrandbits(96):024x}" for _ in range(bogus)]
         frames = [
-            result_frame(peer.signer, aid, f"made-up:{i}", b'"positive"')
+            result_frame(peer.signer, aid, f"{NO_TASK}:{i}", b'"positive"')
             for i, aid in enumerate(ids)
         ]
         started = time.monotonic()
@@ -1612,7 +1626,7 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         if not await peer.handshake():
             t.notes["handshake failed"] += 1
         assert peer.ws is not None
-        ids = [f"{i:08x}{rng.getrandbits(4000):01000x}"[:1000] for i in range(c.args.flood_unread)]
+        ids = [f"{i:08x}{rng.getrandbits(64):016x}" for i in range(c.args.flood_unread)]
         batches = [ids[i : i + UNREAD_ARRAY] for i in range(0, len(ids), UNREAD_ARRAY)]
         base = len(peer.verdicts)
         rss_before = c.server_rss()
@@ -1621,7 +1635,9 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for batch in batches:
-            body = ",".join(result_frame(peer.signer, aid, "made-up:0", b'"x"') for aid in batch)
+            # ~1 KB frames, as ever: the output carries the bulk the bounded ids no longer can.
+            bulk = json.dumps("x" * 970).encode()
+            body = ",".join(result_frame(peer.signer, aid, f"{NO_TASK}:0", bulk) for aid in batch)
             # Stay under the rate: the burst first, then 90% of miner_rate.
             due = started + max(0.0, (sent + len(batch) - MINER_BURST) / (0.9 * MINER_RATE))
             await asyncio.sleep(max(0.0, due - loop.time()))
@@ -1709,7 +1725,7 @@ async def batched_frames(c: Campaign, t: Tally, rnd: int) -> None:
         peer = await ready_peer(c, t)
         ids = [f"{random.getrandbits(96):024x}" for _ in range(200)]
         frames = [
-            json.loads(result_frame(peer.signer, aid, f"t:{i}", b'"neutral"'))
+            json.loads(result_frame(peer.signer, aid, f"{NO_TASK}:{i}", b'"neutral"'))
             for i, aid in enumerate(ids)
         ]
         await peer.send(json.dumps(frames))
@@ -1801,18 +1817,9 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
     claimer.heartbeat()
     signer = claimer.signer
     rng = random.Random(f"{c.args.seed}-never-{rnd}")
-    made_up = [
-        f"{rng.getrandbits(96):024x}",
-        "",
-        "x",
-        "a" * 10_000,
-        "ünïcödé ✓ 🚀",
-        "../../etc/passwd",
-        "' OR 1=1 --",
-        "5f0c3a9e1b2d4c6e8a7f9b10",
-    ]
+    made_up = [f"{rng.getrandbits(96):024x}", "5f0c3a9e1b2d4c6e8a7f9b10"]
     for aid in made_up:
-        got = await claimer.result(aid, result_frame(signer, aid, "t:0", b'"positive"'))
+        got = await claimer.result(aid, result_frame(signer, aid, f"{NO_TASK}:0", b'"positive"'))
         t.expect(
             "made-up assignment id", "§7 unknown_assignment", got, "refused unknown_assignment"
         )
@@ -1849,7 +1856,7 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
         t.notes["no work received"] += 1
     # Over HTTP: the same refusals, plus the HTTP-only answers.
     aid = f"{rng.getrandbits(96):024x}"
-    body = json.loads(result_frame(signer, aid, "t:0", b'"positive"'))
+    body = json.loads(result_frame(signer, aid, f"{NO_TASK}:0", b'"positive"'))
     del body["type"]
     path = f"/internal/miner/{signer.miner_id}/result"
     response = await c.request(t, "POST", path, json=body)
@@ -1936,7 +1943,7 @@ async def own_lease_refusals(c: Campaign, t: Tally, peer: Peer, assign: m.Assign
         (
             "right signature, microtaskId of another microtask",
             "§7 wrong_microtask",
-            result_frame(signer, aid, mid + "0", output),
+            result_frame(signer, aid, _next_microtask(mid), output),
             ("refused wrong_microtask",),
         ),
         (

@@ -115,7 +115,7 @@ def test_env_without_prefix_or_in_lower_case_is_ignored(empty_dir: Path) -> None
 @pytest.mark.parametrize(
     ("alias", "value", "field", "expected"),
     [
-        ("API_KEY_SECRET", "s3cret", "api_key", "s3cret"),
+        ("API_KEY_SECRET", "s3cret-0123456789", "api_key", "s3cret-0123456789"),
         ("DISPATCH_REPLICAS", "3", "replicas", 3),
         ("RESULT_TIMEOUT_MS", "4500", "result_timeout_ms", 4500),
         ("MAX_TWEETS_PER_TASK", "20", "max_tweets_per_task", 20),
@@ -155,8 +155,9 @@ def test_seed_alias_beats_the_file(tmp_path: Path) -> None:
 def test_qortex_prefix_beats_the_alias(
     empty_dir: Path, alias: str, prefixed: str, field: str
 ) -> None:
-    s = load_settings(env={alias: "3", prefixed: "7"})
-    assert str(getattr(s, field)) == "7"
+    width = 16 if field == "api_key" else 1  # a key must be long enough to be a key
+    s = load_settings(env={alias: "3" * width, prefixed: "7" * width})
+    assert str(getattr(s, field)) == "7" * width
 
 
 def test_unneeded_seed_variables_say_why_once_each() -> None:
@@ -315,7 +316,7 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "host": ("h", "h"),
         "port": ("1", 1),
         "db": ("d.db", "d.db"),
-        "api_key": ("k", "k"),
+        "api_key": ("k" * 16, "k" * 16),
         "replicas": ("2", 2),
         "quorum": ("1", 1),
         "max_replicas": ("4", 4),
@@ -343,6 +344,20 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "miner_rate": ("7.5", 7.5),
         "miner_burst": ("8", 8),
         "max_pending": ("9", 9),
+        "register_rate": ("1.5", 1.5),
+        "register_burst": ("2", 2),
+        "identity_rate": ("0.5", 0.5),
+        "identity_burst": ("3", 3),
+        "handshake_rate": ("2.5", 2.5),
+        "handshake_burst": ("4", 4),
+        "auth_failure_rate": ("0.25", 0.25),
+        "auth_failure_burst": ("5", 5),
+        "result_rate": ("6.5", 6.5),
+        "result_burst": ("7", 7),
+        "max_connections_per_address": ("8", 8),
+        "head_seconds": ("2.5", 2.5),
+        "max_subscribers": ("9", 9),
+        "subscriber_bytes": ("1000", 1000),
         "log_level": ("warning", "warning"),
         "log_format": ("json", "json"),
         "max_schedule_days": ("2.5", 2.5),
@@ -385,3 +400,9 @@ def test_booleans_from_the_environment(text: str, value: bool) -> None:
 def test_trust_settings_out_of_range_are_refused(name: str, bad: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings(env={f"QORTEX_{name.upper()}": bad})
+
+
+def test_a_short_api_key_is_refused_with_how_to_make_one() -> None:
+    with pytest.raises(ConfigError, match=r"at least 16 characters, got 1.*secrets\.token_urlsafe"):
+        load_settings(env={"QORTEX_API_KEY": "k"})
+    assert load_settings(env={"QORTEX_API_KEY": "k" * 16}).api_key == "k" * 16

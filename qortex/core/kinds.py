@@ -20,8 +20,9 @@ class Kind(Protocol):
     #: The name clients put in ``{"kind": ...}`` and miners list in ``hello``.
     name: str
 
-    #: The JavaScript module browsers compute with, served at ``/kinds/<name>.js``
-    #: (files beside it at ``/kinds/<name>/<file>``); ``None`` if browsers cannot run it.
+    #: The JavaScript module browsers compute with, served at ``/kinds/<name>.js``;
+    #: ``None`` if browsers cannot run it. Files beside it are served at
+    #: ``/kinds/<name>/<file>`` only if named in an optional ``browser_files`` tuple.
     browser_module: Traversable | None
 
     def validate(self, task_input: Any) -> Any:

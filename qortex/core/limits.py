@@ -44,5 +44,13 @@ class Limiter:
             bucket = self._buckets[key] = Bucket(self.rate, self.burst)
         return bucket.take(now, cost)
 
+    def waiting(self, key: str, now: float) -> float:
+        """0 if one token could be taken now, else seconds until one could; takes nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.tokens < 0:
+            return 0.0
+        tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def forget(self, key: str) -> None:
         self._buckets.pop(key, None)

@@ -143,6 +143,7 @@ class SentimentKind:
     name = "sentiment"
     browser_module = files("qortex.kinds").joinpath("sentiment.js")
     cost = 1.0  # credit per accepted result
+    browser_files = ("sentiment_lexicon.txt",)
 
     def __init__(self, max_tweets: int = 5) -> None:
         if max_tweets < 1:

@@ -2,11 +2,15 @@
 
 Frames are JSON text objects with a ``type`` field; field names are camelCase
 on the wire. New fields always get defaults, so older miners keep decoding.
+What a miner sends is bounded by the formats in :mod:`qortex.protocol.formats`
+as it is decoded, so an identifier of the wrong shape never reaches the store.
 """
 
 from __future__ import annotations
 
 import msgspec
+
+from qortex.protocol.formats import AssignmentId, KindList, MicrotaskId
 
 #: 2: a result signature names the SHA-256 of the microtask's input (``inputSha256``).
 PROTOCOL_VERSION = 2
@@ -22,12 +26,12 @@ class Frame(
 
 
 class Hello(Frame, tag="hello"):
-    public_key: str
-    kinds: list[str]
+    public_key: str  # checked by the session: a bad key is a bad hello (4005), not a bad frame
+    kinds: KindList
     protocol: int = PROTOCOL_VERSION
-    software: str = ""
+    software: str = ""  # cut to MAX_LABEL characters
     slots: int = 1
-    name: str = ""
+    name: str = ""  # cut to MAX_LABEL characters
 
 
 class Answer(Frame, tag="answer"):
@@ -35,8 +39,8 @@ class Answer(Frame, tag="answer"):
 
 
 class Result(Frame, tag="result"):
-    assignment_id: str
-    microtask_id: str
+    assignment_id: AssignmentId
+    microtask_id: MicrotaskId
     output: str
     signature: str
 
@@ -106,6 +110,8 @@ BAD_HELLO = 4005  # malformed public key, slots out of range, no kind we run
 TIMEOUT = 4009  # handshake too slow, or silent past the heartbeat limit
 RATE_LIMITED = 4010  # more frames per second than the coordinator allows
 BANNED = 4011  # the miner failed a check (or the operator banned it): never come back
+UNAVAILABLE = 4012  # the coordinator cannot record results now (disk full); come back later
+ADDRESS_LIMIT = 4013  # too many handshakes or new identities from one address
 
 CLOSE_CODES = {
     BAD_FRAME: "bad frame",
@@ -118,6 +124,8 @@ CLOSE_CODES = {
     TIMEOUT: "timeout",
     RATE_LIMITED: "rate limited",
     BANNED: "banned",
+    UNAVAILABLE: "come back later",
+    ADDRESS_LIMIT: "address limit",
 }
 
 SERVER_TYPES = frozenset(t.__struct_config__.tag for t in ServerFrame.__args__)

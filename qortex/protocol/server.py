@@ -18,6 +18,7 @@ import msgspec
 
 from qortex.errors import ProtocolViolation
 from qortex.protocol import messages as m
+from qortex.protocol.formats import MAX_LABEL
 from qortex.signing import hello_message, miner_id_of, parse_public_key, result_message, verify
 
 AWAITING_HELLO = "awaiting hello"
@@ -93,7 +94,7 @@ class ServerSession:
         try:
             frame = m.miner_decoder.decode(data)
         except msgspec.ValidationError as exc:
-            raise ProtocolViolation(m.BAD_FRAME, f"invalid frame: {exc}") from None
+            raise ProtocolViolation(m.BAD_FRAME, f"invalid frame: {_short(exc)}") from None
         except m.UNREADABLE:
             raise ProtocolViolation(m.BAD_FRAME, "frames must be JSON objects") from None
         if isinstance(frame, m.Heartbeat):
@@ -143,8 +144,8 @@ class ServerSession:
             bytes(self._key).hex(),
             self.hello.slots,
             kinds,
-            self.hello.software[:100],
-            self.hello.name[:100],
+            self.hello.software[:MAX_LABEL],
+            self.hello.name[:MAX_LABEL],
         )
 
     def check(self, event: ResultIn, input_sha256: str) -> bool:
@@ -172,6 +173,15 @@ class ServerSession:
     @staticmethod
     def heartbeat_frame(now_ms: int) -> bytes:
         return m.encoder.encode(m.Heartbeat(now_ms))
+
+
+def _short(exc: msgspec.ValidationError) -> str:
+    """msgspec's message, with a pattern named rather than spelled out: a close reason
+    holds 123 bytes, and the field's name must fit."""
+    what, at, where = str(exc).rpartition(" - at ")
+    if at and "matching regex" in what:
+        return f"Expected `str` in its documented format - at {where}"
+    return str(exc)
 
 
 def _type(frame: m.Frame) -> str:

@@ -35,6 +35,36 @@ _MICROTASK_COLUMNS = (
 _RESULT_COLUMNS = "r.microtask_id, r.miner_id, r.output, r.network, r.error"
 
 
+class StoreUnwritable(RuntimeError):
+    """The file cannot be opened for writing at all: refused at start, with the reason."""
+
+
+def prepare(path: str, sync: str) -> None:
+    """Create or migrate the file and prove it can be written, or raise :class:`StoreUnwritable`.
+
+    ``BEGIN IMMEDIATE`` takes the write lock without writing a page, so a full
+    disk still starts (and refuses writes until space returns) while a
+    read-only file or folder is refused here, before anything listens.
+    """
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(path, isolation_level=None)
+        try:
+            configure(raw, sync)
+            migrate(raw)
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+        finally:
+            raw.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreUnwritable(
+            f"cannot write the database {path}: {exc}. Qortex needs a file it can write in a"
+            " folder it can write (check the permissions, and whether the disk is mounted"
+            " read-only)"
+        ) from None
+
+
 class Store:
     def __init__(self, path: str, writer: Writer, reader: Reader) -> None:
         self.path = path
@@ -43,14 +73,7 @@ class Store:
 
     @classmethod
     async def open(cls, path: str, sync: str = "full", batch: int = 4096) -> Store:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        raw = sqlite3.connect(path, isolation_level=None)
-        try:
-            configure(raw, sync)
-            migrate(raw)
-        finally:
-            raw.close()
+        prepare(path, sync)
         reader_conn = await aiosqlite.connect(path, isolation_level=None)
         await reader_conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(path, Writer(path, sync, batch), Reader(reader_conn))

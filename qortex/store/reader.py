@@ -228,11 +228,35 @@ class Reader:
         )
 
     async def events_after(
-        self, after: int, task_id: str | None, miner_id: str | None, limit: int
+        self,
+        after: int,
+        task_id: str | None,
+        miner_id: str | None,
+        limit: int,
+        max_bytes: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Events after ``after``, at most ``limit`` of them and (past the first) ``max_bytes``.
+
+        The sizes are read first, so a page of large events is cut before it is loaded.
+        """
         where, params = _filters(
             ("id > ?", after), ("task_id = ?", task_id), ("miner_id = ?", miner_id)
         )
+        if max_bytes is not None:
+            sizes = await self.all(
+                f"SELECT id, length(data) AS size FROM events WHERE {where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+            total, last = 0, None
+            for row in sizes:
+                event_id, size = row["id"], row["size"]
+                total += size
+                if total > max_bytes and last is not None:
+                    break
+                last = event_id
+            if last is None:
+                return []
+            where, params = f"{where} AND id <= ?", [*params, last]
         sql = f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?"
         return await self.all(sql, (*params, limit))
 

@@ -3,8 +3,15 @@
 Group commit is what makes "durable before acknowledged" cheap: every caller
 waits for the commit of the batch its unit landed in, and one fsync serves
 them all. A unit (the facts of one task submission, one result, ...) is never
-split across transactions. A failed commit is fatal: memory would no longer be
-a cache of the file, so the writer stops and every waiter sees the error.
+split across transactions.
+
+A commit that fails because the disk is full or the file became read-only is
+a state, not the end: the batch stays at the head of the queue (memory already
+holds its facts, so they must reach the file, in order), ``unavailable`` says
+why, and the commit is tried again every ``RETRY_SECONDS`` until it succeeds.
+Callers refuse new writes at the edge meanwhile. Any other failed commit is
+fatal: memory would no longer be a cache of the file, so the writer stops and
+every waiter sees the error.
 
 The writer owns its connection on a thread of its own, and a whole batch
 (``BEGIN IMMEDIATE``, every statement, ``COMMIT``) runs there in one call: one
@@ -31,8 +38,25 @@ log = logging.getLogger("qortex.store")
 T = TypeVar("T")
 
 
+#: How often a commit refused for lack of space or a read-only file is tried again.
+RETRY_SECONDS = 0.5
+
+
 class StoreFailed(RuntimeError):
     """The writer could not commit; the process must restart from the file."""
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why SQLite cannot write for now (full disk, read-only file), or ``None`` if fatal."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return "the disk is full"
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return "the database file cannot be written"
+    return None
 
 
 def _commit(conn: sqlite3.Connection, facts: list[Fact]) -> None:
@@ -61,8 +85,12 @@ class Writer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        #: Why commits are refused for now (disk full, read-only file), or ``None``.
+        self.unavailable: str | None = None
         #: Called once if a commit fails; ``qortex serve`` stops the process there.
         self.on_failure: Callable[[BaseException], None] | None = None
+        #: Called with the reason when commits start being refused, ``None`` when they resume.
+        self.on_unavailable: Callable[[str | None], None] | None = None
         self.commits = 0
         self.facts = 0
 
@@ -92,8 +120,9 @@ class Writer:
         return future
 
     async def drain(self) -> None:
-        """Wait until everything queued so far is committed."""
-        if self._units:
+        """Wait until everything queued so far is committed (at once while writes are refused:
+        nothing queued was acknowledged, and the file is what a restart recovers from)."""
+        if self._units and self.unavailable is None:
             await self.write([])
 
     async def stop(self) -> None:
@@ -122,6 +151,12 @@ class Writer:
         try:
             await self.run(lambda conn: _commit(conn, facts))
         except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is not None:
+                self._units.extendleft(reversed(units))  # first in line when it works again
+                self._set_unavailable(reason, exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                return
             log.critical("commit failed, no further writes: %s", exc)
             self.failure = exc
             error = StoreFailed(str(exc))
@@ -132,8 +167,21 @@ class Writer:
             if self.on_failure is not None:
                 self.on_failure(exc)
             raise
+        if self.unavailable is not None:
+            self._set_unavailable(None, None)
         self.commits += 1
         self.facts += count
         for _, future in units:
             if not future.done():
                 future.set_result(None)
+
+    def _set_unavailable(self, reason: str | None, exc: BaseException | None) -> None:
+        if reason == self.unavailable:
+            return
+        if reason is None:
+            log.warning("writes resumed: the database accepts commits again")
+        else:
+            log.error("writes refused until this changes: %s (%s)", reason, exc)
+        self.unavailable = reason
+        if self.on_unavailable is not None:
+            self.on_unavailable(reason)

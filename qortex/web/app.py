@@ -12,19 +12,21 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__, credentials
 from qortex.coordinator import Coordinator
 from qortex.core.kinds import KindRegistry
 from qortex.core.limits import Limiter
-from qortex.errors import QortexError, TooManyRequests
+from qortex.errors import QortexError, ServiceUnavailable, TooManyRequests
 from qortex.events import EventBus
 from qortex.keys import KeyRing
 from qortex.logs import AccessLog
@@ -46,6 +48,7 @@ from qortex.web import (
     tasks,
     webhooks,
 )
+from qortex.web.addresses import AddressLimits
 from qortex.web.http import JSON
 from qortex.web.submit import Idempotency
 from qortex.web.verifier import Verifier
@@ -79,20 +82,24 @@ async def health(request: Request) -> JSON:
         database = "ok" if await state.store.reader.ping() else "unreachable"
     except Exception as exc:  # the point of a health check is to report, not raise
         database = f"unreachable: {exc}"
-    ok = database == "ok" and state.store.writer.failure is None
+    writer = state.store.writer
+    ok = database == "ok" and writer.failure is None
+    writes = "ok" if writer.unavailable is None else f"refused: {writer.unavailable}"
+    status = "ok" if ok and writer.unavailable is None else "degraded" if ok else "failing"
     return JSON(
         {
-            "status": "ok" if ok else "failing",
+            "status": status,
             "version": __version__,
             "baseUrl": str(request.base_url),  # as clients see it, behind a trusted proxy too
             "database": database,
+            "writes": writes,
             "uptimeSeconds": round(coord.clock() - coord.started_at, 3),
             "minersConnected": len(coord.connections),
             "tasksRunning": len(coord.table.tasks),
             "leasesOut": len(coord.table.leases),
             "kinds": list(coord.kinds),
         },
-        status_code=200 if ok else 503,
+        status_code=200 if status == "ok" else 503,
     )
 
 
@@ -101,6 +108,7 @@ async def _qortex_error(request: Request, exc: Exception) -> JSON:
     headers = None
     if isinstance(exc, TooManyRequests):
         request.app.state.coordinator.stats.throttled += 1
+    if isinstance(exc, TooManyRequests | ServiceUnavailable):
         headers = {"retry-after": str(exc.retry_after)}
     return JSON(exc.to_json(), status_code=exc.status, headers=headers)
 
@@ -112,6 +120,12 @@ async def _http_error(request: Request, exc: Exception) -> JSON:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed before its request was read: nobody to answer, nothing to log."""
+    log.debug("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _server_error(request: Request, exc: Exception) -> JSON:
@@ -138,7 +152,7 @@ def create_app(
         registry = kinds if kinds is not None else load_kinds(settings)
         store = await Store.open(settings.db, settings.sync, settings.commit_batch)
         store.writer.on_failure = on_fatal
-        bus = EventBus()
+        bus = EventBus(settings.subscriber_bytes)
         extra = {"clock": clock} if clock is not None else {}
         coordinator = Coordinator(settings, store, registry, bus, rng=rng, **extra)
         app.state.settings = settings
@@ -152,6 +166,8 @@ def create_app(
         app.state.webhook_networks = networks(settings.webhook_allow_networks)
         outbox = app.state.outbox = Outbox(store, bus, settings, coordinator.clock)
         app.state.metrics = metrics.registry_for(coordinator, outbox)
+        app.state.address_limits = AddressLimits(settings, coordinator.clock)
+        store.writer.on_unavailable = partial(socket.send_miners_away, coordinator)
         try:
             app.state.keys = await _load_keys(settings, store, coordinator.clock())
             await coordinator.start()
@@ -203,6 +219,7 @@ def create_app(
         exception_handlers={
             QortexError: _qortex_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _server_error,
         },
     )

@@ -16,15 +16,27 @@ from qortex.keys import ApiKey
 
 
 def require_scope(conn: HTTPConnection, scope: str) -> ApiKey:
-    """The calling key if it holds ``scope``: 401 without a valid key, 403 without the scope."""
+    """The calling key if it holds ``scope``: 401 without a valid key, 403 without the scope.
+
+    Failed checks are counted per address; an address over its quota of them
+    gets 429 without its key even being looked at, so keys cannot be guessed
+    faster than ``auth_failure_rate`` allows.
+    """
+    state = conn.app.state
+    limits = state.address_limits
+    wait = limits.waiting("auth_failure", conn)
+    if wait:
+        raise TooManyRequests(limits.message("auth_failure"), wait)
     given = conn.headers.get("x-api-key") or conn.query_params.get("apiKey")
     if not given:
+        limits.take("auth_failure", conn)
         raise Unauthorized("missing API key: send it in the x-api-key header")
-    state = conn.app.state
     key = state.keys.find(given)
     if key is None:
+        limits.take("auth_failure", conn)
         raise Unauthorized("wrong API key")
     if key.revoked_at is not None:
+        limits.take("auth_failure", conn)
         raise Unauthorized(f"the API key {key.name!r} was revoked")
     if not key.allows(scope):
         raise Forbidden(

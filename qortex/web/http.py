@@ -13,7 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qortex.errors import InvalidInput, PayloadTooLarge
+from qortex.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -25,6 +25,19 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
+
+
+#: What a refused write asks the client to wait, in seconds.
+RETRY_WRITES_SECONDS = 5
+
+
+def require_writable(request: Request) -> None:
+    """Refuse a write (503, ``Retry-After``) before it changes anything, while the store cannot."""
+    reason = request.app.state.store.writer.unavailable
+    if reason is not None:
+        raise ServiceUnavailable(
+            f"writes are refused for now: {reason}; reads still work", RETRY_WRITES_SECONDS
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -70,4 +83,17 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
         raise InvalidInput(f"{name} must be an integer", field=name) from None
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}", field=name)
+    return value
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def query_bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise InvalidInput(f"{name} must be true or false", field=name)
     return value

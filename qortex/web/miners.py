@@ -8,26 +8,37 @@ from starlette.routing import Route
 
 from qortex.core.credibility import network_of
 from qortex.errors import Forbidden, InvalidInput, NotFound, ResultRefused, Unauthorized
+from qortex.protocol.formats import (
+    AssignmentId,
+    KindList,
+    Label,
+    MicrotaskId,
+    PublicKey,
+    is_miner_id,
+)
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
 from qortex.store import facts as f
-from qortex.web.http import JSON, read_json
+from qortex.web.http import JSON, read_json, require_writable
 
 
 class Registration(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    public_key: str
-    name: str = ""
-    kinds: list[str] = []
-    software: str = ""
+    public_key: PublicKey
+    name: Label = ""
+    kinds: KindList = []
+    software: Label = ""
 
 
 class SignedResult(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    assignment_id: str
-    microtask_id: str
+    assignment_id: AssignmentId
+    microtask_id: MicrotaskId
     output: str
     signature: str
 
 
 async def register(request: Request) -> JSON:
+    limits = request.app.state.address_limits
+    limits.check("register", request)
+    require_writable(request)
     body = await read_json(request, Registration)
     try:
         key = parse_public_key(body.public_key)
@@ -39,9 +50,11 @@ async def register(request: Request) -> JSON:
     if await coord.store.reader.miner(miner_id) is not None:
         # Registration proves nothing about who sends it, so it never rewrites a miner.
         return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=200)
+    limits.check("identity", request)
     now = coord.clock()
-    kinds = msgspec.json.encode(body.kinds).decode()
-    row = (miner_id, public_key, body.name[:100], body.software[:100], kinds, now, now)
+    known = [kind for kind in dict.fromkeys(body.kinds) if kind in coord.kinds]
+    kinds = msgspec.json.encode(known).decode()
+    row = (miner_id, public_key, body.name, body.software, kinds, now, now)
     await coord.store.writer.write([(f.INSERT_MINER, row)])
     return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=201)
 
@@ -49,6 +62,10 @@ async def register(request: Request) -> JSON:
 async def post_result(request: Request) -> JSON:
     """The same signed result as over the socket, for miners that prefer HTTP for it."""
     miner_id = request.path_params["miner_id"]
+    if not is_miner_id(miner_id):
+        raise InvalidInput("minerId must be 32 lowercase hex digits", field="minerId")
+    request.app.state.address_limits.check("result", request)
+    require_writable(request)
     body = await read_json(request, SignedResult)
     coord = request.app.state.coordinator
     if coord.ledger.banned(miner_id):

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qortex import __version__
+from qortex.protocol.formats import MINER_ID
 from qortex.web import openapi_scripting
 from qortex.web.control import MinerStatusChange
 from qortex.web.keys import KeyRequest
@@ -85,7 +86,7 @@ def _paths() -> Schema:
                             "headers": {"location": {"schema": STRING}},
                         },
                     },
-                    (400, 401, 413, 422),
+                    (400, 401, 413, 422, 503),
                 ),
                 scoped("submit"),
                 [IDEMPOTENCY_KEY],
@@ -112,11 +113,15 @@ def _paths() -> Schema:
             "get": operation(
                 "A task, its output, and each microtask's status, decision and votes",
                 "tasks",
-                responses({200: json("The task", ref("Task"))}, (401, 404)),
+                responses({200: json("The task", ref("Task"))}, (400, 401, 404)),
                 scoped("read"),
                 [
                     TASK_ID,
-                    query("outputs", BOOLEAN, "include each vote's output (`true`, `1`, `yes`)"),
+                    query(
+                        "outputs",
+                        BOOLEAN,
+                        "include each vote's output (`true`, `1`, `yes`; `false`, `0`, `no`)",
+                    ),
                 ],
             ),
         },
@@ -191,10 +196,11 @@ def _paths() -> Schema:
                         200: json("Already registered; nothing changed", ref("Registered")),
                         201: json("Registered", ref("Registered")),
                     },
-                    (400, 413),
+                    (400, 413, 503),
                 ),
                 PUBLIC,
                 body=Registration,
+                limited=True,
             ),
         },
         "/internal/miner/{minerId}/result": {
@@ -203,11 +209,12 @@ def _paths() -> Schema:
                 "miners",
                 responses(
                     {200: json("Accepted and durable", ref("ResultAccepted"))},
-                    (400, 401, 403, 404, 409, 413),
+                    (400, 401, 403, 404, 409, 413, 503),
                 ),
                 PUBLIC,
-                [path("minerId", "the id returned by registration")],
+                [path("minerId", "the id returned by registration", MINER_ID)],
                 body=SignedResult,
+                limited=True,
             ),
         },
         "/health": {
@@ -216,7 +223,10 @@ def _paths() -> Schema:
                 "service",
                 {
                     "200": json("Healthy", ref("Health")),
-                    "503": json("The database cannot be read or written", ref("Health")),
+                    "503": json(
+                        "The database cannot be read, or writes are refused for now",
+                        ref("Health"),
+                    ),
                 },
                 PUBLIC,
             ),

@@ -21,7 +21,9 @@ ERRORS = {
     409: "The result is refused, the task is already finished, or the name is taken",
     413: "The body is larger than `max_request_bytes`",
     422: "The Idempotency-Key was used before with another body",
-    429: "Over the key's request rate (`api_rate`), or, for a submit, over `max_pending`",
+    429: "Over the key's request rate (`api_rate`), an address's quota (docs/security.md),"
+    " or, for a submit, over `max_pending`",
+    503: "Writes are refused for now (a full disk, a read-only file); reads still work",
 }
 RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 
@@ -47,8 +49,10 @@ def query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
-def path(name: str, description: str) -> Schema:
-    schema = {"type": "string", "minLength": 1}
+def path(name: str, description: str, pattern: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "minLength": 1}
+    if pattern is not None:
+        schema["pattern"] = pattern
     return {
         "name": name,
         "in": "path",
@@ -96,7 +100,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SignedResult": {
         "result": {
             "value": {
-                "assignmentId": "3f0c0d4e-0000-4000-8000-000000000000:0:1",
+                "assignmentId": "5f0c3a9e1b2d4c6e8a7f9b10",
                 "microtaskId": "3f0c0d4e-0000-4000-8000-000000000000:0",
                 "output": '"positive"',
                 "signature": "00" * 64,
@@ -137,6 +141,7 @@ def operation(
     security: list[Schema],
     parameters: list[Schema] | None = None,
     body: type | None = None,
+    limited: bool = False,
 ) -> Schema:
     operation: Schema = {"summary": summary, "tags": [tag], "security": security}
     if parameters:
@@ -150,7 +155,9 @@ def operation(
             f"Needs a key with the `{scope}` scope (`admin` holds every scope)."
         )
         responses["403"] = json(ERRORS[403], ref("Error"))
-        # every route that checks the key also limits its rate
+    if security or limited:  # a key's rate, or a quota per address
         responses["429"] = {**json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
+    if "503" in responses:
+        responses["503"] = {**responses["503"], "headers": RETRY_AFTER}
     operation["responses"] = responses
     return operation

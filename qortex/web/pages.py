@@ -61,14 +61,17 @@ async def kind_module(request: Request) -> Response:
 
 
 async def kind_file(request: Request) -> Response:
+    """One of the files a kind declares in ``browser_files``, and nothing else of its folder."""
     filename = request.path_params["file"]
     match = _FILE.fullmatch(filename)
     if match is None:
         raise NotFound(f"no file {filename!r}")
     module = _module(request)
+    kind = request.app.state.coordinator.kinds.get(request.path_params["name"])
+    declared = filename in getattr(kind, "browser_files", ())
     directory = getattr(module, "parent", None)  # pathlib and zipfile paths both have one
-    target = directory.joinpath(filename) if directory is not None else None
-    if target is None or not target.is_file():
+    target = directory.joinpath(filename) if declared and directory is not None else None
+    if target is None or getattr(target, "is_symlink", bool)() or not target.is_file():
         raise NotFound(f"no file {filename!r} for kind {request.path_params['name']!r}")
     return Response(
         target.read_bytes(), media_type=_TYPES[match[1]], headers={"cache-control": "no-cache"}

@@ -246,10 +246,11 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "Registered": obj(minerId=STRING, publicKey=STRING),
     "ResultAccepted": obj(status={"const": "accepted"}, assignmentId=STRING),
     "Health": obj(
-        status={"type": "string", "enum": ["ok", "failing"]},
+        status={"type": "string", "enum": ["ok", "degraded", "failing"]},
         version=STRING,
         baseUrl=STRING,
         database=STRING,
+        writes={**STRING, "description": "`ok`, or why writes are refused for now"},
         uptimeSeconds=NUMBER,
         minersConnected=INTEGER,
         tasksRunning=INTEGER,

@@ -22,6 +22,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from qortex import __version__
+from qortex.coordinator import Coordinator
 from qortex.core.limits import Bucket
 from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
@@ -32,6 +33,7 @@ from qortex.protocol.server import (
     ResultIn,
     ServerSession,
 )
+from qortex.web.addresses import AddressLimits
 
 log = logging.getLogger("qortex.socket")
 
@@ -156,6 +158,31 @@ async def _handshake(ws: WebSocket, session: ServerSession, link: SocketLink) ->
                 return event
 
 
+def send_miners_away(coord: Coordinator, reason: str | None) -> None:
+    """When the store stops accepting writes, tell every miner to come back later.
+
+    Their results could not be acknowledged; closing releases their leases, and
+    the miners' backoff brings them back once the coordinator accepts writes again.
+    """
+    if reason is None:
+        return
+    for conn in list(coord.connections.values()):
+        coord.stats.closed[m.UNAVAILABLE] += 1
+        conn.link.close(m.UNAVAILABLE, f"come back later: {reason}")
+
+
+def _writable(coord: Coordinator) -> None:
+    reason = coord.store.writer.unavailable
+    if reason is not None:
+        raise ProtocolViolation(m.UNAVAILABLE, f"come back later: {reason}")
+
+
+async def _new_identity(coord: Coordinator, limits: AddressLimits, miner_id: str) -> bool:
+    if miner_id in coord.connections or limits.seen(miner_id):
+        return False
+    return await coord.store.reader.miner(miner_id) is None
+
+
 async def miner_socket(ws: WebSocket) -> None:
     state = ws.app.state
     coord, settings = state.coordinator, state.settings
@@ -166,12 +193,20 @@ async def miner_socket(ws: WebSocket) -> None:
     reason = "closed"
     budget = Bucket(settings.miner_rate, settings.miner_burst)
 
+    limits = state.address_limits
     try:
+        if limits.take("handshake", ws):
+            raise ProtocolViolation(m.ADDRESS_LIMIT, limits.message("handshake"))
+        _writable(coord)
         # One deadline for the whole handshake; afterwards silence is caught by the
         # coordinator's once-a-second sweep of ``last_seen``, not a timer per frame.
         async with asyncio.timeout(settings.handshake_seconds):
             info = await _handshake(ws, session, link)
         coord.admit(info.miner_id)
+        _writable(coord)
+        if await _new_identity(coord, limits, info.miner_id) and limits.take("identity", ws):
+            raise ProtocolViolation(m.ADDRESS_LIMIT, limits.message("identity"))
+        limits.remember(info.miner_id)
         miner_id = info.miner_id
         link.send(
             session.welcome_frame(
@@ -191,6 +226,7 @@ async def miner_socket(ws: WebSocket) -> None:
                 )
             for event in filter(None, map(session.receive, frames)):
                 if isinstance(event, ResultIn):
+                    _writable(coord)
                     frame = event.result
                     done = coord.intake.receive(
                         miner_id,

@@ -20,11 +20,13 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from qortex.errors import InvalidInput
+from qortex.errors import InvalidInput, TooManyRequests
 from qortex.events import Event, Subscription
 from qortex.web.auth import require_scope
 
 PAGE = 1000
+#: Most bytes of event data read from the log at once for one stream's replay.
+PAGE_BYTES = 256 * 1024
 REVOKED = (
     b'event: error\ndata: {"error": "Unauthorized", "message": "the API key %s was revoked"}\n\n'
 )
@@ -44,7 +46,7 @@ async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) ->
     """The next live event, or None after ``wait`` seconds or once the key is revoked."""
     if revoked.done():
         return None
-    getter = asyncio.ensure_future(sub.queue.get())
+    getter = asyncio.ensure_future(sub.get())
     done, _ = await asyncio.wait({getter, revoked}, timeout=wait, return_when="FIRST_COMPLETED")
     if getter in done:
         return getter.result()
@@ -54,12 +56,20 @@ async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) ->
 
 async def stream(request: Request) -> StreamingResponse:
     key = require_scope(request, "read")
-    raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        raw = request.query_params.get("lastEventId")
     if raw is not None and not _is_event_id(raw):
         raise InvalidInput("Last-Event-ID must be a non-negative integer")
     task_id = request.query_params.get("taskId")
     miner_id = request.query_params.get("minerId")
     state = request.app.state
+    if state.bus.subscribers >= state.settings.max_subscribers:
+        raise TooManyRequests(
+            f"{state.settings.max_subscribers} event streams are open already;"
+            " close one or try again later",
+            retry_after=5,
+        )
     sub = state.bus.subscribe()
     after = int(raw) if raw is not None else None
     heartbeat = state.settings.sse_heartbeat_seconds
@@ -71,12 +81,14 @@ async def stream(request: Request) -> StreamingResponse:
         try:
             yield b"retry: 2000\n\n"
             while last is not None:
-                rows = await state.store.reader.events_after(last, task_id, miner_id, PAGE)
+                rows = await state.store.reader.events_after(
+                    last, task_id, miner_id, PAGE, PAGE_BYTES
+                )
                 for row in rows:
                     event = Event.from_row(row)
                     last = event.id
                     yield frame(event)
-                if len(rows) < PAGE:
+                if not rows:
                     break
             while not sub.dropped:
                 event = await _next(sub, revoked, heartbeat)

@@ -15,7 +15,7 @@ from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
 from qortex.proof import PROOF_FORMAT
 from qortex.web.auth import require_scope
-from qortex.web.http import JSON, decode_json, query_int, read_body
+from qortex.web.http import JSON, decode_json, query_bool, query_int, read_body, require_writable
 from qortex.web.submit import created, extra_facts, idempotency_key, start_time
 from qortex.webhooks.destinations import MAX_URL, check_url
 
@@ -62,6 +62,7 @@ class TaskRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 async def create_task(request: Request) -> JSON:
     """Submit; with an ``Idempotency-Key`` a retry gets the original task back (200)."""
     key = require_scope(request, "submit")
+    require_writable(request)
     state = request.app.state
     coord = state.coordinator
     idem = idempotency_key(request.headers.get("idempotency-key"))
@@ -148,7 +149,7 @@ async def get_task(request: Request) -> JSON:
     """
     row, results = await _load(request)
     reader = request.app.state.store.reader
-    with_outputs = request.query_params.get("outputs", "").lower() in ("1", "true", "yes")
+    with_outputs = query_bool(request, "outputs")
     agree = request.app.state.coordinator.kinds.get(row["kind"]).agree
     votes_of = _votes(results)
     microtasks, gold = [], []
@@ -279,9 +280,13 @@ async def list_tasks(request: Request) -> JSON:
     return JSON({"tasks": tasks, "next": following})
 
 
+async def tasks(request: Request) -> JSON:
+    """One route for both methods, so that a 405 names them both in ``Allow``."""
+    return await (create_task if request.method == "POST" else list_tasks)(request)
+
+
 routes = [
-    Route("/api/v1/tasks", create_task, methods=["POST"]),
-    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks", tasks, methods=["GET", "POST"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/proof", get_proof, methods=["GET"]),
 ]

@@ -107,11 +107,15 @@ DAMAGES = {
     "no kinds": lambda key: {"kinds": []},
 }
 
+assignment_ids = st.text(HEX, min_size=24, max_size=24)
+microtask_ids = st.builds(
+    lambda task, index: f"{task}:{index}", st.uuids().map(str), st.integers(0, 10**9 - 1)
+)
 results = st.fixed_dictionaries(
     {
         "type": st.just("result"),
-        "assignmentId": st.text(max_size=30),
-        "microtaskId": st.text(max_size=30),
+        "assignmentId": assignment_ids,
+        "microtaskId": microtask_ids,
         "output": st.text(max_size=40),
         "signature": st.text(max_size=130),
     },

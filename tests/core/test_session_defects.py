@@ -41,8 +41,8 @@ def _decoded_string_fields(state: str) -> list[tuple[str, dict[str, Any]]]:
         return [("publicKey", body), ("name", body)]
     body = {
         "type": "result",
-        "assignmentId": "a",
-        "microtaskId": "t:0",
+        "assignmentId": "a1" * 12,
+        "microtaskId": "3f0c0d4e-0000-4000-8000-000000000009:0",
         "output": '"x"',
         "signature": "00",
     }

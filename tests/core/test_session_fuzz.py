@@ -39,11 +39,13 @@ from tests.core.frames import (
     NONCE,
     SIGNERS,
     Expect,
+    assignment_ids,
     encode,
     heartbeats,
     hellos,
     json_scalars,
     json_values,
+    microtask_ids,
     not_bad_utf8_in_a_string,
     results,
     wrong_for_int,
@@ -253,7 +255,7 @@ class SessionFuzz(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.dead and self.model == READY)
     @rule(
-        ids=st.tuples(st.text(max_size=30), st.text(max_size=30)),
+        ids=st.tuples(assignment_ids, microtask_ids),
         task_input=st.binary(max_size=40),
         output=st.text(max_size=40),
         forged=st.sampled_from(["", "input", "output", "ids", "key"]),
@@ -300,6 +302,7 @@ class SessionFuzz(RuleBasedStateMachine):
                 "answer signature of the wrong type",
                 "result missing a field",
                 "result field of the wrong type",
+                "result identifier out of format",
                 "heartbeat timeMs of the wrong type",
                 "unknown type",
                 "not an object",
@@ -342,6 +345,13 @@ class SessionFuzz(RuleBasedStateMachine):
             field = draw(st.sampled_from(["assignmentId", "microtaskId", "output", "signature"]))
             if which == "result missing a field":
                 del body[field]
+            elif which == "result identifier out of format":
+                field = draw(st.sampled_from(["assignmentId", "microtaskId"]))
+                body[field] = draw(
+                    st.text(max_size=60).filter(lambda t: len(t) != 24 or t.strip(HEX))
+                    if field == "assignmentId"
+                    else st.text(max_size=60).filter(lambda t: ":" not in t)
+                )
             else:
                 body[field] = draw(wrong_for_str)
         elif which == "heartbeat timeMs of the wrong type":

@@ -27,10 +27,14 @@ from qortex.signing import Signer, input_digest
 from tests.helpers import timeout
 
 KINDS = frozenset({"sentiment"})
+TASK = "3f0c0d4e-0000-4000-8000-000000000009"
+BAD, GOOD = "ba" * 12, "60" * 12  # assignment ids, in their format
 
 
-def assign(aid: str, raw_input: bytes, digest: str) -> bytes:
-    frame = m.Assign(aid, f"t:{aid}", "t", "sentiment", msgspec.Raw(raw_input), 2**42, digest)
+def assign(aid: str, index: int, raw_input: bytes, digest: str) -> bytes:
+    frame = m.Assign(
+        aid, f"{TASK}:{index}", TASK, "sentiment", msgspec.Raw(raw_input), 2**42, digest
+    )
     return m.encoder.encode(frame)
 
 
@@ -76,8 +80,8 @@ async def test_an_input_that_does_not_match_its_digest_is_skipped(
 ) -> None:
     good = b'"what a lovely day"'
     frames = [
-        assign("bad", sent, input_digest(claimed)),
-        assign("good", good, input_digest(good)),
+        assign(BAD, 0, sent, input_digest(claimed)),
+        assign(GOOD, 1, good, input_digest(good)),
     ]
     results: asyncio.Queue[tuple[ResultIn, bool]] = asyncio.Queue()
     handler = await coordinate(frames, results)
@@ -94,10 +98,10 @@ async def test_an_input_that_does_not_match_its_digest_is_skipped(
                 await running
     # Frames are handled in order, so by the time the good result is in, the bad
     # assign has been looked at: it was skipped, not computed, and never signed.
-    assert event.result.assignment_id == "good" and signed
+    assert event.result.assignment_id == GOOD and signed
     assert event.output == b'"positive"'
     assert results.empty()
     assert (miner.stats.mismatched, miner.stats.computed) == (1, 1)
     (record,) = [r for r in caplog.records if r.name == "qortex.miner"]
-    assert "assignment bad skipped" in record.getMessage()
+    assert f"assignment {BAD} skipped" in record.getMessage()
     assert input_digest(sent) in record.getMessage()

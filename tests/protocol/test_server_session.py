@@ -85,10 +85,12 @@ def ready(signer: Signer) -> ServerSession:
 
 INPUT = b'"hi"'
 DIGEST = input_digest(INPUT)
+TASK = "3f0c0d4e-0000-4000-8000-000000000009"
+AID_1, AID_2 = "a1" * 12, "a2" * 12
 
 
-def assign_for(aid: str = "as-1", mid: str = "task-9:0") -> m.Assign:
-    return m.Assign(aid, mid, "task-9", "sentiment", msgspec.Raw(INPUT), 1234, DIGEST)
+def assign_for(aid: str = AID_1, mid: str = f"{TASK}:0") -> m.Assign:
+    return m.Assign(aid, mid, TASK, "sentiment", msgspec.Raw(INPUT), 1234, DIGEST)
 
 
 # -- the handshake ----------------------------------------------------------------
@@ -234,12 +236,16 @@ def test_wrong_types_in_answer_and_result_are_bad_frames(signer: Signer) -> None
     session.receive(hello(signer))
     assert violation(session, frame(type="answer", signature=5)).close_code == 4000
     session = ready(signer)
-    bad = frame(type="result", assignmentId="a", microtaskId="b", output={"x": 1}, signature="s")
+    bad = frame(
+        type="result", assignmentId=AID_1, microtaskId=f"{TASK}:0", output={"x": 1}, signature="s"
+    )
     assert violation(session, bad).close_code == 4000
 
 
 def test_result_before_welcome_is_unexpected(signer: Signer) -> None:
-    result = frame(type="result", assignmentId="a", microtaskId="b", output="1", signature="00")
+    result = frame(
+        type="result", assignmentId=AID_1, microtaskId=f"{TASK}:0", output="1", signature="00"
+    )
     session = ServerSession(NONCE, KINDS)
     err = violation(session, result)
     assert err.close_code == m.UNEXPECTED == 4002
@@ -385,8 +391,8 @@ def test_correctly_signed_result_is_accepted_with_exact_bytes(
     event = session.receive(client.result_frame(assign, output))
     assert isinstance(event, ResultIn) and session.check(event, DIGEST)
     assert event.output == output
-    assert event.result.assignment_id == "as-1"
-    assert event.result.microtask_id == "task-9:0"
+    assert event.result.assignment_id == AID_1
+    assert event.result.microtask_id == f"{TASK}:0"
     assert event.result.output == output.decode()
     assert session.state == READY
 
@@ -396,7 +402,7 @@ def test_result_signed_by_another_key_is_a_bad_signature(signer: Signer, other: 
     stranger = ClientSession(other, 1, ["sentiment"], "sw")
     event = session.receive(stranger.result_frame(assign_for(), b'"positive"'))
     assert isinstance(event, ResultIn) and not session.check(event, DIGEST)
-    assert event.result.assignment_id == "as-1"
+    assert event.result.assignment_id == AID_1
     assert session.state == READY
 
 
@@ -412,8 +418,8 @@ def _tampered(signer: Signer, **change: str) -> bytes:
     [
         {"output": '"negative"'},
         {"output": '"positive" '},
-        {"assignmentId": "as-2"},
-        {"microtaskId": "task-9:1"},
+        {"assignmentId": AID_2},
+        {"microtaskId": f"{TASK}:1"},
         {"signature": "00" * 64},
         {"signature": "nothex"},
         {"signature": ""},
@@ -442,9 +448,28 @@ def test_a_result_checks_only_against_the_input_it_was_assigned(signer: Signer) 
 def test_a_version_1_signature_no_longer_counts(signer: Signer) -> None:
     session = ready(signer)
     body = json.loads(_tampered(signer))
-    body["signature"] = signer.sign(result_message_v1("as-1", "task-9:0", b'"positive"'))
+    body["signature"] = signer.sign(result_message_v1(AID_1, f"{TASK}:0", b'"positive"'))
     event = session.receive(json.dumps(body))
     assert isinstance(event, ResultIn) and not session.check(event, DIGEST)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"assignmentId": "as-2"},
+        {"assignmentId": "A1" * 12},
+        {"assignmentId": "a" * 1_000_000},
+        {"microtaskId": "task-9:1"},
+        {"microtaskId": f"{TASK}:01"},
+        {"microtaskId": f"{TASK}:0" + "0" * 100},
+    ],
+)
+def test_identifiers_out_of_format_are_bad_frames(signer: Signer, change: dict[str, str]) -> None:
+    session = ready(signer)
+    err = violation(session, _tampered(signer, **change))
+    assert err.close_code == m.BAD_FRAME
+    field = next(iter(change))
+    assert err.message.endswith(f"at `$.{field}`") and len(err.message.encode()) <= 123
 
 
 def test_heartbeat_before_ready_is_ignored_and_after_ready_is_reported(signer: Signer) -> None:
@@ -478,4 +503,6 @@ def test_close_codes_table() -> None:
         4009: "timeout",
         4010: "rate limited",
         4011: "banned",
+        4012: "come back later",
+        4013: "address limit",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import msgspec
@@ -142,7 +143,9 @@ def test_someone_elses_assignment_and_replays_are_refused(
     assert _refusal(bob).reason == "unknown_assignment"
     # The right assignment but a made-up microtask:
     bob.answer(
-        m.Assign(b_assign.assignment_id, "other:0", "t", "sentiment", msgspec.Raw(b'"x"'), 0)
+        m.Assign(
+            b_assign.assignment_id, f"{uuid.uuid4()}:0", "t", "sentiment", msgspec.Raw(b'"x"'), 0
+        )
     )
     assert _refusal(bob).reason == "wrong_microtask"
     assert snapshot(settings.db, WORK_TABLES) == before
@@ -257,7 +260,7 @@ def test_protocol_violations_close_with_their_codes(client: TestClient) -> None:
 @pytest.fixture
 def quick_settings(tmp_path: Any) -> Settings:
     return Settings(
-        db=str(tmp_path / "q.db"), api_key="k", heartbeat_seconds=0.2, handshake_seconds=0.5
+        db=str(tmp_path / "q.db"), api_key=API_KEY, heartbeat_seconds=0.2, handshake_seconds=0.5
     )
 
 
@@ -281,7 +284,7 @@ def test_a_slow_handshake_is_closed(quick_settings: Settings) -> None:
 def test_a_silent_miner_is_closed_and_its_leases_released(quick_settings: Settings) -> None:
     from qortex.web.app import create_app
 
-    with TestClient(create_app(quick_settings), headers={"x-api-key": "k"}) as client:
+    with TestClient(create_app(quick_settings), headers={"x-api-key": API_KEY}) as client:
         with client.websocket_connect("/ws/miner") as ws:
             miner = SocketMiner(ws)
             miner.handshake()
