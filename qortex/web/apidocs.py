@@ -39,6 +39,9 @@ def as_openapi_30(node: Any) -> Any:
             out[key] = "3.0.3"
         elif key == "const":
             out["enum"] = [value]
+        elif key == "examples" and isinstance(value, list):  # a schema's, not a media type's
+            if value:
+                out["example"] = value[0]
         elif key == "contentMediaType" or (key == "required" and value == []):
             continue
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):

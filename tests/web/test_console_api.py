@@ -310,7 +310,8 @@ def test_stats_count_tasks_miners_results_and_refusals(
     wait_status(client, done, "completed")
     cancelled = submit(client, ["bad"], replicas=1)
     client.post(f"/api/v1/tasks/{cancelled}/cancel")
-    miner.send(m.Result("nope", "nope:0", '"x"', "00" * 64))  # an unknown assignment
+    # An assignment nobody was given, in the right format:
+    miner.send(m.Result("0" * 24, f"{cancelled}:0", '"x"', "00" * 64))
     _until(lambda: client.get("/api/v1/stats").json()["refusals"], "refusal counted")
 
     stats = _until(
