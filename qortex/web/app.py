@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import Route
 
-from qortex import __version__, credentials
+from qortex import __version__
 from qortex.coordinator import Coordinator
 from qortex.core.kinds import KindRegistry
 from qortex.core.limits import Limiter
@@ -49,24 +49,29 @@ from qortex.web.verifier import Verifier
 log = logging.getLogger("qortex")
 
 
-async def _api_key_hash(settings: Settings, store: Store) -> str:
-    """The configured key's hash, or the stored one, or a new key printed once."""
+async def _api_key_hash(settings: Settings, store: Store) -> tuple[str, str | None]:
+    """The configured key's hash, or the stored one, or a new key's hash and the key.
+
+    A new key is kept in memory only: ``adopt_new_key`` stores its hash once
+    the server listens, so a start that fails leaves neither a stored hash
+    nobody knows the key to, nor a saved key replaced by one that never worked.
+    """
     if settings.api_key:
-        return hash_key(settings.api_key)
+        return hash_key(settings.api_key), None
     stored = await store.reader.meta(META_KEY)
     if stored:
-        return stored
+        return stored, None
     key = new_key()
-    await store.writer.write([(INSERT_META, (META_KEY, hash_key(key)))])
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    saved = credentials.save(f"http://{host}:{settings.port}", key)
-    print(
-        f"\n  Client API key (shown once, only its hash is stored): {key}\n"
-        f"  Saved for the qortex CLI in {saved}\n"
-        f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n",
-        flush=True,
-    )
-    return hash_key(key)
+    return hash_key(key), key
+
+
+async def adopt_new_key(app: Starlette) -> str | None:
+    """Store the hash of the key this start made, and return the key to show once."""
+    key: str | None = app.state.new_api_key
+    if key is not None:
+        await app.state.store.writer.write([(INSERT_META, (META_KEY, hash_key(key)))])
+        app.state.new_api_key = None
+    return key
 
 
 async def health(request: Request) -> JSON:
@@ -128,6 +133,8 @@ def create_app(
 
     ``on_fatal`` runs if the store can no longer commit; ``on_started`` once
     recovery has rebuilt memory from the file and the app is about to serve.
+    A client API key made on this start is kept until the runner, once the
+    server listens, calls ``adopt_new_key`` to store it and show it.
     """
 
     @contextlib.asynccontextmanager
@@ -147,7 +154,7 @@ def create_app(
         app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
         app.state.metrics = metrics.registry_for(coordinator)
         try:
-            app.state.api_key_hash = await _api_key_hash(settings, store)
+            app.state.api_key_hash, app.state.new_api_key = await _api_key_hash(settings, store)
             await coordinator.start()
             if on_started is not None:
                 on_started()
