@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 
 from qortex import __version__, cli_tasks, credentials, urls
 from qortex.errors import ConfigError
@@ -187,6 +188,9 @@ def miner(
     from qortex.miner.runner import Miner, run_all
     from qortex.plugins import load_kinds
 
+    # Errors logged by the miners print above the live status line, not through it.
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
     target = _url(url)
     kinds = load_kinds(_settings())
     directory = key_dir or credentials.config_dir() / "miners"

@@ -198,7 +198,7 @@ def summary(task: dict[str, Any]) -> str:
         f"status    {task['status']}",
         f"progress  {task.get('decided', 0)}/{task['microtasks']} microtasks decided",
         f"policy    {task['replicas']} replicas, quorum {task['quorum']},"
-        f" at most {task['maxReplicas']} results",
+        f" at most {task['maxReplicas']} results, target error {task.get('targetError', '-')}",
     ]
     for mt in details:
         votes = mt["votes"]
@@ -209,6 +209,8 @@ def summary(task: dict[str, Any]) -> str:
             decision = decision[:37] + "..."
         shown = decision if mt["status"] == "decided" else ""
         line = f"  #{mt['index']:<3} {mt['status']:<12} {shown}".rstrip()
+        if mt.get("error") is not None:
+            line += f"  error {mt['error']:.1g}"
         line += f"  votes {len(votes)}"
         if agreeing:
             line += f": for {', '.join(agreeing)}"

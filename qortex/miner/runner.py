@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import ssl
@@ -39,6 +40,8 @@ from qortex.protocol.client import (
     Work,
 )
 from qortex.signing import Signer
+
+log = logging.getLogger("qortex.miner")
 
 # Close codes after which reconnecting would only fail the same way.
 FATAL = {m.AUTH_FAILED, m.UNSUPPORTED, m.BAD_HELLO, m.REPLACED, m.BANNED}
@@ -206,10 +209,12 @@ class Miner:
             self._work[event.assign.assignment_id] = task
         elif isinstance(event, Mismatch):
             self.stats.mismatched += 1
-            self.report.say(
-                f"assignment {event.assign.assignment_id} skipped: its input hashes to"
-                f" {event.actual_sha256}, not the inputSha256 {event.assign.input_sha256!r}"
-                " the coordinator sent, so it is not computed or signed"
+            log.error(
+                "assignment %s skipped: its input hashes to %s, not the inputSha256 "
+                "%r the coordinator sent, so it is not computed or signed",
+                event.assign.assignment_id,
+                event.actual_sha256,
+                event.assign.input_sha256,
             )
         elif isinstance(event, Verdict):
             if event.accepted:

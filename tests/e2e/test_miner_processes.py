@@ -188,10 +188,11 @@ def test_a_terminal_shows_one_live_status_line(server: Server, tmp_path: Path) -
     try:
         read_until(r"3/3 connected · 0 computed · 0 accepted · 0 withdrawn · 0 refused", 30)
         with server.client() as client:
-            client.post("/api/v1/tasks", json={"tweets": TWEETS, "replicas": 3})
-        read_until(r"3/3 connected · 15 computed · \d+ accepted", 30)
+            task = client.post("/api/v1/tasks", json={"tweets": TWEETS, "replicas": 3}).json()
+            wait_until(lambda: status(client, task["taskId"]) == "completed", 30, "completed")
+        read_until(r"3/3 connected · [1-9]\d* computed · [1-9]\d* accepted", 30)
         proc.send_signal(signal.SIGINT)
-        read_until(r"3 miner\(s\): 3 connection\(s\), 15 computed", 30)
+        read_until(r"3 miner\(s\): 3 connection\(s\), [1-9]\d* computed", 30)
         assert proc.wait(timeout(10)) == 0
     finally:
         if proc.poll() is None:
@@ -203,8 +204,17 @@ def test_a_terminal_shows_one_live_status_line(server: Server, tmp_path: Path) -
     assert "\x1b[" in text  # drawn in place
 
 
-def test_withdrawn_results_are_not_counted_as_refused(server: Server, tmp_path: Path) -> None:
+def test_withdrawn_results_are_not_counted_as_refused(tmp_path: Path) -> None:
     """Copies decided before they arrive come back refused as ``withdrawn``: no one's fault."""
+    # Five copies decided by agreement alone, so the last copies often arrive after the decision.
+    server = Server(tmp_path, replicas=5, checker="false").start()
+    try:
+        _withdrawn_are_not_refused(server, tmp_path)
+    finally:
+        server.stop()
+
+
+def _withdrawn_are_not_refused(server: Server, tmp_path: Path) -> None:
     miners = MinerProcesses(server, 5, tmp_path / "keys")
 
     def withdrawn_on_server() -> int:
