@@ -2160,10 +2160,10 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
     answer = f"HTTP {response.status_code} {reason}"
     t.expect(
         "the same replay over HTTP in the thief's name",
-        "§13.1 401 bad_signature",
+        "§7, §13.1 409 not_your_assignment (the assignment before the signature, uncounted)",
         answer,
-        "HTTP 401 bad_signature",
-        # A copy that is over is refused before its signature is looked at.
+        "HTTP 409 not_your_assignment",
+        # A copy that is over by then is unknown to anyone but its miner.
         *(
             [answer]
             if answer == "HTTP 409 unknown_assignment" and await lease_over(owner, first)
