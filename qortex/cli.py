@@ -133,7 +133,6 @@ def serve(
 
     async def listening() -> None:
         key = await adopt_new_key(application)
-        print(f"qortex serve: listening on {url} (database {settings.db})", flush=True)
         if key is not None:
             saved = credentials.save(url, key)
             print(
@@ -142,6 +141,8 @@ def serve(
                 f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n",
                 flush=True,
             )
+        # Last, so that whoever waits for this line finds the key saved.
+        print(f"qortex serve: listening on {url} (database {settings.db})", flush=True)
 
     try:
         serving.serve(application, settings, sock, listening)

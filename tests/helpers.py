@@ -93,10 +93,12 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
+                healthy = httpx.get(self.url + "/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
+                healthy = False
+            # The line qortex serve prints once listening, after saving a new API key.
+            if healthy and f"listening on {self.url}" in self.log.read_text(errors="replace"):
+                return self
             time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy: {self.log.read_text()[-2000:]}")
 
