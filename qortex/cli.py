@@ -18,10 +18,10 @@ import httpx
 import msgspec
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.logging import RichHandler
 
-from qortex import __version__, credentials, logs
-from qortex.client import ApiError, Client, Event, Task
+from qortex import __version__, cli_tasks, credentials, logs, urls
+from qortex.client import ApiError, Client
 from qortex.errors import ConfigError
 from qortex.settings import Settings, load_settings, unneeded_seed_variables
 
@@ -30,20 +30,35 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no boxes, no <str> type markers
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are read, copied and grepped whole
+DEFAULTS = Settings()
 
 T = TypeVar("T")
-DEFAULT_URL = "http://127.0.0.1:8000"
-Url = Annotated[str, typer.Option("--url", envvar="QORTEX_URL", help="Coordinator URL.")]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="QORTEX_URL",
+        metavar="URL",
+        show_default=False,
+        help="Coordinator URL; scheme optional [default: http://127.0.0.1 and the port"
+        " in ./qortex.toml, else 8000; env QORTEX_URL].",
+    ),
+]
 ApiKey = Annotated[
     str | None,
-    typer.Option("--api-key", help="Client API key (default: QORTEX_API_KEY or the saved one)."),
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        help="Client API key [default: QORTEX_API_KEY, or the key qortex serve saved].",
+    ),
 ]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -54,21 +69,46 @@ def _settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise _fail(str(exc), 2) from None
 
 
+def _url(given: str | None) -> str:
+    """The coordinator's URL: as given (normalised), or from ./qortex.toml's host and port."""
+    try:
+        return urls.normalise(given) if given else urls.of_settings(_settings())
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    db: Annotated[str | None, typer.Option(help="SQLite file.")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="Settings file (default ./qortex.toml).")
+    host: Annotated[
+        str | None,
+        typer.Option(metavar="HOST", help=f"Address to listen on [default: {DEFAULTS.host}]."),
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(metavar="PORT", help=f"Port to listen on [default: {DEFAULTS.port}]."),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(metavar="FILE", help=f"SQLite file [default: {DEFAULTS.db}].")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Settings file [default: ./qortex.toml if present]."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help=f"debug, info, warning or error [default: {DEFAULTS.log_level}].",
+        ),
+    ] = None,
 ) -> None:
-    """Run the coordinator."""
-    import uvicorn
-
+    """Run the coordinator. Settings: flags > QORTEX_* env vars > qortex.toml > defaults."""
+    from qortex import serving
+    from qortex.plugins import load_kinds
+    from qortex.store.database import StoreUnwritable, prepare
+    from qortex.store.lock import DatabaseLock
     from qortex.web import guard, redact
-    from qortex.web.app import create_app
+    from qortex.web.app import adopt_new_key, create_app
 
     settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
     redact.install()
@@ -77,84 +117,134 @@ def serve(
         logging.getLogger("qortex.settings").warning(warning)
     files = guard.raise_open_files_limit()
     logging.getLogger("qortex").info("open files limit: %d", files)
+    url = urls.of_settings(settings)
+    try:
+        kinds = load_kinds(settings)  # here, so a broken plugin is one clear line, not a trace
+        # Before anything is written: the port must be free, and the file ours.
+        sock = serving.bind(settings.host, settings.port)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        lock = DatabaseLock.acquire(settings.db, f"qortex serve on {url}")
+    except ConfigError as exc:
+        sock.close()
+        raise _fail(str(exc), 2) from None
+    try:
+        prepare(settings.db, settings.sync)  # an unwritable file is refused before listening
+    except StoreUnwritable as exc:
+        sock.close()
+        lock.release()
+        raise _fail(str(exc), 2) from None
 
     def fatal(exc: BaseException) -> None:
         # Memory may now be ahead of the file: stop, and let the next start recover from it.
         err.print(f"[bold red]fatal:[/] the database stopped accepting writes: {exc}")
         os.kill(os.getpid(), signal.SIGTERM)
 
-    from qortex.plugins import load_kinds
-    from qortex.store.database import StoreUnwritable, prepare
-
-    try:
-        kinds = load_kinds(settings)  # here, so a broken plugin is one clear line, not a trace
-        prepare(settings.db, settings.sync)  # and an unwritable file is refused before listening
-    except (ConfigError, StoreUnwritable) as exc:
-        raise _fail(str(exc), 2) from None
     # The dispatch table holds millions of small objects that live for minutes;
     # Python's collector would walk all of them over and over. Collect the young
     # generation less often, and park what recovery loaded outside the collector.
     gc.set_threshold(10_000, 20, 100)
     application = create_app(settings, kinds=kinds, on_fatal=fatal, on_started=gc.freeze)
-    http, ws = guard.protocols(settings)
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        http=http,
-        ws=ws,
-        log_level=settings.log_level,
-        log_config=None,  # logs.configure above: one format for every logger
-        access_log=False,  # qortex.logs.AccessLog writes access lines, with request ids
-        ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=settings.ws_ping_seconds,
-        ws_ping_timeout=settings.ws_ping_seconds,
-        ws_per_message_deflate=False,  # frames are small JSON: compressing costs more than it saves
-        proxy_headers=True,
-        forwarded_allow_ips=",".join(settings.trusted_proxies),
-        timeout_graceful_shutdown=5,
-    )
+
+    async def listening() -> None:
+        key = await adopt_new_key(application)
+        if key is not None:
+            saved = credentials.save(url, key)
+            print(
+                f"\n  Client API key (admin scope; shown once, only its hash is stored): {key}\n"
+                f"  Saved for the qortex CLI in {saved} (for {url})\n"
+                f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n"
+                "  Make narrower keys with: qortex keys create NAME --scope submit,read\n",
+                flush=True,
+            )
+        # Last, so that whoever waits for this line finds the key saved.
+        print(f"qortex serve: listening on {url} (database {settings.db})", flush=True)
+
+    try:
+        serving.serve(application, settings, sock, listening)
+    finally:
+        lock.release()
 
 
 @app.command()
 def miner(
-    url: Url = DEFAULT_URL,
-    count: Annotated[int, typer.Option(min=1, max=1000, help="Miners (identities) to run.")] = 1,
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Slots per miner.")] = 1,
-    key_dir: Annotated[Path | None, typer.Option(help="Where key files live.")] = None,
-    name: Annotated[str, typer.Option(help="A name shown on the coordinator.")] = "",
+    url: Url = None,
+    count: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="N", help="Miners (identities) to run.")
+    ] = 1,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="Slots per miner.")
+    ] = 1,
+    key_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            show_default=False,
+            help="Where key files live [default: miners/ in the user's qortex config directory].",
+        ),
+    ] = None,
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE",
+            show_default=False,
+            help="A key file from `qortex keygen`; repeat for several miners (instead of --count).",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="A name shown on the coordinator.")
+    ] = "",
 ) -> None:
-    """Run CLI miners: each its own ed25519 identity, kept in a 0600 key file."""
-    from qortex.miner.keys import load_or_create
-    from qortex.miner.runner import Miner, MinerStopped
+    """Run CLI miners: each its own ed25519 identity, kept in a 0600 key file.
+
+    Each process takes key files no other running miner holds (and creates
+    new ones when all are taken), so several can run side by side.
+    """
+    from qortex.miner.keys import claim_files, claim_free
+    from qortex.miner.report import Report
+    from qortex.miner.runner import Miner, run_all
     from qortex.plugins import load_kinds
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
+    # Errors logged by the miners print above the live status line, not through it.
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    target = _url(url)
     kinds = load_kinds(_settings())
     directory = key_dir or credentials.config_dir() / "miners"
-    miners = [
-        Miner(url, load_or_create(directory, i), kinds, concurrency, f"{name or 'cli'}-{i}")
-        for i in range(count)
-    ]
-
-    async def run_all() -> None:
-        await asyncio.gather(*(mnr.run() for mnr in miners))
-
     try:
-        asyncio.run(run_all())
-    except MinerStopped as exc:
-        raise _fail(str(exc)) from None
+        keys = claim_files(key) if key else claim_free(directory, count)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    report = Report(err)
+    shown = ", ".join(str(k.path) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+    report.say(f"{len(keys)} miner(s) for {target}; keys: {shown}")
+    miners = [
+        Miner(
+            target,
+            k.signer,
+            kinds,
+            concurrency,
+            f"{name or 'cli'}-{k.path.stem.removeprefix('miner-')}",
+            report=report,
+            key_path=str(k.path),
+        )
+        for k in keys
+    ]
+    report.start(miners)
+    stopped = 0
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: say the tally
+    try:
+        stopped = asyncio.run(run_all(miners))
     except KeyboardInterrupt:
         pass
     finally:
-        stats = [mnr.stats for mnr in miners]
-        refused = sum(sum(s.refused.values()) for s in stats)
-        err.print(
-            f"{len(miners)} miner(s): {sum(s.connects for s in stats)} connection(s),"
-            f" {sum(s.computed for s in stats)} computed, {sum(s.accepted for s in stats)}"
-            f" accepted, {refused} refused, {sum(s.cancelled for s in stats)} cancelled,"
-            f" {sum(s.mismatched for s in stats)} skipped for an input digest mismatch"
-        )
+        report.stop()
+        err.print(report.summary(), highlight=False, soft_wrap=True)
+        for k in keys:
+            k.release()
+    if stopped:
+        raise typer.Exit(1)
 
 
 def _key(url: str, given: str | None) -> str:
@@ -165,11 +255,18 @@ def _key(url: str, given: str | None) -> str:
         or credentials.load(url)
     )
     if not key:
-        raise _fail("no API key: pass --api-key, set QORTEX_API_KEY, or run `qortex serve` here")
+        raise _fail(
+            f"no API key for {url}: pass --api-key, set QORTEX_API_KEY, or run `qortex serve`"
+            " on this machine (it saves its key for the CLI)"
+        )
     return key
 
 
-def _client(url: str, api_key: str | None) -> Client:
+def _client(url: str, api_key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"x-api-key": _key(url, api_key)}, timeout=30)
+
+
+def _api_client(url: str, api_key: str | None) -> Client:
     return Client(url, _key(url, api_key))
 
 
@@ -179,22 +276,6 @@ def _api(call: Callable[[], T]) -> T:
         return call()
     except ApiError as exc:
         raise _fail(f"HTTP {exc.status}: {exc.message}") from None
-
-
-def _task_body(text: str, kind: str, replicas: int | None) -> dict[str, Any]:
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            body = json.loads(stripped)
-        except ValueError as exc:
-            raise _fail(f"input looks like JSON but is not: {exc}") from None
-    elif kind == "sentiment":
-        body = {"tweets": [line.strip() for line in text.splitlines() if line.strip()]}
-    else:
-        raise _fail(f"input for kind {kind!r} must be a JSON task body")
-    if replicas is not None:
-        body["replicas"] = replicas
-    return body
 
 
 def _start(at: str | None, delay: float | None) -> dict[str, Any]:
@@ -217,12 +298,22 @@ def _start(at: str | None, delay: float | None) -> dict[str, Any]:
 @app.command()
 def submit(
     source: Annotated[
-        str, typer.Argument(help="File of tweets (one per line) or JSON; - for stdin.")
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="Tweets, one per line; or JSON (a task body or an input); - for stdin.",
+        ),
     ],
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
-    kind: Annotated[str, typer.Option(help="Task kind for line input.")] = "sentiment",
-    replicas: Annotated[int | None, typer.Option(help="Copies per microtask.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND",
+            help="Task kind [default: sentiment for lines, the body's own kind for JSON].",
+        ),
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(metavar="N", help="Copies per microtask.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress and print the output.")] = False,
     at: Annotated[str | None, typer.Option("--at", help="Start no earlier than this time.")] = None,
     delay: Annotated[
@@ -231,20 +322,49 @@ def submit(
 ) -> None:
     """Submit a task; with --wait, show progress and print the result as JSON.
 
-    The submit carries an Idempotency-Key, so its retries never make a second task.
+    A file with more tweets than one task may hold is sent as several tasks,
+    followed under one progress bar, its output printed in the file's order.
+    Each submit carries its own Idempotency-Key, so a retry never makes a second task.
     """
     text = sys.stdin.read() if source == "-" else _read(Path(source))
-    body = {**_task_body(text, kind, replicas), **_start(at, delay)}
-    with _client(url, api_key) as client:
-        made = _api(lambda: client.submit_body(body))
-        if not wait:
-            print(json.dumps(msgspec.to_builtins(made), indent=2))
-            return
-        task = _follow(client, made.task_id, made.microtasks or 0)
-    if task.status != "completed":
-        print(json.dumps(msgspec.to_builtins(task), indent=2))
-        raise _fail(f"task {task.task_id} {task.status}")
-    print(json.dumps(task.output, indent=2, ensure_ascii=False))
+    target = _url(url)
+    start = _start(at, delay)
+    if "not_before" in start:
+        start = {"notBefore": start["not_before"].isoformat()}
+    try:
+        body = {**cli_tasks.task_body(text, kind, replicas), **start}
+        with _client(target, api_key) as client:
+            created = cli_tasks.submit_all(client, cli_tasks.fit(client, body))
+            if not wait:
+                print(json.dumps(created[0] if len(created) == 1 else created, indent=2))
+                return
+            tasks = _wait(client, created)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    failed = [task for task in tasks if task["status"] != "completed"]
+    if failed:
+        for task in failed:
+            print(json.dumps(task, indent=2))
+        raise _fail(", ".join(f"task {t['taskId']} {t['status']}" for t in failed))
+    outputs = [task["output"] for task in tasks]
+    output = outputs[0] if len(outputs) == 1 else [item for out in outputs for item in out]
+    print(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+def _wait(client: httpx.Client, created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [task["taskId"] for task in created]
+    if len(ids) > 1:
+        err.print(f"{len(ids)} tasks: {', '.join(ids)}", highlight=False)
+    try:
+        cli_tasks.follow(client, created, err)
+    except KeyboardInterrupt:
+        err.print(
+            f"stopped following; still running: {', '.join(ids)}"
+            f" (see them with `qortex status {ids[0]}`)",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    return [cli_tasks.check(client.get(f"/api/v1/tasks/{task_id}")) for task_id in ids]
 
 
 def _read(path: Path) -> str:
@@ -254,30 +374,22 @@ def _read(path: Path) -> str:
         raise _fail(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _follow(client: Client, task_id: str, total: int) -> Task:
-    """Show a progress bar from the task's own event stream until it ends."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as progress:
-        bar = progress.add_task(f"task {task_id[:8]}", total=total)
-
-        def advance(event: Event) -> None:
-            if event.type == "microtask.quorum":
-                progress.advance(bar)
-
-        return _api(lambda: client.wait(task_id, on_event=advance))
-
-
 @app.command()
-def status(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
-    """Show a task: status, each microtask's decision and votes, and the output."""
-    with _client(url, api_key) as client:
-        task = _api(lambda: client.status(task_id))
-    print(json.dumps(msgspec.to_builtins(task), indent=2, ensure_ascii=False))
+def status(
+    task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="A task id, or its start.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Annotated[bool, typer.Option("--json", help="The task as the API returns it.")] = False,
+) -> None:
+    """Show a task: status, progress, each microtask's decision and who voted."""
+    target = _url(url)
+    try:
+        with _client(target, api_key) as client:
+            full_id = cli_tasks.resolve(client, task_id)
+            task = cli_tasks.check(client.get(f"/api/v1/tasks/{full_id}"))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps(task, indent=2, ensure_ascii=False) if raw else cli_tasks.summary(task))
 
 
 keys_app = typer.Typer(help="Make, list and revoke API keys (needs an admin key).")
@@ -288,33 +400,38 @@ app.add_typer(keys_app, name="keys")
 def keys_create(
     name: str,
     scope: Annotated[str, typer.Option(help="Comma-separated: read, submit, admin.")] = "read",
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
     """Make a key and print its secret (shown this once only)."""
     scopes = [part.strip() for part in scope.split(",") if part.strip()]
-    with _client(url, api_key) as client:
+    target = _url(url)
+    with _api_client(target, api_key) as client:
         made = _api(lambda: client.create_key(name, scopes))
     print(json.dumps(msgspec.to_builtins(made), indent=2))
 
 
 @keys_app.command("list")
-def keys_list(url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+def keys_list(url: Url = None, api_key: ApiKey = None) -> None:
     """List keys: names, scopes, when made and revoked (never the secrets)."""
-    with _client(url, api_key) as client:
+    target = _url(url)
+    with _api_client(target, api_key) as client:
         print(json.dumps(_api(client.keys), indent=2))
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+def keys_revoke(name: str, url: Url = None, api_key: ApiKey = None) -> None:
     """Revoke a key: refused from now on, and its open event streams end."""
-    with _client(url, api_key) as client:
+    target = _url(url)
+    with _api_client(target, api_key) as client:
         print(json.dumps(_api(lambda: client.revoke_key(name)), indent=2))
 
 
 @app.command()
-def keygen(out: Annotated[Path, typer.Argument(help="Key file to create (mode 0600).")]) -> None:
-    """Create a miner identity and print its id and public key."""
+def keygen(
+    out: Annotated[Path, typer.Argument(metavar="FILE", help="Key file to create (mode 0600).")],
+) -> None:
+    """Create a miner identity and print its id and public key; run it with --key FILE."""
     from qortex.miner.keys import write_key
     from qortex.signing import Signer
 
@@ -324,11 +441,15 @@ def keygen(out: Annotated[Path, typer.Argument(help="Key file to create (mode 06
     except FileExistsError:
         raise _fail(f"{out} exists; refusing to overwrite a key") from None
     print(json.dumps({"minerId": signer.miner_id, "publicKey": signer.public_hex}, indent=2))
+    err.print(f"mine with it: qortex miner --key {out}", highlight=False)
 
 
 @app.command()
 def verify(
-    proof: Annotated[Path, typer.Argument(help="A proof bundle from /api/v1/tasks/{id}/proof.")],
+    proof: Annotated[
+        Path,
+        typer.Argument(metavar="PROOF.json", help="A proof bundle from /api/v1/tasks/{id}/proof."),
+    ],
 ) -> None:
     """Re-check a task's proof offline: every signature and every quorum."""
     from qortex.plugins import load_kinds

@@ -82,12 +82,12 @@ class KeyRing:
         self._by_digest: dict[str, ApiKey] = {}
         self._by_name: dict[str, ApiKey] = {}
 
-    async def load(self, configured: str, now: float) -> str | None:
-        """Read the stored keys; returns a new admin key if there is none at all.
+    async def load(self, configured: str, now: float) -> bool:
+        """Read the stored keys; True if there is none at all and a first must be made.
 
         The key from settings (``api_key``, ``QORTEX_API_KEY``, ``API_KEY_SECRET``)
         is an admin key held only in memory; without it and without any stored
-        key, a first admin key is created (and must be shown once by the caller).
+        key, the caller makes a first admin key once it listens (and shows it once).
         """
         rows = await self._store.reader.all(
             "SELECT name, hash, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at"
@@ -104,11 +104,8 @@ class KeyRing:
             )
         if configured:
             self._add(ApiKey(CONFIGURED, hash_key(configured), ("admin",), now))
-            return None
-        if rows:
-            return None
-        key, _ = await self.create("admin", ("admin",), now)
-        return key
+            return False
+        return not rows
 
     def _add(self, key: ApiKey) -> None:
         self._by_digest[key.digest] = key

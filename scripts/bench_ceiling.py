@@ -87,32 +87,33 @@ app = Starlette(routes=[WebSocketRoute("/ws/miner", miner_socket)])
 def main() -> None:
     """Run ``app`` through ``qortex serve`` itself, so every uvicorn option is the same.
 
-    Only the application is swapped: settings, logging and the ``uvicorn.run``
-    call (WebSocket implementation, message limit, pings, deflate, proxy
-    headers, loop and HTTP auto-detection) are those of ``qortex serve``, even
-    when that command changes.
+    Only the application is swapped: settings, logging, the socket and the
+    uvicorn options (WebSocket implementation, message limit, pings, deflate,
+    proxy headers, loop and HTTP auto-detection) are those of ``qortex serve``,
+    even when that command changes.
     """
-    import uvicorn
-
     import qortex.web.app
-    from qortex import cli
+    from qortex import cli, serving
 
-    real_run = uvicorn.run
+    real_serve = serving.serve
 
-    def run(application: Any, **options: Any) -> None:
+    def serve(application: Any, settings: Any, sock: Any, on_listening: Any) -> None:
         if application is not app:
             sys.exit("bench_ceiling: qortex serve did not take the ceiling app; update this script")
+        options = serving.uvicorn_options(settings)
         shown = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
-        print(f"ceiling: uvicorn.run({shown})", file=sys.stderr, flush=True)
-        real_run(app, **options)
+        print(f"ceiling: uvicorn({shown})", file=sys.stderr, flush=True)
+        real_serve(app, settings, sock, on_listening)
 
     def create_app(*args: Any, **kwargs: Any) -> Starlette:
         return app
 
-    uvicorn.run = run
+    async def adopt_new_key(application: Any) -> None:
+        return None
+
+    serving.serve = serve
     qortex.web.app.create_app = create_app
-    if hasattr(cli, "create_app"):
-        cli.create_app = create_app
+    qortex.web.app.adopt_new_key = adopt_new_key
     cli.app(["serve"], prog_name="qortex")
 
 

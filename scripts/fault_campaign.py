@@ -84,9 +84,12 @@ from qortex.signing import Signer, hello_message, result_message
 API_KEY = "fault-campaign-key-0123456789"
 SOFTWARE = "qortex-fault/1"
 REPLICAS = 3
-LEASE = 2.0
-HEARTBEAT = 1.0
-HANDSHAKE = 2.0
+# The one knob for a slow or busy machine (the test suite's own): every deadline
+# the campaign waits on, and the coordinator's timing settings, stretch with it.
+SCALE = float(os.environ.get("QORTEX_TEST_TIMEOUT_SCALE", "1"))
+LEASE = 2.0 * SCALE
+HEARTBEAT = 1.0 * SCALE
+HANDSHAKE = 2.0 * SCALE
 MAX_MESSAGE = 1024 * 1024
 MAX_REQUEST = 4 * 1024 * 1024
 SILENCE = 3 * HEARTBEAT
@@ -153,6 +156,27 @@ def unread_bound(frame_bytes: int) -> int:
         wmem = 4 * 2**20
     buffered = wmem + 2 * UNREAD_RCVBUF + 4 * 64 * 1024
     return SEND_QUEUE + buffered // frame_bytes
+
+
+async def lease_over(holder: Peer, assign: m.Assign) -> bool:
+    """Whether ``assign`` has ended (cancelled to its holder, or past its deadline).
+
+    Asked only to judge an answer that would be wrong for a live copy, so the
+    short wait for a cancel still on its way costs nothing on the usual path.
+    """
+    return bool(
+        await holder.wait(
+            lambda: (
+                assign.assignment_id in holder.cancels or time.time() >= assign.deadline_ms / 1000
+            ),
+            1.0,
+        )
+    )
+
+
+async def over_unless(got: str, holder: Peer, assign: m.Assign) -> bool:
+    """For a copy expected live: if the answer says it is over, whether it really was."""
+    return got == "refused unknown_assignment" and await lease_over(holder, assign)
 
 
 def live(assign: m.Assign, margin: float = 0.3) -> bool:
@@ -335,9 +359,11 @@ class Peer:
         self.close_reason = ""
         self.closed_at = 0.0
         self.opened_at = 0.0
+        self.sent_at = 0.0  # when the last frame went out: the server heard nothing since
         self.nonce: str | None = None
         self.welcome: dict[str, Any] | None = None
         self.heartbeats = 0
+        self.heartbeat_ms: list[int] = []  # the server's clock in each heartbeat reply
         self.heartbeats_before_welcome = 0
         self.assigns: dict[str, m.Assign] = {}
         self.assign_order: list[str] = []
@@ -401,6 +427,7 @@ class Peer:
         kind = frame.get("type")
         if kind == "heartbeat":
             self.heartbeats += 1
+            self.heartbeat_ms.append(int(frame.get("timeMs") or 0))
             if self.welcome is None:
                 self.heartbeats_before_welcome += 1
         elif kind == "challenge":
@@ -428,7 +455,7 @@ class Peer:
     async def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """``predicate()`` once it is true, or its last (false) value after ``timeout``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + timeout * SCALE
         while True:
             value = predicate()
             if value or self.closed.is_set():
@@ -442,6 +469,7 @@ class Peer:
 
     async def send(self, data: str | bytes, text: bool | None = None) -> bool:
         assert self.ws is not None
+        self.sent_at = time.time()
         try:
             await self.ws.send(data, text=text)
         except ConnectionClosed:
@@ -483,6 +511,7 @@ class Peer:
             with contextlib.suppress(ConnectionClosed):
                 while True:
                     assert self.ws is not None
+                    self.sent_at = time.time()
                     await self.ws.send(ClientSession.heartbeat_frame(int(time.time() * 1000)))
                     await asyncio.sleep(every)
 
@@ -600,7 +629,7 @@ class Campaign:
     async def start(self) -> None:
         self.server = await self.spawn([sys.executable, "-m", "qortex", "serve"], "serve.log")
         self.http = httpx.AsyncClient(base_url=self.url, headers={"x-api-key": API_KEY}, timeout=20)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 30 * SCALE
         while True:
             if self.server.returncode is not None:
                 raise RuntimeError(f"server exited: {self.log_tail()}")
@@ -712,8 +741,33 @@ class Campaign:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_stream.wait(), 0.25)
 
+    async def honest_miners_connected(self) -> None:
+        """Wait until the three honest CLI miners are connected (or give up after a while)."""
+        deadline = time.monotonic() + 30 * SCALE
+        while time.monotonic() < deadline:
+            health = await self.request(None, "GET", "/health")
+            if health.status_code == 200 and health.json().get("minersConnected", 0) >= 3:
+                return
+            await asyncio.sleep(0.05)
+
+    async def closes(self, code: int) -> int:
+        """How many miner sockets the coordinator has closed with ``code`` (``/metrics``)."""
+        text = (await self.request(None, "GET", "/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(f'qortex_miner_closes_total{{code="{code}"}} '):
+                return int(float(line.split()[-1]))
+        return 0
+
+    async def refused(self, reason: str) -> int:
+        """How many results the coordinator has refused for ``reason`` (``/metrics``)."""
+        text = (await self.request(None, "GET", "/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(f'qortex_results_refused_total{{reason="{reason}"}} '):
+                return int(float(line.split()[-1]))
+        return 0
+
     async def wait_for_honest_tasks(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + seconds * SCALE
         status: dict[str, Any] = {}
         while True:
             for task_id in self.tasks:
@@ -1002,7 +1056,7 @@ async def silent(c: Campaign, t: Tally, rnd: int) -> None:
         got = await peer.closing(limit + slack + 2)
         if got.startswith("close") and peer.closed_at - start < limit - 0.2:
             got += f" early ({peer.closed_at - start:.1f} s)"
-        elif got.startswith("close") and peer.closed_at - start > limit + slack:
+        elif got.startswith("close") and peer.closed_at - start > limit + slack * SCALE:
             got += f" late ({peer.closed_at - start:.1f} s)"
         t.expect(check, "§9, §11 4009", got, "close 4009")
 
@@ -1032,8 +1086,9 @@ async def silent(c: Campaign, t: Tally, rnd: int) -> None:
 
     async def after_welcome() -> None:
         peer = await ready_peer(c, t, 1)
-        start = time.time()
-        await timed("silent after welcome", peer, start, SILENCE, 1.5)
+        # Silence is counted from the last frame the server received (the answer),
+        # which left here no later than ``sent_at``; not from when the welcome was read.
+        await timed("silent after welcome", peer, peer.sent_at, SILENCE, 1.5)
 
     await asyncio.gather(nothing(), hello_only(), heartbeats_before_welcome(), after_welcome())
 
@@ -1578,19 +1633,38 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         peer = await ready_peer(c, t)
         before = peer.heartbeats
         frame = ClientSession.heartbeat_frame(1)
+        sent = 0
         for i in range(3 * MINER_BURST):
             if not await peer.send(frame):
                 break
+            sent += 1
             if i % 256 == 0:
                 await asyncio.sleep(0)
-        closed = await peer.closing(10)
+        await peer.wait(lambda: peer.heartbeats - before >= sent, 10)
         answered = peer.heartbeats - before
-        got = closed if answered >= MINER_BURST else f"{closed} after only {answered} replies"
+        expected = ["close 4010"]
+        if peer.closed.is_set():
+            closed = f"close {peer.close_code}"
+            got = closed if answered >= MINER_BURST else f"{closed} after only {answered} replies"
+            if closed == "close 4008" and sent - answered > SEND_QUEUE:
+                # On a busy machine this reader may fall more than the send queue behind
+                # before the flood passes the rate: then 4008 (§10) is the right answer.
+                expected.append(got)
+        elif answered == 0:
+            got = "open, no reply"
+        else:
+            # Every frame answered: right only if the coordinator, busy itself, took
+            # them in no faster than the rate allows (its own clock is in each reply).
+            times = peer.heartbeat_ms[-answered:]
+            span = (times[-1] - times[0]) / 1000
+            got = f"open, all {sent} answered in {span:.1f} s"
+            if span >= (sent - MINER_BURST) / MINER_RATE - 0.05:
+                expected.append(got)
         t.expect(
             f"{3 * MINER_BURST} heartbeats as fast as possible",
-            "§11 4010 (after the burst of miner_burst frames)",
+            "§11 4010 (after the burst of miner_burst frames), §10 4008 if not read",
             got,
-            "close 4010",
+            *expected,
         )
         await peer.close()
 
@@ -1630,6 +1704,8 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
         batches = [ids[i : i + UNREAD_ARRAY] for i in range(0, len(ids), UNREAD_ARRAY)]
         base = len(peer.verdicts)
         rss_before = c.server_rss()
+        closed_before = await c.closes(4008)
+        refused_before = await c.refused("unknown_assignment")
         peer.ws.transport.pause_reading()
         sent = 0
         loop = asyncio.get_running_loop()
@@ -1641,12 +1717,23 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
             # Stay under the rate: the burst first, then 90% of miner_rate.
             due = started + max(0.0, (sent + len(batch) - MINER_BURST) / (0.9 * MINER_RATE))
             await asyncio.sleep(max(0.0, due - loop.time()))
+            if await c.closes(4008) > closed_before:
+                # Closed already: read its close before the server's close handshake
+                # times out and drops what is still buffered for us.
+                break
             try:
-                await asyncio.wait_for(peer.ws.send("[" + body + "]"), 10)
+                await asyncio.wait_for(peer.ws.send("[" + body + "]"), 10 * SCALE)
             except (ConnectionClosed, TimeoutError):
                 break
             sent += len(batch)
-        await asyncio.sleep(1.5)  # let the server work through what it received
+        # Until the server has dealt with everything it received: closed us, or refused all.
+        deadline = loop.time() + 10 * SCALE
+        while loop.time() < deadline:
+            if await c.closes(4008) > closed_before:
+                break
+            if await c.refused("unknown_assignment") - refused_before >= sent:
+                break
+            await asyncio.sleep(0.05)
         grown = max(0, c.server_rss() - rss_before)
         peer.ws.transport.resume_reading()
         await peer.wait(lambda: peer.closed.is_set() or len(peer.verdicts) - base >= sent, 60)
@@ -2069,17 +2156,26 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
         "§7 not_your_assignment (the assignment is checked before the signature)",
         got,
         "refused not_your_assignment",
+        # On a busy machine the copy may be over (decided or expired) by the time it arrives.
+        *(["refused unknown_assignment"] if await over_unless(got, owner, first) else []),
     )
     response = await c.request(
         t, "POST", f"/internal/miner/{thief.signer.miner_id}/result", json=body
     )
     reason = (response.json().get("detail") or {}).get("reason")
-    thief.identity.http_unattributed += response.status_code == 401
+    thief.identity.http_unattributed += response.status_code in (401, 409)  # neither is counted
+    answer = f"HTTP {response.status_code} {reason}"
     t.expect(
         "the same replay over HTTP in the thief's name",
-        "§13.1 401 bad_signature",
-        f"HTTP {response.status_code} {reason}",
-        "HTTP 401 bad_signature",
+        "§7, §13.1 409 not_your_assignment (the assignment before the signature, uncounted)",
+        answer,
+        "HTTP 409 not_your_assignment",
+        # A copy that is over by then is unknown to anyone but its miner.
+        *(
+            [answer]
+            if answer == "HTTP 409 unknown_assignment" and await lease_over(owner, first)
+            else []
+        ),
     )
     text = result_frame(thief.signer, aid, mid, output)
     was_live = live(first)
@@ -2090,6 +2186,7 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
             "§7 not_your_assignment",
             got,
             "refused not_your_assignment",
+            *(["refused unknown_assignment"] if await over_unless(got, owner, first) else []),
         )
     if len(held) > 1 and live(held[1]):
         second = held[1]
@@ -2106,9 +2203,16 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
     swapped = json.loads(captured)
     swapped["output"] = other_label.decode()
     got = await owner.result(aid, json.dumps(swapped))
+    # Late is checked before the signature (§7): once the lease has run out, "late" is right.
+    over = time.time() >= first.deadline_ms / 1000
     t.expect(
-        "own signature with another output", "§6.2, §7 bad_signature", got, "refused bad_signature"
+        "own signature with another output",
+        "§6.2, §7 bad_signature",
+        got,
+        "refused bad_signature",
+        *(["refused late"] if over else []),
     )
+    counted = False
     if live(first):
         # Anyone may deliver the owner's signed result in the owner's name (§13.1).
         response = await c.request(
@@ -2116,24 +2220,35 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
         )
         if response.status_code == 200:
             owner.identity.http_accepted += 1
+            counted = True
         elif response.status_code == 409:  # the lease ended meanwhile: not counted
             owner.identity.http_unattributed += 1
+        ended = response.status_code == 409 and await lease_over(owner, first)
         t.expect(
             "the owner's signed result relayed over HTTP in its name",
             "§13.1 (the signature is the authentication)",
             f"HTTP {response.status_code}",
             "HTTP 200",
+            *(["HTTP 409"] if ended else []),  # on a busy machine the copy may be over by then
         )
-        got = await owner.result(aid, captured, index=1)
-        t.expect(
-            "the owner replays its own accepted result", "§7 duplicate", got, "refused duplicate"
-        )
+        if counted:
+            got = await owner.result(aid, captured, index=1)
+            t.expect(
+                "the owner replays its own accepted result",
+                "§7 duplicate",
+                got,
+                "refused duplicate",
+            )
     got = await thief.result(aid, captured, index=2)
     t.expect(
-        "another identity's result replayed after it counted",
+        "another identity's result replayed after it counted"
+        if counted
+        else "another identity's result replayed (its lease ran out before it was relayed)",
         "§7 unknown_assignment (an assignment that is over is told only to its miner)",
         got,
         "refused unknown_assignment",
+        # Not relayed in time: the copy may still be leased to the owner, or over.
+        *([] if counted else ["refused not_your_assignment"]),
     )
     got = await thief.result(aid, text, index=3)
     t.expect(
@@ -2231,7 +2346,7 @@ async def run_round(c: Campaign, rnd: int) -> None:
     async def guarded(key: str, title: str, fn: Callable[[Campaign, Tally, int], Any]) -> None:
         tally = c.new_tally(key, title)
         try:
-            await asyncio.wait_for(fn(c, tally, rnd), 120)
+            await asyncio.wait_for(fn(c, tally, rnd), 120 * SCALE)
         except Exception as exc:  # a crashed attacker is a finding, not a crash of the run
             tally.expect(
                 "attacker ran to the end", "-", f"{type(exc).__name__}: {exc}"[:120], "completed"
@@ -2248,7 +2363,7 @@ async def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     started = time.monotonic()
     try:
         await c.start()
-        await asyncio.sleep(1.0)  # let the honest miners connect
+        await c.honest_miners_connected()
         stream = asyncio.create_task(c.stream())
         for rnd in range(args.rounds):
             await run_round(c, rnd)
@@ -2259,7 +2374,7 @@ async def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
         c.stop_stream.set()
         await stream
-        await c.wait_for_honest_tasks(30 + 2 * args.rounds)
+        await c.wait_for_honest_tasks(90 + 2 * args.rounds)  # a cap: it returns when all are done
         await c.check_miner_counts()
         health = await c.request(None, "GET", "/health")
         c.server_side["health"] = health.json().get("status")

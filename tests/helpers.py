@@ -88,15 +88,17 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout(20)
+        deadline = time.monotonic() + timeout(60)  # a cap: a busy machine starts slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
+                healthy = httpx.get(self.url + "/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
+                healthy = False
+            # The line qortex serve prints once listening, after saving a new API key.
+            if healthy and f"listening on {self.url}" in self.log.read_text(errors="replace"):
+                return self
             time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy: {self.log.read_text()[-2000:]}")
 
@@ -121,8 +123,15 @@ class Server:
 class MinerProcesses:
     """``qortex miner`` as a real subprocess."""
 
-    def __init__(self, server: Server, count: int, key_dir: Path, concurrency: int = 1) -> None:
-        self.log = key_dir.parent / f"miner-{key_dir.name}.log"
+    def __init__(
+        self,
+        server: Server,
+        count: int,
+        key_dir: Path,
+        concurrency: int = 1,
+        log_name: str | None = None,
+    ) -> None:
+        self.log = key_dir.parent / (log_name or f"miner-{key_dir.name}.log")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -143,6 +152,15 @@ class MinerProcesses:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def tally(self) -> dict[str, int]:
+        """The counts in the summary line the process wrote when it stopped."""
+        import re
+
+        line = next(
+            line for line in self.log.read_text().splitlines() if re.match(r"\d+ miner\(s\):", line)
+        )
+        return {name: int(n) for n, name in re.findall(r"(\d+) (\w+)", line.split(":", 1)[1])}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -183,12 +201,12 @@ def new_signer() -> Signer:
 class StuckMiner:
     """A real protocol client that takes work and never answers: a hung or vanished miner."""
 
-    def __init__(self, server: Server, slots: int) -> None:
+    def __init__(self, server: Server, slots: int, signer: Signer | None = None) -> None:
         from websockets.sync.client import connect
 
         from qortex.protocol.client import ClientSession, Reply, Welcomed
 
-        self.signer = Signer()
+        self.signer = signer or Signer()
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(connect(server.url.replace("http", "ws") + "/ws/miner"))
         self.session = ClientSession(self.signer, slots, ["sentiment"], "stuck")

@@ -91,3 +91,21 @@ def test_every_frame_and_close_code_is_in_the_protocol_doc() -> None:
             assert f"`{field.encode_name}`" in text, (tag, field.encode_name)
     for code in m.CLOSE_CODES:
         assert str(code) in text, code
+
+
+def test_every_cli_command_and_option_is_in_the_readme() -> None:
+    import typer.main
+
+    from qortex.cli import app
+
+    table = README.split("## Command line", 1)[1].split("\n\n", 2)[1]
+    group = typer.main.get_command(app)
+    assert hasattr(group, "commands")
+    for name, command in group.commands.items():
+        row = next((line for line in table.splitlines() if f"`qortex {name}" in line), None)
+        assert row is not None, name
+        for param in command.params:
+            for opt in param.opts:
+                if opt.startswith("--") and opt != "--help":
+                    assert opt in row, (name, opt)
+    assert "QORTEX_URL" in README

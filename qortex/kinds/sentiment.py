@@ -149,6 +149,7 @@ class SentimentKind:
         if max_tweets < 1:
             raise ConfigError("max_tweets must be at least 1")
         self.max_tweets = max_tweets
+        self.limits = {"tweets": max_tweets}  # listed by /api/v1/kinds for clients
         # Read once: compute runs for every microtask and must not touch the disk.
         self.lexicon = load_lexicon()
 

@@ -80,10 +80,21 @@ class Reader:
         return await self.one("SELECT * FROM tasks WHERE id = ?", (task_id,))
 
     async def tasks(
-        self, status: str | None, kind: str | None, limit: int, before: float | None
+        self,
+        status: str | None,
+        kind: str | None,
+        limit: int,
+        before: float | None,
+        prefix: str | None = None,
     ) -> list[dict[str, Any]]:
+        # An id prefix as a range of the primary key, so it is a seek, not a scan.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
         where, params = _filters(
-            ("status = ?", status), ("kind = ?", kind), ("created_at < ?", before)
+            ("status = ?", status),
+            ("kind = ?", kind),
+            ("created_at < ?", before),
+            ("id >= ?", prefix),
+            ("id < ?", upper),
         )
         sql = (
             "SELECT id, kind, status, microtasks, created_at, finished_at,"

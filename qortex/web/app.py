@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qortex import __version__, credentials
+from qortex import __version__
 from qortex.coordinator import Coordinator
 from qortex.core.kinds import KindRegistry
 from qortex.core.limits import Limiter
@@ -58,21 +58,17 @@ from qortex.webhooks.outbox import Outbox
 log = logging.getLogger("qortex")
 
 
-async def _load_keys(settings: Settings, store: Store, now: float) -> KeyRing:
-    """The key ring; a first admin key is made, printed once and saved for the CLI."""
-    keys = KeyRing(store)
-    key = await keys.load(settings.api_key, now)
-    if key is not None:
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        saved = credentials.save(f"http://{host}:{settings.port}", key)
-        print(
-            f"\n  Client API key (admin scope; shown once, only its hash is stored): {key}\n"
-            f"  Saved for the qortex CLI in {saved}\n"
-            f"  Use it as the x-api-key header, or export QORTEX_API_KEY={key}\n"
-            "  Make narrower keys with: qortex keys create NAME --scope submit,read\n",
-            flush=True,
-        )
-    return keys
+async def adopt_new_key(app: Starlette) -> str | None:
+    """Make the first admin key once the server listens; returns it, to be shown once.
+
+    Until then the file holds no key nobody knows, and a start that fails
+    before listening never replaces a key saved for the CLI that still works.
+    """
+    if not app.state.needs_first_key:
+        return None
+    app.state.needs_first_key = False
+    key, _ = await app.state.keys.create("admin", ("admin",), app.state.coordinator.clock())
+    return key
 
 
 async def health(request: Request) -> JSON:
@@ -145,6 +141,8 @@ def create_app(
 
     ``on_fatal`` runs if the store can no longer commit; ``on_started`` once
     recovery has rebuilt memory from the file and the app is about to serve.
+    A client API key made on this start is kept until the runner, once the
+    server listens, calls ``adopt_new_key`` to store it and show it.
     """
 
     @contextlib.asynccontextmanager
@@ -169,7 +167,10 @@ def create_app(
         app.state.address_limits = AddressLimits(settings, coordinator.clock)
         store.writer.on_unavailable = partial(socket.send_miners_away, coordinator)
         try:
-            app.state.keys = await _load_keys(settings, store, coordinator.clock())
+            app.state.keys = KeyRing(store)
+            app.state.needs_first_key = await app.state.keys.load(
+                settings.api_key, coordinator.clock()
+            )
             await coordinator.start()
             await outbox.start()
             if on_started is not None:

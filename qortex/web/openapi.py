@@ -106,6 +106,7 @@ def _paths() -> Schema:
                         "most tasks on the page",
                     ),
                     query("before", NUMBER, "the previous page's `next`"),
+                    query("prefix", STRING, "only tasks whose id starts with this"),
                 ],
             ),
         },

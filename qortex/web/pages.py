@@ -79,16 +79,18 @@ async def kind_file(request: Request) -> Response:
 
 
 async def list_kinds(request: Request) -> JSON:
-    """The kinds this coordinator runs, and which of them a browser can compute."""
+    """The kinds this coordinator runs, which of them a browser can compute, and their limits.
+
+    ``limits`` (a kind's optional attribute) lets a client fit its input to
+    this coordinator, as ``qortex submit`` does when it splits a long file.
+    """
     kinds = request.app.state.coordinator.kinds
-    return JSON(
-        {
-            "kinds": [
-                {"name": name, "browser": kinds.get(name).browser_module is not None}
-                for name in kinds
-            ]
-        }
-    )
+    listed = []
+    for name in kinds:
+        kind = kinds.get(name)
+        limits = dict(getattr(kind, "limits", None) or {})
+        listed.append({"name": name, "browser": kind.browser_module is not None, "limits": limits})
+    return JSON({"kinds": listed})
 
 
 routes = [

@@ -265,6 +265,13 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         retry={"type": "string", "pattern": "^[0-9]+$"},
     ),
     "Kinds": obj(
-        kinds={"type": "array", "items": obj(name=STRING, browser=BOOLEAN)},
+        kinds={
+            "type": "array",
+            "items": obj(
+                name=STRING,
+                browser=BOOLEAN,
+                limits={"type": "object", "additionalProperties": INTEGER},
+            ),
+        },
     ),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -21,6 +22,7 @@ from qortex.webhooks.destinations import MAX_URL, check_url
 
 Replicas = Annotated[int, Meta(ge=1, le=64)]
 MAX_GOLD = 1000
+TASK_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 
 
 class GoldItem(msgspec.Struct, forbid_unknown_fields=True):
@@ -274,7 +276,10 @@ async def list_tasks(request: Request) -> JSON:
     except ValueError:
         raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
     kind = request.query_params.get("kind")
-    rows = await request.app.state.store.reader.tasks(status, kind, limit, before)
+    prefix = request.query_params.get("prefix") or None
+    if prefix is not None and not TASK_ID_PREFIX.fullmatch(prefix):
+        raise InvalidInput("prefix must be the start of a task id (hex digits and '-')")
+    rows = await request.app.state.store.reader.tasks(status, kind, limit, before, prefix)
     tasks = [{**_task_summary(row), "decided": row["decided"]} for row in rows]
     following = tasks[-1]["createdAt"] if len(tasks) == limit else None
     return JSON({"tasks": tasks, "next": following})

@@ -590,3 +590,32 @@ def test_the_page_works_under_a_path_prefix(tabs: Tabs, server: Server, proxy: P
         "/ws/miner",
     }
     assert expected <= set(proxy.paths)
+
+
+def test_withdrawn_results_are_not_refusals_and_counts_survive_a_reload(
+    tabs: Tabs, server: Server, tmp_path: Path
+) -> None:
+    """A copy decided before the tab's result arrived is counted apart, and kept on reload."""
+    page = tabs.open()
+    miners = MinerProcesses(server, 4, tmp_path / "keys")
+    try:
+        with server.client() as client:
+            wait_until(lambda: len(connected_miners(client)) == 5, 20, "four CLI miners and a tab")
+            deadline = time.monotonic() + timeout(180)
+            while miner_status(page)["withdrawn"] == 0:
+                assert time.monotonic() < deadline, "the tab was never late"
+                body = {"tweets": TWEETS, "replicas": 5, "quorum": 3}
+                wait_task(client, client.post("/api/v1/tasks", json=body).json()["taskId"])
+    finally:
+        miners.stop()
+    page.wait_for_function("() => window.qortexMiner.working.length === 0", timeout=ms(10))
+    before = miner_status(page)
+    assert before["refused"] == 0 and before["lastRefusal"] == ""
+    assert page.get_by_test_id("refused").inner_text() == "0"
+    assert page.get_by_test_id("withdrawn").inner_text() == str(before["withdrawn"])
+    page.reload()
+    wait_connected(page)
+    after = miner_status(page)
+    for counter in ("done", "accepted", "withdrawn", "refused"):
+        assert after[counter] == before[counter], counter
+    assert page.get_by_test_id("accepted").inner_text() == str(before["accepted"])

@@ -65,9 +65,29 @@ def _setuptools_builds_wheels_alone() -> bool:
     return (major, minor) >= (70, 1)
 
 
+TEST_ENV_MARK = "qortex-test-env"  # written by scripts/test into the environment it made
+
+
+def _in_test_env() -> bool:
+    """Whether this interpreter runs in the suite's own environment, not the user's."""
+    return sys.prefix != sys.base_prefix and (Path(sys.prefix) / TEST_ENV_MARK).is_file()
+
+
+def _installed_here() -> bool:
+    dist = importlib.metadata.distribution("qortex-reverse-kind")
+    location = Path(str(dist.locate_file(PLUGIN_MODULE))).resolve()
+    return location.is_relative_to(Path(sys.prefix).resolve())
+
+
 @pytest.fixture(scope="module")
 def reverse_plugin(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The plugin is pip-installed into this interpreter's environment: that must be
+    # the suite's own, or the user's coordinator would list a kind named reverse.
+    assert _in_test_env(), (
+        f"{sys.prefix} is not the suite's environment: run the tests with scripts/test"
+    )
     if _plugin_is_installed():
+        assert _installed_here()
         return
     # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
     source = tmp_path_factory.mktemp("plugin") / PLUGIN.name
@@ -84,6 +104,7 @@ def reverse_plugin(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert done.returncode == 0, done.stderr
     importlib.invalidate_caches()
     assert _plugin_is_installed()
+    assert _installed_here()
 
 
 @pytest.fixture
@@ -125,7 +146,7 @@ def test_a_third_party_kind_runs_end_to_end(server: Server, three_miners: MinerP
     with server.client() as client:
         assert "reverse" in client.get("/health").json()["kinds"]
         listed = client.get("/api/v1/kinds").json()["kinds"]
-        assert {"name": "reverse", "browser": False} in listed
+        assert {"name": "reverse", "browser": False, "limits": {}} in listed
         assert client.get("/kinds/reverse.js").status_code == 404
         refused = client.post(
             "/api/v1/tasks", json={"kind": "reverse", "input": {"words": ["ok", ""]}}
@@ -264,7 +285,7 @@ def test_the_server_exits_when_it_refuses_to_start(tmp_path: Path) -> None:
     srv = _serve_with_a_duplicate_kind(tmp_path)
     assert srv.proc is not None
     try:
-        assert srv.proc.wait(timeout(5)) != 0
+        assert srv.proc.wait(timeout(30)) != 0
     except subprocess.TimeoutExpired:
         pytest.fail("qortex serve refused to start but did not exit")
     finally:

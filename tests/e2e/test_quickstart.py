@@ -81,7 +81,7 @@ def test_stdin_submit_and_status(server: Server, five_miners: MinerProcesses) ->
             20,
             "task completed",
         )
-    shown = run_cli(server, "status", task_id)
+    shown = run_cli(server, "status", task_id, "--json")
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["output"] == [
         {"tweet": "what a lovely day", "label": "positive"}

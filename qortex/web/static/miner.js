@@ -26,6 +26,11 @@ const TICK_MS = 250;
 const SLOTS_KEY = "qortex.slots";
 const STOPPED_KEY = "qortex.stopped";
 const CREDIT_EVERY_MS = 5000;
+// Counters live as long as the identity: kept per miner id, so a reload goes on counting.
+const TALLY_PREFIX = "qortex.tally.";
+const COUNTERS = ["done", "accepted", "withdrawn", "refused", "failed"];
+// The refusal a result gets when its microtask was decided before it arrived: honest, just late.
+const WITHDRAWN = "withdrawn";
 
 const status = {
   state: "stopped", // connecting | connected | reconnecting | stopped
@@ -35,6 +40,7 @@ const status = {
   publicKey: "",
   done: 0,
   accepted: 0,
+  withdrawn: 0,
   refused: 0,
   failed: 0,
   slots: initialSlots(),
@@ -272,9 +278,10 @@ class Connection {
         changed();
         break;
       case "refused":
-        status.refused += 1;
-        status.lastRefusal = frame.reason;
-        console.warn("qortex: result refused", frame.assignmentId, frame.reason, frame.message);
+        countRefusal(frame.reason);
+        if (frame.reason !== WITHDRAWN) {
+          console.warn("qortex: result refused", frame.assignmentId, frame.reason, frame.message);
+        }
         changed();
         break;
       case "cancel":
@@ -345,6 +352,35 @@ class Connection {
   }
 }
 
+/** A refused result: "withdrawn" is no fault of this miner, so it is counted apart. */
+function countRefusal(reason) {
+  if (reason === WITHDRAWN) {
+    status.withdrawn += 1;
+  } else {
+    status.refused += 1;
+    status.lastRefusal = reason;
+  }
+}
+
+function loadTally(minerId) {
+  let saved = {};
+  try {
+    saved = JSON.parse(storage("get", TALLY_PREFIX + minerId) ?? "{}") ?? {};
+  } catch {
+    // A damaged record starts the counts again.
+  }
+  for (const name of COUNTERS) {
+    const value = saved[name];
+    status[name] = Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  }
+}
+
+function saveTally() {
+  if (!status.minerId) return;
+  const tally = Object.fromEntries(COUNTERS.map((name) => [name, status[name]]));
+  storage("set", TALLY_PREFIX + status.minerId, JSON.stringify(tally));
+}
+
 async function postResult(minerId, frame) {
   const { type, ...body } = frame;
   try {
@@ -354,10 +390,7 @@ async function postResult(minerId, frame) {
       body: JSON.stringify(body),
     });
     if (response.ok) status.accepted += 1;
-    else {
-      status.refused += 1;
-      status.lastRefusal = (await response.json().catch(() => ({})))?.detail?.reason ?? "http";
-    }
+    else countRefusal((await response.json().catch(() => ({})))?.detail?.reason ?? "http");
   } catch (error) {
     status.failed += 1;
     console.error("qortex: posting a result failed", error);
@@ -544,6 +577,7 @@ function stateText() {
 
 function render() {
   renderQueued = false;
+  saveTally();
   const root = document.documentElement;
   root.dataset.state = status.state;
   $("state").textContent = stateText();
@@ -560,6 +594,7 @@ function render() {
   $("accepted").textContent = status.accepted;
   $("credit").textContent = status.credit.toLocaleString("en", { maximumFractionDigits: 1 });
   $("rank").textContent = status.rank === null ? "—" : `#${status.rank}`;
+  $("withdrawn").textContent = status.withdrawn;
   $("refused").textContent = status.refused;
   $("refused-reason").textContent = status.lastRefusal ? `last: ${status.lastRefusal}` : "";
   $("failed").textContent = status.failed;
@@ -611,6 +646,7 @@ const view = Object.freeze({
   get accepted() { return status.accepted; },
   get credit() { return status.credit; },
   get rank() { return status.rank; },
+  get withdrawn() { return status.withdrawn; },
   get refused() { return status.refused; },
   get failed() { return status.failed; },
   get lastRefusal() { return status.lastRefusal; },
@@ -639,6 +675,7 @@ async function main() {
   }
   status.minerId = identity.minerId;
   status.publicKey = identity.publicHex;
+  loadTally(identity.minerId);
   if (!identity.persistent) status.note = "This browser cannot store the key: a reload is a new miner.";
   const ticker = new Worker(new URL("ticker.js", import.meta.url));
   ticker.onmessage = tick;
