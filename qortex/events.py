@@ -133,15 +133,20 @@ class EventBus:
 
     def __init__(self, subscriber_bytes: int = 1024 * 1024) -> None:
         self._subs: set[Subscription] = set()
+        self._internal: set[Subscription] = set()  # the coordinator's own (webhook outbox)
         self._bytes = subscriber_bytes
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self, internal: bool = False) -> Subscription:
+        """A new stream; ``internal`` ones are the coordinator's and not counted as clients'."""
         sub = Subscription(self, self._bytes)
         self._subs.add(sub)
+        if internal:
+            self._internal.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+        self._internal.discard(sub)
 
     def publish(self, events: list[Event]) -> None:
         for sub in list(self._subs):
@@ -150,4 +155,5 @@ class EventBus:
 
     @property
     def subscribers(self) -> int:
-        return len(self._subs)
+        """Clients' streams (what ``max_subscribers`` bounds)."""
+        return len(self._subs) - len(self._internal)

@@ -158,11 +158,11 @@ class Outbox:
 
     async def _follow_bus(self) -> None:
         """Wake the enqueue loop when a committed event is one somebody wants."""
-        sub = self.bus.subscribe()
+        sub = self.bus.subscribe(internal=True)
         try:
             while True:
                 if sub.dropped:
-                    sub = self.bus.subscribe()
+                    sub = self.bus.subscribe(internal=True)
                     self._wake_enqueue.set()
                 event = await sub.queue.get()
                 if event.type in self.wanted:
