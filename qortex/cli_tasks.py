@@ -112,7 +112,7 @@ def submit_all(client: httpx.Client, bodies: list[dict[str, Any]]) -> list[dict[
     for body in bodies:
         # One key per task: the client library's retries and a repeated POST of
         # this very body then return the same task instead of a second one.
-        headers = {"idempotency-key": secrets.token_hex(16)}
+        headers = {"idempotency-key": "qx-" + secrets.token_hex(16)}
         try:
             created.append(check(_post_retrying(client, body, headers)))
         except CliError as exc:

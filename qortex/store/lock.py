@@ -38,7 +38,13 @@ class DatabaseLock:
         """Claim ``db`` or raise ``DatabaseInUse`` naming the file and its holder."""
         path = lock_path(db)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only or foreign directory: say so, no traceback
+            raise ConfigError(
+                f"cannot write the database {db}: cannot create {path}"
+                f" ({exc.strerror}; is the disk read-only, or the directory not yours?)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from qortex.settings import Settings
-from qortex.web.app import create_app
+from qortex.web.app import adopt_new_key, create_app
 from tests.helpers import snapshot
 
 
@@ -79,9 +79,14 @@ def test_keys_and_revocations_survive_a_restart(settings: Settings, tmp_path: Pa
 
 def test_without_a_configured_key_a_first_admin_key_is_made_once(tmp_path: Path) -> None:
     settings = Settings(db=str(tmp_path / "q.db"))
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    with TestClient(app) as client:
         listed = client.get("/api/v1/keys")
         assert listed.status_code == 401
+        # Made once the server listens (qortex serve calls this then), and only once.
+        key = client.portal.call(adopt_new_key, app)
+        assert key is not None and client.portal.call(adopt_new_key, app) is None
+        assert client.get("/api/v1/keys", headers={"x-api-key": key}).status_code == 200
     import sqlite3
 
     rows = sqlite3.connect(settings.db).execute("SELECT name, scopes FROM api_keys").fetchall()
