@@ -592,6 +592,8 @@ def test_the_page_works_under_a_path_prefix(tabs: Tabs, server: Server, proxy: P
     assert expected <= set(proxy.paths)
 
 
+# Several tabs and CLI miners, two page loads: slow on a busy machine.
+@pytest.mark.timeout(300)
 def test_withdrawn_results_are_not_refusals_and_counts_survive_a_reload(
     tabs: Tabs, server: Server, tmp_path: Path
 ) -> None:
