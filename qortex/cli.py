@@ -9,21 +9,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import httpx
-import msgspec
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
-from qortex import __version__, cli_tasks, credentials, logs, urls
-from qortex.client import ApiError, Client
+from qortex import __version__, cli_keys, cli_tasks, credentials, logs, urls
+from qortex.cli_common import DEFAULTS, ApiKey, Url, err, fail, key_of, settings_of, url_of
 from qortex.errors import ConfigError
-from qortex.settings import Settings, load_settings, unneeded_seed_variables
+from qortex.settings import unneeded_seed_variables
 
 app = typer.Typer(
     help="Qortex: trusted results from untrusted volunteer computers.",
@@ -32,49 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: no boxes, no <str> type markers
 )
-err = Console(stderr=True, soft_wrap=True)  # messages are read, copied and grepped whole
-DEFAULTS = Settings()
-
-T = TypeVar("T")
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="QORTEX_URL",
-        metavar="URL",
-        show_default=False,
-        help="Coordinator URL; scheme optional [default: http://127.0.0.1 and the port"
-        " in ./qortex.toml, else 8000; env QORTEX_URL].",
-    ),
-]
-ApiKey = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        metavar="KEY",
-        help="Client API key [default: QORTEX_API_KEY, or the key qortex serve saved].",
-    ),
-]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings(config: Path | None = None, **overrides: Any) -> Settings:
-    try:
-        return load_settings(config, overrides=overrides)
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-
-
-def _url(given: str | None) -> str:
-    """The coordinator's URL: as given (normalised), or from ./qortex.toml's host and port."""
-    try:
-        return urls.normalise(given) if given else urls.of_settings(_settings())
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
 
 
 @app.command()
@@ -110,7 +64,7 @@ def serve(
     from qortex.web import guard, redact
     from qortex.web.app import adopt_new_key, create_app
 
-    settings = _settings(config, host=host, port=port, db=db, log_level=log_level)
+    settings = settings_of(config, host=host, port=port, db=db, log_level=log_level)
     redact.install()
     logs.configure(settings.log_level, settings.log_format)
     for warning in unneeded_seed_variables():
@@ -123,18 +77,18 @@ def serve(
         # Before anything is written: the port must be free, and the file ours.
         sock = serving.bind(settings.host, settings.port)
     except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     try:
         lock = DatabaseLock.acquire(settings.db, f"qortex serve on {url}")
     except ConfigError as exc:
         sock.close()
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     try:
         prepare(settings.db, settings.sync)  # an unwritable file is refused before listening
     except StoreUnwritable as exc:
         sock.close()
         lock.release()
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
 
     def fatal(exc: BaseException) -> None:
         # Memory may now be ahead of the file: stop, and let the next start recover from it.
@@ -209,13 +163,13 @@ def miner(
     # Errors logged by the miners print above the live status line, not through it.
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
-    target = _url(url)
-    kinds = load_kinds(_settings())
+    target = url_of(url)
+    kinds = load_kinds(settings_of())
     directory = key_dir or credentials.config_dir() / "miners"
     try:
         keys = claim_files(key) if key else claim_free(directory, count)
     except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     report = Report(err)
     shown = ", ".join(str(k.path) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
     report.say(f"{len(keys)} miner(s) for {target}; keys: {shown}")
@@ -247,41 +201,14 @@ def miner(
         raise typer.Exit(1)
 
 
-def _key(url: str, given: str | None) -> str:
-    key = (
-        given
-        or os.environ.get("QORTEX_API_KEY")
-        or os.environ.get("API_KEY_SECRET")
-        or credentials.load(url)
-    )
-    if not key:
-        raise _fail(
-            f"no API key for {url}: pass --api-key, set QORTEX_API_KEY, or run `qortex serve`"
-            " on this machine (it saves its key for the CLI)"
-        )
-    return key
-
-
 def _client(url: str, api_key: str | None) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"x-api-key": _key(url, api_key)}, timeout=30)
-
-
-def _api_client(url: str, api_key: str | None) -> Client:
-    return Client(url, _key(url, api_key))
-
-
-def _api(call: Callable[[], T]) -> T:
-    """Run a client call; an API error becomes one red line and exit status 1."""
-    try:
-        return call()
-    except ApiError as exc:
-        raise _fail(f"HTTP {exc.status}: {exc.message}") from None
+    return httpx.Client(base_url=url, headers={"x-api-key": key_of(url, api_key)}, timeout=30)
 
 
 def _start(at: str | None, delay: float | None) -> dict[str, Any]:
     """``--at`` (an ISO time; local time if it names no zone) or ``--in`` seconds."""
     if at is not None and delay is not None:
-        raise _fail("give --at or --in, not both")
+        raise fail("give --at or --in, not both")
     if delay is not None:
         return {"delaySeconds": delay}
     if at is None:
@@ -289,10 +216,10 @@ def _start(at: str | None, delay: float | None) -> dict[str, Any]:
     try:
         when = datetime.fromisoformat(at)
     except ValueError:
-        raise _fail(
+        raise fail(
             f"--at must be a time such as 2030-01-01T09:00 or 2030-01-01T09:00Z, got {at!r}"
         ) from None
-    return {"not_before": when if when.tzinfo else when.astimezone()}
+    return {"notBefore": (when if when.tzinfo else when.astimezone()).isoformat()}
 
 
 @app.command()
@@ -315,9 +242,14 @@ def submit(
     ] = None,
     replicas: Annotated[int | None, typer.Option(metavar="N", help="Copies per microtask.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress and print the output.")] = False,
-    at: Annotated[str | None, typer.Option("--at", help="Start no earlier than this time.")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", metavar="TIME", help="Start no earlier than this time.")
+    ] = None,
     delay: Annotated[
-        float | None, typer.Option("--in", help="Start no earlier than this many seconds from now.")
+        float | None,
+        typer.Option(
+            "--in", metavar="SECONDS", help="Start no earlier than this many seconds from now."
+        ),
     ] = None,
 ) -> None:
     """Submit a task; with --wait, show progress and print the result as JSON.
@@ -327,10 +259,8 @@ def submit(
     Each submit carries its own Idempotency-Key, so a retry never makes a second task.
     """
     text = sys.stdin.read() if source == "-" else _read(Path(source))
-    target = _url(url)
+    target = url_of(url)
     start = _start(at, delay)
-    if "not_before" in start:
-        start = {"notBefore": start["not_before"].isoformat()}
     try:
         body = {**cli_tasks.task_body(text, kind, replicas), **start}
         with _client(target, api_key) as client:
@@ -340,12 +270,12 @@ def submit(
                 return
             tasks = _wait(client, created)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     failed = [task for task in tasks if task["status"] != "completed"]
     if failed:
         for task in failed:
             print(json.dumps(task, indent=2))
-        raise _fail(", ".join(f"task {t['taskId']} {t['status']}" for t in failed))
+        raise fail(", ".join(f"task {t['taskId']} {t['status']}" for t in failed))
     outputs = [task["output"] for task in tasks]
     output = outputs[0] if len(outputs) == 1 else [item for out in outputs for item in out]
     print(json.dumps(output, indent=2, ensure_ascii=False))
@@ -371,7 +301,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text()
     except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+        raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
 @app.command()
@@ -382,49 +312,17 @@ def status(
     raw: Annotated[bool, typer.Option("--json", help="The task as the API returns it.")] = False,
 ) -> None:
     """Show a task: status, progress, each microtask's decision and who voted."""
-    target = _url(url)
+    target = url_of(url)
     try:
         with _client(target, api_key) as client:
             full_id = cli_tasks.resolve(client, task_id)
             task = cli_tasks.check(client.get(f"/api/v1/tasks/{full_id}"))
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     print(json.dumps(task, indent=2, ensure_ascii=False) if raw else cli_tasks.summary(task))
 
 
-keys_app = typer.Typer(help="Make, list and revoke API keys (needs an admin key).")
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("create")
-def keys_create(
-    name: str,
-    scope: Annotated[str, typer.Option(help="Comma-separated: read, submit, admin.")] = "read",
-    url: Url = None,
-    api_key: ApiKey = None,
-) -> None:
-    """Make a key and print its secret (shown this once only)."""
-    scopes = [part.strip() for part in scope.split(",") if part.strip()]
-    target = _url(url)
-    with _api_client(target, api_key) as client:
-        made = _api(lambda: client.create_key(name, scopes))
-    print(json.dumps(msgspec.to_builtins(made), indent=2))
-
-
-@keys_app.command("list")
-def keys_list(url: Url = None, api_key: ApiKey = None) -> None:
-    """List keys: names, scopes, when made and revoked (never the secrets)."""
-    target = _url(url)
-    with _api_client(target, api_key) as client:
-        print(json.dumps(_api(client.keys), indent=2))
-
-
-@keys_app.command("revoke")
-def keys_revoke(name: str, url: Url = None, api_key: ApiKey = None) -> None:
-    """Revoke a key: refused from now on, and its open event streams end."""
-    target = _url(url)
-    with _api_client(target, api_key) as client:
-        print(json.dumps(_api(lambda: client.revoke_key(name)), indent=2))
+app.add_typer(cli_keys.keys_app, name="keys")
 
 
 @app.command()
@@ -439,7 +337,7 @@ def keygen(
     try:
         write_key(out, signer)
     except FileExistsError:
-        raise _fail(f"{out} exists; refusing to overwrite a key") from None
+        raise fail(f"{out} exists; refusing to overwrite a key") from None
     print(json.dumps({"minerId": signer.miner_id, "publicKey": signer.public_hex}, indent=2))
     err.print(f"mine with it: qortex miner --key {out}", highlight=False)
 
@@ -458,8 +356,8 @@ def verify(
     try:
         bundle = json.loads(_read(proof))
     except ValueError as exc:
-        raise _fail(f"{proof} is not JSON: {exc}") from None
-    problems = check_proof(bundle, load_kinds(_settings()))
+        raise fail(f"{proof} is not JSON: {exc}") from None
+    problems = check_proof(bundle, load_kinds(settings_of()))
     for problem in problems:
         err.print(f"[red]✗[/] {problem}")
     if problems:
