@@ -5,28 +5,17 @@ the store: everything here can be rebuilt from SQLite after a crash (see
 :mod:`qortex.recovery`). It makes every placement decision and nothing else;
 callers turn the returned leases and outcomes into messages and facts.
 
-Rules it keeps:
-
-* copies of one microtask go to distinct miners on distinct networks, and a
-  miner never gets another copy once it has returned one, let one expire or
-  dropped one by disconnecting (hoarders cannot hold work back);
-* placement picks a random network, then a random eligible free miner on it,
-  so colluders cannot arrange to meet on a microtask, a crowd of identities
-  on one network is picked no more often than one machine elsewhere and
-  never hides the other networks, and answering fast buys nothing: a miner's usable
-  slots start at one and grow only with checks passed, and halve when it
-  lets a copy go;
-* a microtask wants another copy while even unanimous outstanding copies could
-  not make its best answer credible enough (:mod:`qortex.core.quorum`); copies
-  to a credible miner, or to one whose result will be checked, count for more,
-  so they need fewer companions (adaptive replication);
-* work lost to a disconnect or a deadline goes back to the front of the queue;
-* per-result work is O(1) in the number of pending microtasks.
+Rules it keeps (docs/trust.md says why): copies of one microtask go to
+distinct miners on distinct networks, picked at random, network first; a
+miner never gets another copy of a microtask it returned, let expire or
+dropped; usable slots are earned with checks passed; a microtask wants
+another copy while outstanding copies could not make its answer credible
+enough; lost work goes back to the front; per-result work is O(1) in the
+number of pending microtasks.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -34,6 +23,7 @@ from typing import Any
 
 from qortex.core import lifecycle
 from qortex.core.credibility import Vote
+from qortex.core.deadlines import Deadlines
 from qortex.core.quorum import Policy
 from qortex.core.randomset import ByNetwork
 from qortex.core.work import (
@@ -77,7 +67,7 @@ class DispatchTable:
         self.leases: dict[str, Lease] = {}
         self._queues: dict[str, OrderedDict[str, Microtask]] = {}
         self._free: dict[str, ByNetwork[Miner]] = {}
-        self._deadlines: list[tuple[float, str]] = []
+        self._deadlines = Deadlines()
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
         # Per kind: microtasks passed over since the last change that could
         # make one of them placeable (a miner, a free slot, new work).
@@ -130,10 +120,8 @@ class DispatchTable:
         self.tasks.pop(task_id, None)
 
     def withdraw_task(self, task: Task, event: str) -> list[Lease]:
-        """Stop a running task (``event`` is "cancel" or "fail"): its open microtasks are
-        cancelled, its queued copies forgotten, and the leases out returned, closed as
-        cancelled, so a result that still arrives for one is refused as withdrawn.
-        """
+        """Stop a running task (``event``: "cancel" or "fail"); returns its leases, now
+        cancelled, so a result that still arrives for one is refused as withdrawn."""
         task.state = lifecycle.advance(task.state, event)
         withdrawn: list[Lease] = []
         for mt in task.microtasks:
@@ -198,13 +186,9 @@ class DispatchTable:
     def fill(self, now: float) -> list[Lease]:
         """Lease copies of queued microtasks to free miners until one side runs out.
 
-        A microtask that none of the free miners may take is passed over and
-        moved to the back of its queue, so the next pass starts with work that
-        can move. One pass looks at no more than :data:`SCAN_LIMIT` of those;
-        if it stops there before every queued microtask has been looked at
-        since the last change, ``backlogged`` is set and the caller should run
-        another pass soon. Each pass stays bounded, and work behind a long
-        blocked stretch is still reached.
+        Work no free miner may take moves to the back of its queue; a pass
+        passes over at most :data:`SCAN_LIMIT` such, and sets ``backlogged``
+        when more remain unseen, so the caller runs another pass soon.
         """
         issued: list[Lease] = []
         self.backlogged = False
@@ -257,18 +241,16 @@ class DispatchTable:
         mt.holders[miner.id] = lease
         miner.leases[lease.id] = lease
         self.leases[lease.id] = lease
-        heapq.heappush(self._deadlines, (lease.deadline, lease.id))
+        self._deadlines.add(lease.deadline, lease.id)
         self._update_free(miner)
         return lease
 
     # -- results ----------------------------------------------------------
 
     def take(self, miner_id: str, assignment_id: str, microtask_id: str, now: float) -> Lease:
-        """The lease a result may be counted against; refusals raise and change nothing.
+        """The lease a result may count against; a refusal raises and leaves it open.
 
-        A refused lease stays open (a late one is closed by the next
-        :meth:`expire`). Only the lease's own miner learns why an assignment
-        that is over was refused; to anyone else it is unknown.
+        Why an assignment that is over was refused is told only to its own miner.
         """
         lease = self.leases.get(assignment_id)
         if lease is None:
@@ -327,13 +309,11 @@ class DispatchTable:
         return outcome
 
     def strike(self, mt: Microtask, miner_id: str) -> tuple[bool, Outcome | None]:
-        """Drop a banned miner's votes from a microtask.
+        """Drop a banned miner's votes; a decision still meeting its target stands.
 
-        Returns whether a settled microtask was reopened, and the outcome when
-        the remaining results decide it at once: another answer won, or the
-        struck votes were all that kept an undecided one from its target (it
-        may hold no copy and want none, so nothing else would ever decide it).
-        A decision that still meets its target without those votes stands.
+        Returns whether a settled microtask reopened, and the outcome when the
+        remaining votes decide it at once (another answer won, or the struck
+        votes alone held an undecided one back, which nothing else would decide).
         """
         if mt.state == lifecycle.CANCELLED:  # its task was withdrawn: nothing to decide
             return False, None
@@ -364,13 +344,10 @@ class DispatchTable:
         self._requeue(mt, front=True)
         return True, None
 
-    # -- deadlines --------------------------------------------------------
-
     def expire(self, now: float) -> list[Lease]:
         """Close every lease whose deadline has passed; their copies are queued again."""
         expired: list[Lease] = []
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, aid = heapq.heappop(self._deadlines)
+        for aid in self._deadlines.due(now):
             lease = self.leases.get(aid)
             if lease is not None:
                 exclude(lease.microtask, lease.miner_id)
@@ -379,9 +356,7 @@ class DispatchTable:
         return expired
 
     def next_deadline(self) -> float | None:
-        while self._deadlines and self._deadlines[0][1] not in self.leases:
-            heapq.heappop(self._deadlines)
-        return self._deadlines[0][0] if self._deadlines else None
+        return self._deadlines.next(self.leases)
 
     # -- internals --------------------------------------------------------
 
