@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from qortex.coordinator import Coordinator
+from qortex.errors import ResultRefused
 from qortex.events import EventBus
 from qortex.kinds.sentiment import SentimentKind
 from qortex.plugins import load_kinds
@@ -100,7 +101,7 @@ async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str,
                 )
             else:
                 coord.accept(miner_id, assign.assignment_id, assign.microtask_id, output, "00" * 64)
-        except Exception:  # a refusal (a copy cancelled meanwhile): not counted
+        except ResultRefused:  # a copy cancelled meanwhile: not counted
             pass
 
     labels: dict[bytes, bytes] = {}
