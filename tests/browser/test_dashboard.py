@@ -99,7 +99,10 @@ def test_a_task_and_a_new_miner_are_watched_live(
     miners = start_miners(server, 1, tmp_path / "keys")
     try:
         with server.client() as client:
-            (miner,) = client.get("/api/v1/miners").json()["miners"]
+            # Connected is counted at once; the listing shows a miner once its row commits.
+            (miner,) = wait_until(
+                lambda: client.get("/api/v1/miners").json()["miners"], 10, "the miner listed"
+            )
             miner_id = miner["minerId"]
             # The new miner appears, online, without a reload.
             row(page, "miners", miner_id).locator(".dot.on").wait_for(timeout=ms(10))

@@ -328,7 +328,10 @@ def test_invalid_utf8_inside_a_json_string_is_a_400(
 ) -> None:
     response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert response.json()["message"] == "request body is not valid JSON: a string is not UTF-8"
+    # The wording after the colon is the JSON decoder's own, and varies between its versions.
+    message = response.json()["message"]
+    assert message.startswith("request body is not valid JSON: ")
+    assert "UTF-8" in message
 
 
 def test_json_nested_too_deeply_is_a_400(client: TestClient) -> None:
