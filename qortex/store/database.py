@@ -75,7 +75,7 @@ class Store:
     async def open(cls, path: str, sync: str = "full", batch: int = 4096) -> Store:
         prepare(path, sync)
         reader_conn = await aiosqlite.connect(path, isolation_level=None)
-        await reader_conn.execute("PRAGMA busy_timeout = 5000")
+        await reader_conn.execute_fetchall("PRAGMA busy_timeout = 5000")
         store = cls(path, Writer(path, sync, batch), Reader(reader_conn))
         store.writer.start()
         return store

@@ -61,13 +61,18 @@ class Reader:
         self._conn = conn
         self._conn.row_factory = _dict_row
 
+    # Each query runs to its end in one call on the connection's thread. A cursor
+    # kept across awaits leaves its statement open when the awaiting request is
+    # cancelled (a client that hangs up), and an open statement pins the reader to
+    # an old snapshot of the file: later reads missed tasks committed after it.
+
     async def one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        async with self._conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """The first row of a keyed or aggregate query (every row is read; keep them few)."""
+        rows = await self._conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._conn.execute_fetchall(sql, params))
 
     async def ping(self) -> bool:
         return await self.one("SELECT 1 AS ok") is not None

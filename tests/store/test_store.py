@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
@@ -86,5 +87,30 @@ async def test_a_failed_commit_is_fatal_and_commits_nothing(tmp_path: Path) -> N
             await later
         assert await store.reader.miner("b") is None  # the failed unit left no trace
         assert await store.reader.miner("a") is not None
+    finally:
+        await store.close()
+
+
+async def test_reads_cancelled_midway_never_pin_the_reader_to_an_old_snapshot(
+    tmp_path: Path,
+) -> None:
+    """A request that hangs up while its read runs must not hide later commits from others."""
+    store = await Store.open(str(tmp_path / "q.db"), sync="normal")  # no fsync: many commits
+    try:
+        await store.writer.write([_miner(f"{i:032x}") for i in range(50)])
+        rng = random.Random(7)
+        for n in range(200):
+            reads = [
+                asyncio.create_task(store.reader.all("SELECT * FROM miners ORDER BY id"))
+                for _ in range(4)
+            ]
+            await asyncio.sleep(0)
+            for read in reads:
+                if rng.random() < 0.5:
+                    read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            miner_id = f"{1000 + n:032x}"
+            await store.writer.write([_miner(miner_id)])
+            assert await store.reader.miner(miner_id) is not None, f"commit {n} unseen"
     finally:
         await store.close()
