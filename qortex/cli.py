@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,17 @@ import typer
 from rich.logging import RichHandler
 
 from qortex import __version__, cli_keys, cli_tasks, credentials, logs, urls
-from qortex.cli_common import DEFAULTS, ApiKey, Url, err, fail, key_of, settings_of, url_of
+from qortex.cli_common import (
+    DEFAULTS,
+    ApiKey,
+    Url,
+    client_for,
+    err,
+    fail,
+    settings_of,
+    url_of,
+)
+from qortex.client import ApiError, Client
 from qortex.errors import ConfigError
 from qortex.settings import unneeded_seed_variables
 
@@ -201,27 +210,6 @@ def miner(
         raise typer.Exit(1)
 
 
-def _client(url: str, api_key: str | None) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"x-api-key": key_of(url, api_key)}, timeout=30)
-
-
-def _start(at: str | None, delay: float | None) -> dict[str, Any]:
-    """``--at`` (an ISO time; local time if it names no zone) or ``--in`` seconds."""
-    if at is not None and delay is not None:
-        raise fail("give --at or --in, not both")
-    if delay is not None:
-        return {"delaySeconds": delay}
-    if at is None:
-        return {}
-    try:
-        when = datetime.fromisoformat(at)
-    except ValueError:
-        raise fail(
-            f"--at must be a time such as 2030-01-01T09:00 or 2030-01-01T09:00Z, got {at!r}"
-        ) from None
-    return {"notBefore": (when if when.tzinfo else when.astimezone()).isoformat()}
-
-
 @app.command()
 def submit(
     source: Annotated[
@@ -260,15 +248,17 @@ def submit(
     """
     text = sys.stdin.read() if source == "-" else _read(Path(source))
     target = url_of(url)
-    start = _start(at, delay)
     try:
+        start = cli_tasks.start_time(at, delay)
         body = {**cli_tasks.task_body(text, kind, replicas), **start}
-        with _client(target, api_key) as client:
+        with client_for(target, api_key) as client:
             created = cli_tasks.submit_all(client, cli_tasks.fit(client, body))
             if not wait:
                 print(json.dumps(created[0] if len(created) == 1 else created, indent=2))
                 return
             tasks = _wait(client, created)
+    except ApiError as exc:
+        raise fail(str(cli_tasks.refused(exc))) from None
     except ConfigError as exc:
         raise fail(str(exc)) from None
     failed = [task for task in tasks if task["status"] != "completed"]
@@ -281,7 +271,7 @@ def submit(
     print(json.dumps(output, indent=2, ensure_ascii=False))
 
 
-def _wait(client: httpx.Client, created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _wait(client: Client, created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids = [task["taskId"] for task in created]
     if len(ids) > 1:
         err.print(f"{len(ids)} tasks: {', '.join(ids)}", highlight=False)
@@ -294,7 +284,7 @@ def _wait(client: httpx.Client, created: list[dict[str, Any]]) -> list[dict[str,
             highlight=False,
         )
         raise typer.Exit(130) from None
-    return [cli_tasks.check(client.get(f"/api/v1/tasks/{task_id}")) for task_id in ids]
+    return [client.task(task_id) for task_id in ids]
 
 
 def _read(path: Path) -> str:
@@ -314,12 +304,32 @@ def status(
     """Show a task: status, progress, each microtask's decision and who voted."""
     target = url_of(url)
     try:
-        with _client(target, api_key) as client:
-            full_id = cli_tasks.resolve(client, task_id)
-            task = cli_tasks.check(client.get(f"/api/v1/tasks/{full_id}"))
+        with client_for(target, api_key) as client:
+            task = client.task(cli_tasks.resolve(client, task_id))
+    except ApiError as exc:
+        raise fail(str(cli_tasks.refused(exc))) from None
     except ConfigError as exc:
         raise fail(str(exc)) from None
     print(json.dumps(task, indent=2, ensure_ascii=False) if raw else cli_tasks.summary(task))
+
+
+@app.command()
+def cancel(
+    task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="A task id, or its start.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Cancel a running task: its copies are withdrawn from the miners (needs an admin key)."""
+    target = url_of(url)
+    try:
+        with client_for(target, api_key) as client:
+            full_id = cli_tasks.resolve(client, task_id)
+            answer = client.cancel(full_id)
+    except ApiError as exc:
+        raise fail(str(cli_tasks.refused(exc))) from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
 
 
 app.add_typer(cli_keys.keys_app, name="keys")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from qortex import credentials, urls
+from qortex.client import Client
 from qortex.errors import ConfigError
 from qortex.settings import Settings, load_settings
 
@@ -70,3 +71,8 @@ def key_of(url: str, given: str | None) -> str:
             " on this machine (it saves its key for the CLI)"
         )
     return key
+
+
+def client_for(url: str, given: str | None) -> Client:
+    """The API client for ``url`` with the key the user gave or saved for it."""
+    return Client(url, key_of(url, given))

@@ -9,14 +9,10 @@ from typing import Annotated, TypeVar
 import msgspec
 import typer
 
-from qortex.cli_common import ApiKey, Url, fail, key_of, url_of
-from qortex.client import ApiError, Client
+from qortex.cli_common import ApiKey, Url, client_for, fail, url_of
+from qortex.client import ApiError
 
 T = TypeVar("T")
-
-
-def _client(url: str, api_key: str | None) -> Client:
-    return Client(url, key_of(url, api_key))
 
 
 def _api(call: Callable[[], T]) -> T:
@@ -40,7 +36,7 @@ def keys_create(
     """Make a key and print its secret (shown this once only)."""
     scopes = [part.strip() for part in scope.split(",") if part.strip()]
     target = url_of(url)
-    with _client(target, api_key) as client:
+    with client_for(target, api_key) as client:
         made = _api(lambda: client.create_key(name, scopes))
     print(json.dumps(msgspec.to_builtins(made), indent=2))
 
@@ -49,7 +45,7 @@ def keys_create(
 def keys_list(url: Url = None, api_key: ApiKey = None) -> None:
     """List keys: names, scopes, when made and revoked (never the secrets)."""
     target = url_of(url)
-    with _client(target, api_key) as client:
+    with client_for(target, api_key) as client:
         print(json.dumps(_api(client.keys), indent=2))
 
 
@@ -57,5 +53,5 @@ def keys_list(url: Url = None, api_key: ApiKey = None) -> None:
 def keys_revoke(name: str, url: Url = None, api_key: ApiKey = None) -> None:
     """Revoke a key: refused from now on, and its open event streams end."""
     target = url_of(url)
-    with _client(target, api_key) as client:
+    with client_for(target, api_key) as client:
         print(json.dumps(_api(lambda: client.revoke_key(name)), indent=2))

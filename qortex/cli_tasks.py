@@ -9,9 +9,8 @@ Task ids are long, so anywhere the CLI takes one, an unambiguous prefix does.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
-from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -20,9 +19,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from qortex.client import ApiError, Client, Event
 from qortex.errors import ConfigError
-
-SUBMIT_TRIES = 3  # a submit whose connection dropped is sent again, this often in all
 
 FULL_ID_LENGTH = 36
 HEALTH_EVERY = 1.0
@@ -32,14 +30,9 @@ class CliError(ConfigError):
     """A problem the CLI reports as one line and a non-zero exit."""
 
 
-def check(response: httpx.Response) -> Any:
-    if response.is_success:
-        return response.json()
-    try:
-        message = response.json().get("message", response.text)
-    except ValueError:
-        message = response.text
-    raise CliError(f"HTTP {response.status_code}: {message}")
+def refused(exc: ApiError) -> CliError:
+    """An answer other than 2xx, as the CLI's one line."""
+    return CliError(f"HTTP {exc.status}: {exc.message}")
 
 
 def task_body(text: str, kind: str | None, replicas: int | None) -> dict[str, Any]:
@@ -78,13 +71,29 @@ def _json_body(data: Any, kind: str | None) -> dict[str, Any]:
     return dict(data)
 
 
-def fit(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+def start_time(at: str | None, delay: float | None) -> dict[str, Any]:
+    """``--at`` (an ISO time; local time if it names no zone) or ``--in`` seconds."""
+    if at is not None and delay is not None:
+        raise CliError("give --at or --in, not both")
+    if delay is not None:
+        return {"delaySeconds": delay}
+    if at is None:
+        return {}
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise CliError(
+            f"--at must be a time such as 2030-01-01T09:00 or 2030-01-01T09:00Z, got {at!r}"
+        ) from None
+    return {"notBefore": (when if when.tzinfo else when.astimezone()).isoformat()}
+
+
+def fit(client: Client, body: dict[str, Any]) -> list[dict[str, Any]]:
     """A tweets body cut to the coordinator's ``tweets`` limit; any other body as it is."""
     tweets = body.get("tweets")
     if not isinstance(tweets, list):
         return [body]
-    kinds = check(client.get("/api/v1/kinds"))["kinds"]
-    sentiment = next((k for k in kinds if k["name"] == "sentiment"), {})
+    sentiment = next((k for k in client.kinds() if k["name"] == "sentiment"), {})
     limit = sentiment.get("limits", {}).get("tweets")
     if not isinstance(limit, int) or limit < 1 or len(tweets) <= limit:
         return [body]
@@ -93,44 +102,38 @@ def fit(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _post_retrying(
-    client: httpx.Client, body: dict[str, Any], headers: dict[str, str]
-) -> httpx.Response:
-    """POST a task, retrying a dropped connection: the same Idempotency-Key makes it safe."""
-    for _ in range(SUBMIT_TRIES - 1):
-        try:
-            return client.post("/api/v1/tasks", json=body, headers=headers)
-        except httpx.TransportError:
-            continue
-    return client.post("/api/v1/tasks", json=body, headers=headers)
+def submit_all(client: Client, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST every body in order; if one is refused, say which tasks were created before it.
 
-
-def submit_all(client: httpx.Client, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """POST every body in order; if one is refused, say which tasks were created before it."""
+    Each submit has its own Idempotency-Key, kept across the client's retries,
+    so a dropped connection or a 5xx never makes a second task.
+    """
     created: list[dict[str, Any]] = []
     for body in bodies:
-        # One key per task: the client library's retries and a repeated POST of
-        # this very body then return the same task instead of a second one.
-        headers = {"idempotency-key": "qx-" + secrets.token_hex(16)}
         try:
-            created.append(check(_post_retrying(client, body, headers)))
-        except CliError as exc:
+            made = client.submit_body(body)
+        except ApiError as exc:
             if created:
                 ids = ", ".join(task["taskId"] for task in created)
                 where = f"task {len(created) + 1} of {len(bodies)}; created: {ids}"
-                raise CliError(f"{exc} ({where})") from None
-            raise
+                raise CliError(f"HTTP {exc.status}: {exc.message} ({where})") from None
+            raise refused(exc) from None
+        answer = {"taskId": made.task_id, "status": made.status, "kind": made.kind}
+        answer["microtasks"] = made.microtasks
+        if made.not_before is not None:
+            answer["notBefore"] = made.not_before
+        created.append(answer)
     return created
 
 
-def resolve(client: httpx.Client, given: str) -> str:
+def resolve(client: Client, given: str) -> str:
     """The full task id for ``given``, which may be an unambiguous prefix of one."""
     prefix = given.strip().lower()
     if len(prefix) >= FULL_ID_LENGTH:
         return prefix
     if not prefix:
         raise CliError("the task id is empty")
-    listed = check(client.get("/api/v1/tasks", params={"prefix": prefix, "limit": 2}))["tasks"]
+    listed = client.tasks(2, prefix=prefix)["tasks"]
     if not listed:
         raise CliError(f"no task id starts with {given!r}")
     if len(listed) > 1:
@@ -139,34 +142,21 @@ def resolve(client: httpx.Client, given: str) -> str:
     return listed[0]["taskId"]
 
 
-def _events(client: httpx.Client, task_id: str) -> Iterator[str]:
-    """The names of one task's events, from its first, until it finishes."""
-    params = {"taskId": task_id, "lastEventId": "0"}
-    with client.stream("GET", "/api/v1/events", params=params, timeout=None) as stream:
-        event = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                yield event
-                if event in ("task.completed", "task.failed"):
-                    return
-
-
 class _MinerWatch(threading.Thread):
     """Polls ``/health`` beside the progress bar, to say so when no miner is connected."""
 
-    def __init__(self, url: str, headers: dict[str, str], note: Text, live: Live) -> None:
+    def __init__(self, client: Client, note: Text, live: Live) -> None:
         super().__init__(daemon=True)
-        self.url, self.headers, self.note, self.live = url, headers, note, live
+        self.client, self.note, self.live = client, note, live
+        self.url = client.url
         self.done = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, headers=self.headers, timeout=5) as client:
+        with self.client as client:
             while not self.done.is_set():
                 try:
-                    connected = client.get("/health").json().get("minersConnected", 0)
-                except (httpx.HTTPError, ValueError):
+                    connected = client.health().get("minersConnected", 0)
+                except (httpx.HTTPError, ApiError, ValueError):
                     connected = None
                 text = ""
                 if connected == 0:
@@ -182,7 +172,7 @@ class _MinerWatch(threading.Thread):
                 self.done.wait(HEALTH_EVERY)
 
 
-def follow(client: httpx.Client, tasks: list[dict[str, Any]], console: Console) -> None:
+def follow(client: Client, tasks: list[dict[str, Any]], console: Console) -> None:
     """One progress bar over every microtask of ``tasks``, until all of them finish."""
     progress = Progress(
         TextColumn("{task.description}"),
@@ -196,13 +186,17 @@ def follow(client: httpx.Client, tasks: list[dict[str, Any]], console: Console) 
     bar = progress.add_task(name, total=total)
     note = Text("", style="yellow")
     with Live(Group(progress, note), console=console, refresh_per_second=8) as live:
-        watch = _MinerWatch(str(client.base_url).rstrip("/"), dict(client.headers), note, live)
+        # Its own client: the watch polls from another thread.
+        watch = _MinerWatch(Client(client.url, client.api_key, timeout=5), note, live)
         watch.start()
+
+        def advance(event: Event) -> None:
+            if event.type == "microtask.quorum":
+                progress.advance(bar)
+
         try:
             for task in tasks:
-                for event in _events(client, task["taskId"]):
-                    if event == "microtask.quorum":
-                        progress.advance(bar)
+                client.wait(task["taskId"], on_event=advance)
         finally:
             watch.done.set()
 

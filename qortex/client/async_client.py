@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import msgspec
 
+from qortex.client import calls
 from qortex.client.types import (
     FINISHED,
+    RECONNECT_SECONDS,
     ApiKeyCreated,
     Event,
     EventPage,
@@ -19,8 +20,6 @@ from qortex.client.types import (
     Task,
     TaskCreated,
     check,
-    created,
-    new_idempotency_key,
     retry_delay,
     should_retry,
     task_body,
@@ -31,6 +30,7 @@ from qortex.client.types import (
 class AsyncClient:
     def __init__(self, url: str, api_key: str, *, timeout: float = 30.0, retries: int = 3) -> None:
         self.url = url.rstrip("/")
+        self.api_key = api_key
         self.retries = retries
         self._http = httpx.AsyncClient(
             base_url=self.url, headers={"x-api-key": api_key}, timeout=timeout
@@ -64,6 +64,10 @@ class AsyncClient:
                 return response
             await asyncio.sleep(retry_delay(attempt, response))
 
+    async def _call(self, call: calls.Call) -> Any:
+        response = await self._request(call.method, call.path, call.retry, **call.request())
+        return call.read(response)
+
     # -- tasks ------------------------------------------------------------
 
     async def submit(
@@ -81,17 +85,35 @@ class AsyncClient:
         self, body: dict[str, Any], idempotency_key: str | None = None
     ) -> TaskCreated:
         """Submit a task body as the API takes it (camelCase fields), retried like ``submit``."""
-        headers = {"idempotency-key": idempotency_key or new_idempotency_key()}
-        response = await self._request("POST", "/api/v1/tasks", True, json=body, headers=headers)
-        return created(response)
+        return await self._call(calls.submit(body, idempotency_key))
 
     async def status(self, task_id: str, outputs: bool = False) -> Task:
-        params = {"outputs": "true"} if outputs else {}
-        response = await self._request("GET", f"/api/v1/tasks/{task_id}", True, params=params)
-        return msgspec.convert(check(response), Task)
+        """A task, typed; ``outputs`` adds every vote's output."""
+        return await self._call(calls.status(task_id, outputs))
+
+    async def task(self, task_id: str, outputs: bool = False) -> dict[str, Any]:
+        """A task as the API answers it (JSON), for showing or storing as it is."""
+        return await self._call(calls.task(task_id, outputs))
+
+    async def tasks(
+        self, limit: int = 50, *, status: str | None = None, prefix: str | None = None
+    ) -> dict[str, Any]:
+        """A page of tasks, newest first: ``tasks`` and the ``next`` cursor."""
+        return await self._call(calls.tasks(limit, status=status, prefix=prefix))
 
     async def proof(self, task_id: str) -> dict[str, Any]:
-        return check(await self._request("GET", f"/api/v1/tasks/{task_id}/proof", True))
+        return await self._call(calls.proof(task_id))
+
+    async def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a running task: its copies are withdrawn from the miners (admin scope)."""
+        return await self._call(calls.cancel(task_id))
+
+    async def kinds(self) -> list[dict[str, Any]]:
+        """The task kinds this coordinator runs, with their limits."""
+        return await self._call(calls.kinds())
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call(calls.health())
 
     async def wait(
         self,
@@ -106,7 +128,7 @@ class AsyncClient:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         reader = EventReader()
-        attempt = 0
+        attempt, lost = 0, None
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -123,14 +145,15 @@ class AsyncClient:
                         event = reader.feed(line)
                         if event is None:
                             continue
-                        attempt = 0
+                        attempt, lost = 0, None
                         if on_event is not None:
                             on_event(event)
                         if event.type in FINISHED:
                             return await self.status(task_id)
             except httpx.TransportError:
                 attempt += 1
-                if attempt > self.retries + 3:
+                lost = lost or time.monotonic()
+                if time.monotonic() - lost > RECONNECT_SECONDS:
                     raise
                 await asyncio.sleep(retry_delay(attempt, None))
 
@@ -138,42 +161,33 @@ class AsyncClient:
 
     async def events(self, after: int = 0, limit: int = 100, **filters: str) -> EventPage:
         """One page of the durable event log; filters ``type``, ``taskId``, ``minerId``."""
-        params = {"after": after, "limit": limit, **filters}
-        return msgspec.convert(
-            check(await self._request("GET", "/api/v1/events/log", True, params=params)), EventPage
-        )
+        return await self._call(calls.events(after, limit, filters))
 
     async def event_stats(self) -> dict[str, Any]:
-        return check(await self._request("GET", "/api/v1/events/stats", True))
+        return await self._call(calls.event_stats())
 
     # -- keys and webhooks (admin) ----------------------------------------
 
     async def create_key(self, name: str, scopes: list[str]) -> ApiKeyCreated:
-        body = {"name": name, "scopes": scopes}
-        return msgspec.convert(
-            check(await self._request("POST", "/api/v1/keys", json=body)), ApiKeyCreated
-        )
+        return await self._call(calls.create_key(name, scopes))
 
     async def keys(self) -> list[dict[str, Any]]:
-        return check(await self._request("GET", "/api/v1/keys", True))["keys"]
+        return await self._call(calls.keys())
 
     async def revoke_key(self, name: str) -> dict[str, Any]:
-        return check(await self._request("DELETE", f"/api/v1/keys/{name}", True))
+        return await self._call(calls.revoke_key(name))
 
     async def create_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
-        return check(
-            await self._request("POST", "/api/v1/webhooks", json={"url": url, "events": events})
-        )
+        return await self._call(calls.create_webhook(url, events))
 
     async def webhooks(self) -> list[dict[str, Any]]:
-        return check(await self._request("GET", "/api/v1/webhooks", True))["webhooks"]
+        return await self._call(calls.webhooks())
 
     async def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
-        return check(await self._request("DELETE", f"/api/v1/webhooks/{webhook_id}", True))
+        return await self._call(calls.delete_webhook(webhook_id))
 
     async def deliveries(self, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        path = f"/api/v1/webhooks/{webhook_id}/deliveries"
-        return check(await self._request("GET", path, True, params={"limit": limit}))["deliveries"]
+        return await self._call(calls.deliveries(webhook_id, limit))
 
     # -- offline ----------------------------------------------------------
 

@@ -19,6 +19,8 @@ from qortex.errors import QortexError
 
 FINISHED = ("task.completed", "task.failed")
 RETRY_STATUSES = (429, 502, 503, 504)
+#: How long ``wait`` keeps trying to reach a coordinator it lost (one restarting, say).
+RECONNECT_SECONDS = 120.0
 
 
 class ApiError(QortexError):

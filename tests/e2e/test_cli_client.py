@@ -258,3 +258,20 @@ def test_help_shows_defaults_in_plain_words(tmp_path: Path) -> None:
     for default in ("[default: 127.0.0.1]", "[default: 8000]", "[default: qortex.db]"):
         assert default in shown.stdout
     assert not re.search(r"<(str|bool|int|path)>", shown.stdout)
+
+
+def test_cancel_takes_a_prefix_withdraws_the_task_and_a_second_cancel_is_refused(
+    lonely_server: Server, tmp_path: Path
+) -> None:
+    path = tmp_path / "tweets.txt"
+    path.write_text("\n".join(TWEETS[:2]) + "\n")
+    made = cli(lonely_server, "submit", str(path), "--url", lonely_server.url)
+    assert made.returncode == 0, made.stderr
+    task_id = json.loads(made.stdout)["taskId"]
+    done = cli(lonely_server, "cancel", task_id[:8], "--url", lonely_server.url)
+    assert done.returncode == 0, done.stderr
+    with lonely_server.client() as client:
+        assert client.get(f"/api/v1/tasks/{task_id}").json()["status"] == "cancelled"
+    again = cli(lonely_server, "cancel", task_id, "--url", lonely_server.url)
+    assert again.returncode == 1
+    assert "HTTP 409" in again.stderr and "only a running task can be cancelled" in again.stderr

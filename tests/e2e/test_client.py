@@ -110,3 +110,28 @@ async def test_the_async_client_submits_waits_and_pages(server: Server, tmp_path
             assert stats["byType"]["task.completed"] == 1
     finally:
         miners.stop()
+
+
+def test_cancel_withdraws_a_running_task_and_is_an_admin_call(server: Server) -> None:
+    with Client(server.url, API_KEY) as qx:
+        created = qx.submit("sentiment", {"tweets": TWEETS[:2]})
+        reader = qx.create_key("looker", ["read", "submit"])
+        with Client(server.url, reader.key) as limited, pytest.raises(ApiError) as forbidden:
+            limited.cancel(created.task_id)
+        assert forbidden.value.status == 403
+        assert qx.status(created.task_id).status == "running"
+        qx.cancel(created.task_id)
+        assert qx.status(created.task_id).status == "cancelled"
+        assert [t["taskId"] for t in qx.tasks(10, status="cancelled")["tasks"]] == [created.task_id]
+        with pytest.raises(ApiError) as twice:
+            qx.cancel(created.task_id)
+        assert twice.value.status == 409
+
+
+async def test_the_async_client_cancels_and_reads_kinds_and_health(server: Server) -> None:
+    async with AsyncClient(server.url, API_KEY) as qx:
+        created = await qx.submit("sentiment", {"tweets": TWEETS[:1]})
+        await qx.cancel(created.task_id)
+        assert (await qx.task(created.task_id))["status"] == "cancelled"
+        assert {"sentiment", "matmul"} <= {kind["name"] for kind in await qx.kinds()}
+        assert (await qx.health())["status"] == "ok"
