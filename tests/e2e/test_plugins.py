@@ -7,6 +7,7 @@ both separate processes, find it exactly as they would find anyone's kind.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
@@ -86,9 +87,17 @@ def reverse_plugin(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert _in_test_env(), (
         f"{sys.prefix} is not the suite's environment: run the tests with scripts/test"
     )
-    if _plugin_is_installed():
-        assert _installed_here()
-        return
+    # Test workers run side by side: one installs while the others wait for it.
+    with open(Path(sys.prefix) / "qortex-plugin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        importlib.invalidate_caches()
+        if _plugin_is_installed():
+            assert _installed_here()
+            return
+        _install(tmp_path_factory)
+
+
+def _install(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
     source = tmp_path_factory.mktemp("plugin") / PLUGIN.name
     shutil.copytree(PLUGIN, source)
