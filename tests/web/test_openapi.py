@@ -43,7 +43,7 @@ from qortex.web.miners import Registration, SignedResult
 from qortex.web.tasks import TaskRequest
 from qortex.web.webhooks import WebhookRequest
 from qortex.webhooks.destinations import check_url
-from tests.helpers import API_KEY, WORK_TABLES
+from tests.helpers import API_KEY, WORK_TABLES, timeout
 
 EXAMPLES = 40  # per operation and generation mode; the long mode uses many more
 RESULT = "/internal/miner/{minerId}/result"
@@ -221,6 +221,8 @@ def _rows(db: str) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in WORK_TABLES}
 
 
+# Hundreds of generated requests: slow on a busy machine, so a wider cap than 120 s.
+@pytest.mark.timeout(timeout(300))
 def test_fuzz_in_process(tmp_path: Path) -> None:
     """Schemathesis against the ASGI app: no 5xx, nothing undocumented, no silent 4xx."""
     db = str(tmp_path / "qortex.db")
