@@ -68,6 +68,21 @@ def open_console(tabs: Tabs, viewport: dict[str, int] = DESKTOP, **options: Any)
     return page
 
 
+LIGHT_BG = "rgb(244, 245, 247)"  # base.css --bg, light scheme (Chromium's default)
+
+
+def looks(page: Any) -> dict[str, str]:
+    """What the stylesheets decided for the body and the first card."""
+    return page.evaluate(
+        """() => {
+          const body = getComputedStyle(document.body);
+          const card = getComputedStyle(document.querySelector('.card'));
+          return { background: body.backgroundColor, fontSize: body.fontSize,
+                   cardRadius: card.borderTopLeftRadius };
+        }"""
+    )
+
+
 def row(page: Any, kind: str, ident: str) -> Any:
     return page.locator(f"#{kind} tr[data-{kind[:-1]}-id='{ident}']")
 
@@ -90,6 +105,11 @@ def test_sign_in_is_refused_with_a_wrong_key_and_the_key_never_in_a_url(tabs: Ta
     page.reload()
     page.wait_for_function("() => document.documentElement.dataset.ready === 'true'")
     assert requests.elsewhere == []
+    # The shared base sheet sets the palette, the console's own sheet its type size.
+    assert looks(page) == {"background": LIGHT_BG, "fontSize": "15px", "cardRadius": "12px"}
+    assert {"/static/base.css", "/static/dashboard.css"} <= {
+        urlsplit(url).path for url in requests.seen
+    }
 
 
 def test_a_task_and_a_new_miner_are_watched_live(
@@ -232,3 +252,5 @@ def test_the_miner_page_shows_the_volunteers_credit_and_rank(tabs: Tabs, server:
     assert page.get_by_test_id("credit").inner_text() == str(len(TWEETS))
     assert page.get_by_test_id("rank").inner_text() == "#1"
     assert page.get_by_role("link", name="Console").get_attribute("href") == "dashboard"
+    # The same base sheet as the console's, with the miner page's own sizes on top.
+    assert looks(page) == {"background": LIGHT_BG, "fontSize": "16px", "cardRadius": "14px"}

@@ -83,6 +83,7 @@ async ({ tweets, matmul, signing, hrefs }) => {
     load("static/protocol.js"), load("static/identity.js"),
   ]);
   await sentiment.init();
+  const subtle = crypto.subtle;
 
   // The signing example's key, imported from its seed; the rest is the page's own code.
   const privateKey = await crypto.subtle.importKey(
@@ -93,36 +94,37 @@ async ({ tweets, matmul, signing, hrefs }) => {
   const publicKey = await crypto.subtle.importKey(
     "raw", raw, { name: "Ed25519" }, true, ["verify"]);
   const challengeMessage = p.helloMessage(signing.nonce);
-  const outputSha256 = await p.sha256Hex(p.utf8(signing.output));
+  const outputSha256 = await p.sha256Hex(subtle, p.utf8(signing.output));
   // The page signs the digest the assign frame carries, as the page's socket code reads it.
   const assign = JSON.parse(signing.assignFrame);
   const frame = await p.resultFrame(
-    privateKey, assign.assignmentId, assign.microtaskId, assign.inputSha256, signing.output);
+    subtle, privateKey, assign.assignmentId, assign.microtaskId, assign.inputSha256,
+    signing.output);
 
   // The tab's own identity, as stored in IndexedDB.
-  const me = await id.loadIdentity();
+  const me = await id.loadIdentity({ indexedDB, subtle });
   return {
     labels: tweets.map((tweet) => sentiment.compute(tweet)),
     constructorInLexicon: sentiment.tokenize("constructor").length === 1,
     products: matmul.map((input) => JSON.stringify(mm.compute(input))),
     signing: {
-      publicKey: await p.publicKeyHex(publicKey),
-      publicKeySha256: await p.sha256Hex(raw),
-      minerId: await p.minerIdOf(raw),
+      publicKey: await p.publicKeyHex(subtle, publicKey),
+      publicKeySha256: await p.sha256Hex(subtle, raw),
+      minerId: await p.minerIdOf(subtle, raw),
       challengeMessage,
       challengeMessageHex: p.hex(p.utf8(challengeMessage)),
-      challengeSignature: await p.sign(privateKey, challengeMessage),
+      challengeSignature: await p.sign(subtle, privateKey, challengeMessage),
       outputBytesHex: p.hex(p.utf8(signing.output)),
       outputSha256,
       inputBytesHex: p.hex(p.utf8(signing.input)),
-      inputSha256: await p.sha256Hex(p.utf8(signing.input)),
+      inputSha256: await p.sha256Hex(subtle, p.utf8(signing.input)),
       resultMessage: p.resultMessage(
         signing.assignmentId, signing.microtaskId, assign.inputSha256, outputSha256),
       resultSignature: frame.signature,
       utf8OutputBytesHex: p.hex(p.utf8(signing.utf8Output)),
-      utf8OutputSha256: await p.sha256Hex(p.utf8(signing.utf8Output)),
+      utf8OutputSha256: await p.sha256Hex(subtle, p.utf8(signing.utf8Output)),
       escapedInputBytesHex: p.hex(p.utf8(signing.escapedInput)),
-      escapedInputSha256: await p.sha256Hex(p.utf8(signing.escapedInput)),
+      escapedInputSha256: await p.sha256Hex(subtle, p.utf8(signing.escapedInput)),
     },
     frame: JSON.parse(JSON.stringify(frame)),
     urls: hrefs.map((href) => [p.pageBase(href).href, p.socketUrl(p.pageBase(href))]),
@@ -136,7 +138,7 @@ async ({ tweets, matmul, signing, hrefs }) => {
       minerId: me.minerId,
       exportRefused: await crypto.subtle.exportKey("pkcs8", me.privateKey).then(
         () => false, () => true),
-      signature: await p.sign(me.privateKey, "qortex browser test"),
+      signature: await p.sign(subtle, me.privateKey, "qortex browser test"),
     },
   };
 }
@@ -578,8 +580,14 @@ def test_the_page_works_under_a_path_prefix(tabs: Tabs, server: Server, proxy: P
     expected = {
         "/",
         "/mine",
+        "/static/base.css",
         "/static/miner.css",
         "/static/miner.js",
+        "/static/miner-status.js",
+        "/static/miner-pool.js",
+        "/static/miner-connection.js",
+        "/static/miner-controller.js",
+        "/static/miner-view.js",
         "/static/protocol.js",
         "/static/identity.js",
         "/static/worker.js",

@@ -1,4 +1,4 @@
-// The console's pure modules under Node's own test runner (run by tests/test_js.py).
+// The console's pure modules under Node's own test runner (run by tests/js/test_node.py).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 

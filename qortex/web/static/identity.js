@@ -1,6 +1,7 @@
 // The tab's miner identity: an Ed25519 key pair made by WebCrypto with a
 // non-extractable private key, kept in IndexedDB so a reload (or a new tab of
-// the same browser profile) mines as the same miner.
+// the same browser profile) mines as the same miner. IndexedDB and WebCrypto
+// are arguments, handed in by the page.
 
 import { minerIdOf, publicKeyHex, unhex } from "./protocol.js";
 
@@ -15,7 +16,7 @@ function request(req) {
   });
 }
 
-function openDb() {
+function openDb(indexedDB) {
   const req = indexedDB.open(DB_NAME, 1);
   req.onupgradeneeded = () => req.result.createObjectStore(STORE);
   return request(req);
@@ -40,23 +41,23 @@ async function keepFirst(db, pair) {
   return kept;
 }
 
-async function describe(pair, persistent) {
-  const publicHex = await publicKeyHex(pair.publicKey);
+async function describe(subtle, pair, persistent) {
+  const publicHex = await publicKeyHex(subtle, pair.publicKey);
   return {
     privateKey: pair.privateKey,
     publicKey: pair.publicKey,
     publicHex,
-    minerId: await minerIdOf(unhex(publicHex)),
+    minerId: await minerIdOf(subtle, unhex(publicHex)),
     persistent,
   };
 }
 
-/** Explain why this browser cannot mine, or answer null if it can. */
-export function unsupported() {
-  if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
+/** Explain why the page's `scope` (its window) cannot mine, or answer null if it can. */
+export function unsupported(scope) {
+  if (!scope.isSecureContext || !scope.crypto?.subtle) {
     return "this page needs a secure context (HTTPS, or http://localhost) for WebCrypto";
   }
-  if (typeof Worker === "undefined") return "this browser has no Web Workers";
+  if (typeof scope.Worker === "undefined") return "this browser has no Web Workers";
   return null;
 }
 
@@ -64,30 +65,30 @@ export function unsupported() {
  * The stored identity, or a new one (stored) on the first visit.
  * Without IndexedDB (some private modes) the key lives as long as the page.
  */
-export async function loadIdentity() {
+export async function loadIdentity({ indexedDB, subtle }) {
   let db = null;
   try {
-    db = await openDb();
+    db = await openDb(indexedDB);
   } catch (error) {
     console.warn("qortex: IndexedDB unavailable, the identity lasts until the page closes", error);
   }
   try {
     if (db !== null) {
       const stored = await request(db.transaction(STORE).objectStore(STORE).get(KEY));
-      if (stored?.privateKey && stored?.publicKey) return await describe(stored, true);
+      if (stored?.privateKey && stored?.publicKey) return await describe(subtle, stored, true);
     }
     let pair;
     try {
-      pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+      pair = await subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
     } catch (error) {
       throw new Error("this browser cannot make Ed25519 keys with WebCrypto (" + error.message + ")");
     }
-    if (db === null) return await describe(pair, false);
+    if (db === null) return await describe(subtle, pair, false);
     try {
-      return await describe(await keepFirst(db, pair), true);
+      return await describe(subtle, await keepFirst(db, pair), true);
     } catch (error) {
       console.warn("qortex: could not store the identity", error);
-      return await describe(pair, false);
+      return await describe(subtle, pair, false);
     }
   } finally {
     db?.close();

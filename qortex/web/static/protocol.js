@@ -2,6 +2,10 @@
 // exact bytes that are signed, and the reconnect backoff. The page runs these,
 // and the browser tests import this very file to check them against the
 // worked signing example, so keep everything the page signs in here.
+//
+// Hashing and signing take `subtle` (a WebCrypto SubtleCrypto) as their first
+// argument instead of reaching for the global one, so the same code runs in a
+// page, in a worker and under Node's test runner.
 
 export const SOFTWARE = "qortex-browser/0.1";
 export const PROTOCOL = 2;
@@ -35,18 +39,18 @@ export function unhex(text) {
   return out;
 }
 
-export async function sha256Hex(bytes) {
-  return hex(await crypto.subtle.digest("SHA-256", bytes));
+export async function sha256Hex(subtle, bytes) {
+  return hex(await subtle.digest("SHA-256", bytes));
 }
 
 /** The miner id: the first 32 hex digits of SHA-256 of the raw 32-byte public key. */
-export async function minerIdOf(rawPublicKey) {
-  return (await sha256Hex(rawPublicKey)).slice(0, 32);
+export async function minerIdOf(subtle, rawPublicKey) {
+  return (await sha256Hex(subtle, rawPublicKey)).slice(0, 32);
 }
 
 /** A public CryptoKey as 64 lowercase hex digits (public keys are always exportable). */
-export async function publicKeyHex(publicKey) {
-  return hex(await crypto.subtle.exportKey("raw", publicKey));
+export async function publicKeyHex(subtle, publicKey) {
+  return hex(await subtle.exportKey("raw", publicKey));
 }
 
 /** Section 6.1: what the challenge answer signs. */
@@ -63,8 +67,8 @@ export function resultMessage(assignmentId, microtaskId, inputSha256, outputSha2
 }
 
 /** Lowercase hex ed25519 signature of the UTF-8 bytes of `text`. */
-export async function sign(privateKey, text) {
-  return hex(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, utf8(text)));
+export async function sign(subtle, privateKey, text) {
+  return hex(await subtle.sign({ name: "Ed25519" }, privateKey, utf8(text)));
 }
 
 /**
@@ -73,10 +77,17 @@ export async function sign(privateKey, text) {
  * `inputSha256` is taken from the assign frame as sent: `JSON.parse` keeps no
  * trace of the input's exact bytes, so a page cannot recompute it (section 6.2).
  */
-export async function resultFrame(privateKey, assignmentId, microtaskId, inputSha256, output) {
-  const digest = await sha256Hex(utf8(output));
+export async function resultFrame(
+  subtle,
+  privateKey,
+  assignmentId,
+  microtaskId,
+  inputSha256,
+  output,
+) {
+  const digest = await sha256Hex(subtle, utf8(output));
   const message = resultMessage(assignmentId, microtaskId, inputSha256, digest);
-  const signature = await sign(privateKey, message);
+  const signature = await sign(subtle, privateKey, message);
   return { type: "result", assignmentId, microtaskId, output, signature };
 }
 
