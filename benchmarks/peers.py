@@ -128,18 +128,19 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 bench.log(f"[red]{name} failed:[/] {exc}")
     finally:
         await asyncio.gather(*(bench.end(p, grace=3.0) for p in bench._children))
-    result["ratios"] = ratios(result["legs"])
+    result["ratios"] = ratios(result["legs"], "decidedPerSecond")
+    result["cpuRatios"] = ratios(result["legs"], "decidedPerCpuSecond")
     return result
 
 
-def ratios(legs: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Qortex's rate over each peer's, and over the faster peer's."""
+def ratios(legs: dict[str, dict[str, Any]], figure: str) -> dict[str, float]:
+    """Qortex's ``figure`` over each peer's, and over the faster peer's."""
     if "qortex" not in legs:
         return {}
-    ours = legs["qortex"]["decidedPerSecond"]
-    out = {name: round(ours / legs[name]["decidedPerSecond"], 1) for name in PEERS if name in legs}
+    ours = legs["qortex"][figure]
+    out = {name: round(ours / legs[name][figure], 1) for name in PEERS if name in legs}
     if out:
-        out["fasterPeer"] = round(ours / max(legs[n]["decidedPerSecond"] for n in out), 1)
+        out["fasterPeer"] = round(ours / max(legs[n][figure] for n in out), 1)
     return out
 
 
@@ -151,25 +152,34 @@ def table(result: dict[str, Any]) -> Table:
         f" {result['machine']['nproc']} cores"
     )
     out = Table(title=title)
-    for column in ("leg", "decided/s", "seconds", "results/decided", "Qortex x"):
+    columns = ("leg", "decided/s", "Qortex x", "seconds", "CPU s", "decided/CPU s", "Qortex x")
+    for column in columns:
         out.add_column(column, justify="left" if column == "leg" else "right")
     for name in ("qortex", *PEERS):
         legs = result["legs"]
         if name in legs:
             leg = legs[name]
-            times = result["ratios"].get(name)
             out.add_row(
                 name,
                 f"{leg['decidedPerSecond']:,.1f}",
+                _times(result["ratios"].get(name)),
                 f"{leg['seconds']:.2f}",
-                f"{leg['resultsPerDecided']:.2f}",
-                "" if times is None else f"{times:,.1f}",
+                f"{leg['cpuSeconds']:.2f}",
+                f"{leg['decidedPerCpuSecond']:,.1f}",
+                _times(result["cpuRatios"].get(name)),
             )
         elif name in result["errors"]:
-            out.add_row(name, "failed", "", "", result["errors"][name][:60])
+            out.add_row(name, "failed", result["errors"][name][:60])
     if "fasterPeer" in result["ratios"]:
-        out.caption = f"Qortex / faster peer: {result['ratios']['fasterPeer']:,.1f}x"
+        out.caption = (
+            f"Qortex / faster peer: {result['ratios']['fasterPeer']:,.1f}x per second,"
+            f" {result['cpuRatios']['fasterPeer']:,.1f}x per CPU second"
+        )
     return out
+
+
+def _times(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:,.1f}"
 
 
 def main() -> int:

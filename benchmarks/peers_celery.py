@@ -23,6 +23,7 @@ from pathlib import Path
 import peers_work
 from celery import Celery
 from celery.result import ResultSet
+from peers_cpu import CpuMeter
 
 URL_VARIABLE = "PEERS_REDIS_URL"
 QUEUE = "peers-w{}"  # one per worker process
@@ -123,11 +124,13 @@ def _drive(
     while len(app.control.ping(timeout=0.5)) < workers:
         if time.monotonic() > deadline:
             raise RuntimeError(f"fewer than {workers} Celery workers answered within 60s")
+    meter = CpuMeter()
+    meter.start()
     tally = peers_work.Tally(work_list, replicas, workers, identities)
     pending = [tally.assign(job.microtask_id) for job in work_list for _ in range(replicas)]
     while pending:
         pending = _round(tally, pending)
-    return tally.figures()
+    return tally.figures(meter.stop())
 
 
 def _round(tally: peers_work.Tally, copies: list[tuple[int, peers_work.Args]]) -> list:

@@ -14,6 +14,7 @@ import logging
 
 import peers_work
 from dask.distributed import Client, LocalCluster, as_completed
+from peers_cpu import CpuMeter
 
 
 def run(work_list: list[peers_work.Job], replicas: int, workers: int, identities: int) -> dict:
@@ -32,6 +33,8 @@ def run(work_list: list[peers_work.Job], replicas: int, workers: int, identities
         client.wait_for_workers(workers, timeout=60)
         client.run(__import__, "peers_work")  # the workers load the code before the clock starts
         addresses = sorted(client.scheduler_info()["workers"])
+        meter = CpuMeter()
+        meter.start()
         tally = peers_work.Tally(work_list, replicas, workers, identities)
         copies = [tally.assign(job.microtask_id) for job in work_list for _ in range(replicas)]
         futures, args_of = [], {}
@@ -46,14 +49,14 @@ def run(work_list: list[peers_work.Job], replicas: int, workers: int, identities
                 )
                 futures += placed
                 args_of.update((f.key, args) for f, args in zip(placed, mine, strict=True))
-        ongoing = as_completed(futures)
-        for future in ongoing:
+        ongoing = as_completed(futures, with_results=True)
+        for future, result in ongoing:
             args = args_of.pop(future.key)
-            if tally.offer(args, tuple(future.result())) == "again":
+            if tally.offer(args, tuple(result)) == "again":
                 process, again = tally.assign(args[0])
                 future = client.submit(
                     peers_work.work, *again, pure=False, workers=addresses[process]
                 )
                 args_of[future.key] = again
                 ongoing.add(future)
-        return tally.figures()
+        return tally.figures(meter.stop())

@@ -158,21 +158,29 @@ class Tally:
     def done(self) -> bool:
         return self.decisions == len(self.jobs)
 
-    def figures(self) -> dict[str, float | int]:
-        """Decided microtasks per second from the first copy handed out to the last decision."""
+    def figures(self, cpu_seconds: float) -> dict[str, float | int]:
+        """The leg's figures, once every decision is in and matches the kind's own label."""
         if not self.done or self.first_submit is None or self.last_decision is None:
             raise RuntimeError(f"only {self.decisions}/{len(self.jobs)} microtasks decided")
         wrong = [m for m, b in self.ballots.items() if b.decided != expected(self.jobs[m])]
         if wrong:
             raise RuntimeError(f"{len(wrong)} decisions differ from the kind's own labels")
         seconds = self.last_decision - self.first_submit
-        return {
-            "decided": self.decisions,
-            "seconds": round(seconds, 3),
-            "decidedPerSecond": round(self.decisions / seconds, 1),
-            "resultsPerDecided": round(self.results / self.decisions, 2),
-            "reissued": self.reissued,
-        }
+        out = figures(self.decisions, seconds, cpu_seconds, self.results)
+        out["reissued"] = self.reissued
+        return out
+
+
+def figures(decided: int, seconds: float, cpu_seconds: float, results: int) -> dict:
+    """Decided microtasks per second of wall time (first submit to last decision) and of CPU."""
+    return {
+        "decided": decided,
+        "seconds": round(seconds, 3),
+        "decidedPerSecond": round(decided / seconds, 1),
+        "cpuSeconds": round(cpu_seconds, 2),
+        "decidedPerCpuSecond": round(decided / cpu_seconds, 1),
+        "resultsPerDecided": round(results / decided, 2),
+    }
 
 
 def expected(job: Job) -> str:
