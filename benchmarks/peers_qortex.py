@@ -66,7 +66,8 @@ async def _measure(
             chunk = tweets[start : start + task_size]
             body = json.dumps({"tweets": chunk, "replicas": replicas}).encode()
             ids.append(await post_task(client, body))
-        log(f"qortex: {len(ids)} tasks submitted")
+        submitted = time.perf_counter() - first_submit
+        log(f"qortex: {len(ids)} tasks submitted in {submitted:.2f} s")
         deadline = time.monotonic() + 600
         while (pending := server.query(PENDING)) > 0:
             server.check()
@@ -83,7 +84,9 @@ async def _measure(
     if wrong:
         raise RuntimeError(f"{wrong} decisions differ from the kind's own labels")
     results = server.query("SELECT count(*) FROM results")
-    return figures(decided, last_decision - first_submit, cpu_seconds, results)
+    out = figures(decided, last_decision - first_submit, cpu_seconds, results)
+    out["submitSeconds"] = round(submitted, 3)
+    return out
 
 
 async def _labels(client: httpx.AsyncClient, task_id: str) -> list[str]:
