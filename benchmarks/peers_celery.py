@@ -21,8 +21,11 @@ import time
 from pathlib import Path
 
 import peers_work
+import redis
+from bench import end, spawn
 from celery import Celery
 from celery.result import ResultSet
+from loopback import free_port
 from peers_cpu import CpuMeter
 
 URL_VARIABLE = "PEERS_REDIS_URL"
@@ -64,9 +67,6 @@ async def run(
     tmp: Path, work_list: list[peers_work.Job], replicas: int, workers: int, identities: int
 ) -> dict:
     """Decided microtasks per second for ``work_list`` through Redis and Celery workers."""
-    from bench import end, spawn
-    from loopback import free_port
-
     here = Path(__file__).resolve().parent
     folder = tmp / "celery"
     folder.mkdir()
@@ -99,8 +99,6 @@ async def run(
 
 
 async def _wait_redis(url: str) -> None:
-    import redis
-
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 30
     while True:
