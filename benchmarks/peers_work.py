@@ -67,6 +67,7 @@ class Job:
 
 
 def jobs(tweets: list[str]) -> list[Job]:
+    """One microtask per tweet, its input encoded once as Qortex's sentiment kind encodes it."""
     out = []
     for i, tweet in enumerate(tweets):
         raw = msgspec.json.encode(tweet)
