@@ -95,13 +95,7 @@ class Control:
             conn = coord.connections.get(lease.miner_id)
             if conn is not None:
                 conn.link.send(m.encoder.encode(m.Cancel(lease.id, word)))
-        unit: list[f.Fact] = [
-            (f.CLOSE_ASSIGNMENT, (lifecycle.CANCELLED, now, lease.id)) for lease in leases
-        ]
-        unit += [
-            (f.CLOSE_MICROTASKS, (now, task.id)),
-            (f.WITHDRAW_TASK, (task.state, reason, now, task.id)),
-        ]
+        unit = [f.microtasks_closed(task.id, now), f.withdrawn(task.id, task.state, reason, now)]
         decided = sum(mt.state == lifecycle.DECIDED for mt in task.microtasks)
         name = "task.cancelled" if event == "cancel" else "task.failed"
         notice = coord.events.new(
@@ -131,7 +125,7 @@ class Control:
         known = miner_id in coord.connections  # its row may be a commit away
         if not known and await coord.store.reader.miner(miner_id) is None:
             raise NotFound(f"no miner {miner_id!r}", minerId=miner_id)
-        noted: list[f.Fact] = [(f.SET_MINER_STATUS, (status, note, miner_id))]
+        noted = [f.miner_status(miner_id, status, note)]
         if status == BANNED:
             await coord.trust.ban(miner_id, note or "banned by the operator", noted)
             return
@@ -142,10 +136,7 @@ class Control:
             coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
         unit = [
             *noted,
-            (
-                f.INSERT_REPUTATION,
-                (miner_id, now, report.reputation, report.passes, report.reason),
-            ),
+            f.reputation(miner_id, now, report.reputation, report.passes, report.reason),
         ]
         name = "miner.reinstated" if status == ACTIVE else "miner.verified"
         event = coord.events.new(
@@ -155,9 +146,9 @@ class Control:
 
     # -- credit -----------------------------------------------------------
 
-    def credit_fact(self, miner_id: str, kind: Kind) -> f.Fact:
-        """The credit one accepted result of ``kind`` earns ``miner_id``."""
-        return (f.GRANT_CREDIT, (cost_of(kind), miner_id))
+    def credit(self, kind: Kind) -> float:
+        """The credit one accepted result of ``kind`` earns."""
+        return cost_of(kind)
 
     async def revoke_credit(self, miner_id: str, results: Iterable[str] | None = None) -> float:
         """Take back the credit ``miner_id`` earned for ``results`` (assignment ids; all
@@ -177,8 +168,8 @@ class Control:
         for assignment_id, kind_name in rows:
             credit = cost_of(coord.kinds.get(kind_name)) if kind_name in coord.kinds else 0.0
             total += credit
-            unit.append((f.REVOKE_CREDIT, (assignment_id, miner_id, credit, now)))
-        unit.append((f.TOTAL_REVOKED, (miner_id,)))
+            unit.append(f.credit_revoked(assignment_id, miner_id, credit, now))
+        unit.append(f.revoked_total(miner_id))
         await coord.write(unit, [])
         return total
 

@@ -83,7 +83,11 @@ class Coordinator:
     async def start(self) -> None:
         for miner_id, passes, status, allowance in await self.store.standings():
             self.ledger.load(miner_id, passes, status, allowance)
-        for task in await recover(self):
+        recovered = await recover(self.store, self.kinds, self.table, self.clock())
+        self.events = recovered.events
+        if recovered.notices:
+            self.write([], recovered.notices)
+        for task in recovered.unfinished:
             self.book.finish_later(task, self.store.writer.write([]))
         await self.control.load()
         for task_id, not_before in await self.store.waiting_schedules():
@@ -130,18 +134,14 @@ class Coordinator:
         )
         kinds = list(info.kinds)
         unit = [
-            (
-                f.UPSERT_MINER,
-                (
-                    info.miner_id,
-                    info.public_key,
-                    info.name,
-                    info.software,
-                    _json.encode(kinds).decode(),
-                    now,
-                    now,
-                    address,
-                ),
+            f.miner_seen(
+                info.miner_id,
+                info.public_key,
+                info.name,
+                info.software,
+                _json.encode(kinds).decode(),
+                now,
+                address,
             )
         ]
         event = self.events.new(
@@ -164,7 +164,8 @@ class Coordinator:
         del self.connections[miner_id]
         now = self.clock()
         released = self.table.disconnect(miner_id)
-        unit, events = self._reassigned(released, lifecycle.RELEASED, now)
+        unit: list[f.Fact] = []
+        events = self._reassigned(released, lifecycle.RELEASED, now)
         if released:
             self.trust.let_go([miner_id], unit)
         events.append(
@@ -172,7 +173,7 @@ class Coordinator:
                 "miner.disconnected", now, miner_id=miner_id, reason=reason, released=len(released)
             )
         )
-        self.write([*unit, (f.SEEN_MINER, (now, miner_id))], events)
+        self.write([*unit, f.miner_left(miner_id, now)], events)
         self.ledger.forget(miner_id)
         self.schedule_fill()
 
@@ -186,11 +187,8 @@ class Coordinator:
         """The facts, cancels and event of a microtask decided or given up."""
         mt = outcome.microtask
         decision = _json.encode(mt.decision).decode() if outcome.decided else None
-        unit.append(
-            (f.SETTLE_MICROTASK, (mt.state, decision, now, mt.error, mt.reason or None, mt.id))
-        )
+        unit.append(f.settled(mt.id, mt.state, decision, now, mt.error, mt.reason))
         for lease in outcome.cancelled:
-            unit.append((f.CLOSE_ASSIGNMENT, (lifecycle.CANCELLED, now, lease.id)))
             self._send(lease.miner_id, m.Cancel(lease.id, mt.state))
         best, _ = mt.tally.best()
         detail: dict[str, Any] = {"reason": mt.reason} if mt.reason else {}
@@ -230,7 +228,8 @@ class Coordinator:
             if expired:
                 for lease in expired:
                     self._send(lease.miner_id, m.Cancel(lease.id, "expired"))
-                unit, events = self._reassigned(expired, lifecycle.EXPIRED, now)
+                unit: list[f.Fact] = []
+                events = self._reassigned(expired, lifecycle.EXPIRED, now)
                 self.trust.let_go([lease.miner_id for lease in expired], unit)
                 self.write(unit, events)
                 self.schedule_fill()
@@ -246,12 +245,10 @@ class Coordinator:
                 self.stats.closed[m.TIMEOUT] += 1
                 conn.link.close(m.TIMEOUT, f"nothing received for {silence:g} s")
 
-    def _reassigned(
-        self, leases: list[Lease], state: str, now: float
-    ) -> tuple[list[f.Fact], list[Event]]:
+    def _reassigned(self, leases: list[Lease], state: str, now: float) -> list[Event]:
+        """The notices of copies taken back; a lease has no row, so its event is its record."""
         self.stats.reassigned += len(leases)
-        unit: list[f.Fact] = [(f.CLOSE_ASSIGNMENT, (state, now, lease.id)) for lease in leases]
-        events = [
+        return [
             self.events.new(
                 "microtask.reassigned",
                 now,
@@ -263,7 +260,6 @@ class Coordinator:
             )
             for lease in leases
         ]
-        return unit, events
 
     # -- placement --------------------------------------------------------
 
@@ -281,16 +277,9 @@ class Coordinator:
             asyncio.get_running_loop().call_later(0.005, self.schedule_fill)
         if not leases:
             return
-        unit: list[f.Fact] = []
         events: list[Event] = []
         for lease in leases:
             mt = lease.microtask
-            unit.append(
-                (
-                    f.INSERT_ASSIGNMENT,
-                    (lease.id, mt.id, lease.miner_id, lease.issued_at, lease.deadline),
-                )
-            )
             events.append(
                 self.events.new(
                     "microtask.assigned",
@@ -314,7 +303,7 @@ class Coordinator:
                     input_sha256=mt.input_digest(),
                 ),
             )
-        self.write(unit, events)
+        self.write([], events)  # live only: streamed after what is queued before them
 
     # -- plumbing ---------------------------------------------------------
 
@@ -324,8 +313,12 @@ class Coordinator:
             conn.link.send(m.encoder.encode(frame))
 
     def write(self, unit: list[f.Fact], events: list[Event]) -> asyncio.Future[None]:
-        """Queue facts and events for one commit; subscribers hear of the events after it."""
-        future = self.store.writer.write(unit + [e.fact() for e in events])
+        """Queue facts and events for one commit; subscribers hear of the events after it.
+
+        Live-only events add no fact, but wait their turn all the same, so a
+        stream never sees them before an event queued earlier.
+        """
+        future = self.store.writer.write(unit + [e.fact() for e in events if e.id])
         if events:
             future.add_done_callback(
                 lambda fut: None if fut.cancelled() or fut.exception() else self.bus.publish(events)

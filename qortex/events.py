@@ -5,6 +5,13 @@ only after that fact has committed, so a subscriber never sees an event that a
 crash could take back. A subscriber that falls more than its byte budget behind
 is dropped rather than allowed to grow memory; it resumes from the log with
 ``Last-Event-ID``.
+
+Two events are live only (:data:`LIVE_ONLY`): ``microtask.assigned`` and
+``microtask.result`` come once or more per result, and what they say is
+recorded elsewhere (a lease is void after a restart anyway; an accepted result
+is its row in ``results``). Logging them would cost two of every result's
+rows, so they have no id, are not in the log, and are streamed, after the
+commit that makes them true, only to streams open at the time.
 """
 
 from __future__ import annotations
@@ -38,13 +45,15 @@ EVENT_TYPES = (
     "miner.verified",
     "miner.reinstated",
 )
+#: Streamed to open streams but not logged: no id, no replay, no webhook.
+LIVE_ONLY = frozenset({"microtask.assigned", "microtask.result"})
 
 _encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    id: int
+    id: int  # 0 for a live-only event: it is not in the log
     type: str
     task_id: str | None
     miner_id: str | None
@@ -52,10 +61,8 @@ class Event:
     at: float
 
     def fact(self) -> facts.Fact:
-        return (
-            facts.INSERT_EVENT,
-            (self.id, self.type, self.task_id, self.miner_id, self.data.decode(), self.at),
-        )
+        data = self.data.decode()  # text, so SQLite's JSON functions read it
+        return facts.event(self.id, self.type, self.task_id, self.miner_id, data, self.at)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Event:
@@ -70,7 +77,7 @@ class Event:
 
 
 class EventLog:
-    """Hands out event ids in commit order."""
+    """Hands out event ids in commit order (none to live-only events)."""
 
     def __init__(self, last_id: int) -> None:
         self.last_id = last_id
@@ -83,11 +90,13 @@ class EventLog:
         miner_id: str | None = None,
         **data: Any,
     ) -> Event:
-        self.last_id += 1
         if task_id is not None:
             data.setdefault("taskId", task_id)
         if miner_id is not None:
             data.setdefault("minerId", miner_id)
+        if type_ in LIVE_ONLY:
+            return Event(0, type_, task_id, miner_id, _encode(data), at)
+        self.last_id += 1
         return Event(self.last_id, type_, task_id, miner_id, _encode(data), at)
 
 

@@ -131,23 +131,13 @@ class Intake:
             failure = f"the {kind.name} kind failed on this microtask: {exc!r}"[:300]
         # Then change things.
         counted = CHECKED_ERROR if checked else error
+        credit = 0.0 if checked is False else coord.control.credit(kind)  # volunteer credit
         unit: list[f.Fact] = [
-            (
-                f.INSERT_RESULT,
-                (
-                    assignment_id,
-                    mt.id,
-                    miner_id,
-                    output.decode(),
-                    signature,
-                    now,
-                    network,
-                    counted,
-                    None if checked is None else int(checked),
-                ),
+            # The output as the miner sent it: stored as these bytes, not decoded again.
+            f.result(
+                assignment_id, mt.id, miner_id, output, signature, now, network, counted, checked
             ),
-            (f.CLOSE_ASSIGNMENT, ("returned", now, assignment_id)),
-            (f.COUNT_ACCEPTED, (1, now, miner_id)),
+            f.accepted(miner_id, credit, now),
         ]
         events = [
             coord.events.new(
@@ -172,7 +162,6 @@ class Intake:
             committed = coord.trust.ban(miner_id, reason, unit, farewell)
             coord.schedule_fill()
             return _refused_after(committed, refusal)
-        unit.append(coord.control.credit_fact(miner_id, kind))  # volunteer credit
         if checked:
             coord.trust.passed(miner_id, now, unit, events)
         outcome = coord.table.fail(mt, failure, lease) if plan is None else coord.table.apply(plan)
@@ -218,7 +207,7 @@ class Intake:
         event = coord.events.new(
             "result.refused", now, None, miner_id, assignmentId=assignment_id, reason=refusal.reason
         )
-        coord.write([(f.COUNT_REFUSED, (1, now, miner_id))], [event])
+        coord.write([f.refused(miner_id, now)], [event])
 
 
 def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:

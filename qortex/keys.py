@@ -138,9 +138,7 @@ class KeyRing:
         key = ApiKey(name, hash_key(secret), scopes, now)
         self._add(key)  # reserve the name while the write commits
         try:
-            await self._store.writer.write(
-                [(f.INSERT_API_KEY, (name, key.digest, ",".join(scopes), now))]
-            )
+            await self._store.writer.write([f.api_key(name, key.digest, ",".join(scopes), now)])
         except BaseException:
             del self._by_name[name], self._by_digest[key.digest]
             raise
@@ -153,7 +151,7 @@ class KeyRing:
         if name == CONFIGURED:
             raise Conflict("the configured key is set in settings (api_key); change it there")
         if key.revoked_at is None:
-            await self._store.writer.write([(f.REVOKE_API_KEY, (now, name))])
+            await self._store.writer.write([f.api_key_revoked(name, now)])
             key.revoked_at = now
             key.revoked.set()
         return key

@@ -93,32 +93,26 @@ class TaskBook:
         task_id = str(uuid.uuid4())
         now = coord.clock()
         unit: list[f.Fact] = [
-            (
-                f.INSERT_TASK if not_before is None else f.INSERT_SCHEDULED_TASK,
-                (
-                    task_id,
-                    kind.name,
-                    _json.encode(normalised).decode(),
-                    policy.replicas,
-                    policy.quorum,
-                    policy.max_replicas,
-                    policy.lease_seconds,
-                    total,
-                    now,
-                    policy.target_error,
-                ),
+            f.task(
+                task_id,
+                kind.name,
+                _json.encode(normalised).decode(),
+                policy.replicas,
+                policy.quorum,
+                policy.max_replicas,
+                policy.lease_seconds,
+                total,
+                now,
+                policy.target_error,
+                scheduled=not_before is not None,
             )
         ]
         unit += [
-            (
-                f.INSERT_MICROTASK,
-                (
-                    f"{task_id}:{i}",
-                    task_id,
-                    i,
-                    bytes(raw).decode(),
-                    _json.encode(gold_at[i][1]).decode() if i in gold_at else None,
-                ),
+            f.microtask(
+                task_id,
+                i,
+                bytes(raw).decode(),
+                _json.encode(gold_at[i][1]).decode() if i in gold_at else None,
             )
             for i, raw in enumerate(inputs)
         ]
@@ -138,10 +132,10 @@ class TaskBook:
         ]
         deadline_seconds = params.get("deadline_seconds")
         if deadline_seconds is not None:  # the operator's console (qortex.control)
-            unit.append((f.SET_TASK_DEADLINE, (now + deadline_seconds, task_id)))
+            unit.append(f.task_deadline(task_id, now + deadline_seconds))
             coord.control.add_deadline(task_id, now + deadline_seconds)
         if not_before is not None:
-            unit.append((f.INSERT_SCHEDULE, (task_id, not_before)))
+            unit.append(f.schedule(task_id, not_before))
             events.append(coord.events.new("task.scheduled", now, task_id, notBefore=not_before))
             await coord.write(unit, events)
             coord.scheduler.add(task_id, not_before)
@@ -167,7 +161,7 @@ class TaskBook:
         event = coord.events.new(
             "task.started", now, task_id, kind=row["kind"], notBefore=row["not_before"]
         )
-        unit = [(f.START_TASK, (task_id,)), (f.STARTED_SCHEDULE, (now, task_id))]
+        unit = [f.task_started(task_id), f.schedule_started(task_id, now)]
         await coord.write(unit, [event])
         policy = Policy(
             row["replicas"],
@@ -223,6 +217,6 @@ class TaskBook:
                 inconclusive=sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks),
                 reason=reason,
             )
-        await coord.write([(f.FINISH_TASK, (state, output_text, now, task.id))], [event])
+        await coord.write([f.finished(task.id, state, output_text, now)], [event])
         if task.state != lifecycle.RUNNING:
             coord.table.drop_task(task.id)

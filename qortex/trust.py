@@ -52,15 +52,12 @@ class Trust:
     def _standing(self, miner_id: str, unit: list[f.Fact]) -> None:
         coord = self._coord
         standing = coord.ledger.get(miner_id)
-        unit.append((f.STANDING, (standing.passes, standing.allowance, miner_id)))
+        unit.append(f.standing(miner_id, standing.passes, standing.allowance))
         coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
 
     def _report(self, report: Report, now: float, unit: list[f.Fact], events: list[Event]) -> None:
         unit.append(
-            (
-                f.INSERT_REPUTATION,
-                (report.miner_id, now, report.reputation, report.passes, report.reason),
-            )
+            f.reputation(report.miner_id, now, report.reputation, report.passes, report.reason)
         )
         events.append(
             self._coord.events.new(
@@ -85,7 +82,7 @@ class Trust:
         coord = self._coord
         now = coord.clock()
         report = coord.ledger.ban(miner_id, reason)
-        unit += [(f.BAN_MINER, (miner_id,)), (f.REVOKE_RESULTS, (miner_id,))]
+        unit += f.banned(miner_id)
         events = [coord.events.new("miner.banned", now, miner_id=miner_id, reason=reason)]
         self._report(report, now, unit, events)
         committed = coord.write(unit, events)
@@ -131,7 +128,7 @@ class Trust:
             was = task.state
             reopened, outcome = coord.table.strike(mt, miner_id)
             if reopened:
-                unit.append((f.REOPEN_MICROTASK, (mt.error, mt.id)))
+                unit.append(f.reopened(mt.id, mt.error))
                 events.append(
                     coord.events.new(
                         "microtask.reopened",
@@ -144,7 +141,7 @@ class Trust:
                 )
             if reopened and was != lifecycle.RUNNING and task_id not in revised:
                 revised.add(task_id)
-                unit.append((f.REVISE_TASK, (task_id,)))
+                unit.append(f.revised(task_id))
                 events.append(
                     coord.events.new(
                         "task.revised",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import aiosqlite
 
@@ -14,25 +15,68 @@ from qortex.store.schema import configure, migrate
 from qortex.store.writer import Writer
 
 
+class TaskRow(NamedTuple):
+    """A task's rule, as recovery reads it back."""
+
+    id: str
+    kind: str
+    replicas: int
+    quorum: int
+    max_replicas: int
+    lease_seconds: float
+    target_error: float
+
+
+class MicrotaskRow(NamedTuple):
+    """A microtask as recovery reads it back; JSON columns come as their bytes."""
+
+    task_id: str
+    input: bytes  # the exact JSON text miners get
+    status: str
+    decision: bytes | None
+    gold: bytes | None
+    error: float | None
+    reason: str | None
+
+
+class ResultRow(NamedTuple):
+    """A counted result (banned miners' revoked ones are left out)."""
+
+    microtask_id: str
+    miner_id: str
+    output: bytes
+    network: str
+    error: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class OpenWork:
-    """What rebuilding the dispatch table needs: tasks, their microtasks, counted results."""
+    """What rebuilding the dispatch table needs: tasks, their microtasks in order, results."""
 
-    # id, kind, replicas, quorum, max_replicas, lease_seconds, target_error
-    tasks: list[tuple[Any, ...]]
-    # id, task_id, idx, input, status, decision, gold, error, reason
-    microtasks: list[tuple[Any, ...]]
-    # microtask_id, miner_id, output, network, error (results of banned miners left out)
-    results: list[tuple[Any, ...]]
+    tasks: list[TaskRow]
+    microtasks: list[MicrotaskRow]  # grouped by task, in index order
+    results: list[ResultRow]
 
 
 _TASK_COLUMNS = (
     "t.id, t.kind, t.replicas, t.quorum, t.max_replicas, t.lease_seconds, t.target_error"
 )
+# Bytes straight from SQLite: recovery hands inputs to miners as they are, never re-encoded.
 _MICROTASK_COLUMNS = (
-    "m.id, m.task_id, m.idx, m.input, m.status, m.decision, m.gold, m.error, m.reason"
+    "m.task_id, CAST(m.input AS BLOB), m.status, CAST(m.decision AS BLOB),"
+    " CAST(m.gold AS BLOB), m.error, m.reason"
 )
-_RESULT_COLUMNS = "r.microtask_id, r.miner_id, r.output, r.network, r.error"
+_RESULT_COLUMNS = "r.microtask_id, r.miner_id, CAST(r.output AS BLOB), r.network, r.error"
+
+
+def _rows(
+    conn: sqlite3.Connection, row: type[NamedTuple], sql: str, params: Sequence[object] = ()
+) -> list:  # type: ignore[type-arg]
+    """A query's rows as ``row`` tuples, built by SQLite's cursor as it reads them."""
+    cursor = conn.cursor()
+    make = row._make  # type: ignore[attr-defined]
+    cursor.row_factory = lambda _, values: make(values)
+    return cursor.execute(sql, params).fetchall()
 
 
 class StoreUnwritable(RuntimeError):
@@ -84,12 +128,21 @@ class Store:
         await self.writer.stop()
         await self.reader.close()
 
-    async def open_leases(self) -> list[tuple[str, str, str]]:
-        """(assignment, microtask, miner) of every lease still out in the file."""
+    async def connected_at_stop(self) -> list[str]:
+        """Miners whose last ``miner.connected`` in the log has no ``miner.disconnected``
+        after it: they were connected when the last run ended."""
         return await self.writer.run(
-            lambda conn: conn.execute(
-                "SELECT id, microtask_id, miner_id FROM assignments WHERE status = 'leased'"
-            ).fetchall()
+            lambda conn: [
+                row[0]
+                for row in conn.execute(
+                    "SELECT miner_id FROM events"
+                    " WHERE type IN ('miner.connected', 'miner.disconnected')"
+                    " AND miner_id IS NOT NULL GROUP BY miner_id"
+                    " HAVING MAX(CASE WHEN type = 'miner.connected' THEN id ELSE 0 END)"
+                    " > MAX(CASE WHEN type = 'miner.disconnected' THEN id ELSE 0 END)"
+                    " ORDER BY miner_id"
+                )
+            ]
         )
 
     async def waiting_schedules(self) -> list[tuple[str, float]]:
@@ -104,20 +157,26 @@ class Store:
         """Every running task, for recovery, with every counted result."""
 
         def load(conn: sqlite3.Connection) -> OpenWork:
-            tasks = conn.execute(
+            tasks = _rows(
+                conn,
+                TaskRow,
                 f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.status = 'running'"
-                " ORDER BY t.created_at"
-            ).fetchall()
-            microtasks = conn.execute(
+                " ORDER BY t.created_at",
+            )
+            microtasks = _rows(
+                conn,
+                MicrotaskRow,
                 f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m"
                 " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
-                " ORDER BY t.created_at, m.idx"
-            ).fetchall()
-            results = conn.execute(
+                " ORDER BY t.created_at, m.idx",
+            )
+            results = _rows(
+                conn,
+                ResultRow,
                 f"SELECT {_RESULT_COLUMNS} FROM results r"
                 " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
-                " WHERE t.status = 'running' AND r.revoked = 0 ORDER BY r.received_at"
-            ).fetchall()
+                " WHERE t.status = 'running' AND r.revoked = 0 ORDER BY r.received_at",
+            )
             return OpenWork(tasks, microtasks, results)
 
         return await self.writer.run(load)
@@ -127,22 +186,28 @@ class Store:
 
         def load(conn: sqlite3.Connection) -> OpenWork:
             marks = ",".join("?" * len(task_ids))
-            tasks = conn.execute(
+            tasks = _rows(
+                conn,
+                TaskRow,
                 f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.id IN ({marks})"
                 " ORDER BY t.created_at",
                 task_ids,
-            ).fetchall()
-            microtasks = conn.execute(
+            )
+            microtasks = _rows(
+                conn,
+                MicrotaskRow,
                 f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m WHERE m.task_id IN ({marks})"
                 " ORDER BY m.task_id, m.idx",
                 task_ids,
-            ).fetchall()
-            results = conn.execute(
+            )
+            results = _rows(
+                conn,
+                ResultRow,
                 f"SELECT {_RESULT_COLUMNS} FROM results r JOIN microtasks m"
                 f" ON m.id = r.microtask_id WHERE m.task_id IN ({marks}) AND r.revoked = 0"
                 " ORDER BY r.received_at",
                 task_ids,
-            ).fetchall()
+            )
             return OpenWork(tasks, microtasks, results)
 
         return await self.writer.run(load)

@@ -1,209 +1,261 @@
-"""Every write Qortex makes, as (statement, parameters) facts.
+"""Every write Qortex makes, built by name: one constructor per kind of fact.
 
-The writer commits facts in batches and, inside a batch, runs each statement
-once with ``executemany`` over all its rows. It orders a batch by the position
-of the statement in :data:`STATEMENTS` (stably, so rows of one statement keep
-their order), which is why inserts come before the updates that touch the
-same rows, and the event log comes last.
+A fact is a (statement, parameters) pair the writer commits in a batch (see
+:mod:`qortex.store.statements` for the SQL and the order a batch runs in).
+Callers never spell parameters by position: each constructor takes what its
+statement needs by name, so a column added or moved changes one function.
+JSON columns take the encoded text or bytes as they already are; nothing here
+decodes or re-encodes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from qortex.store import statements as s
+
 Fact = tuple[str, tuple[Any, ...]]
-
-INSERT_META = (
-    "INSERT INTO meta (key, value) VALUES (?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-INSERT_TASK = (
-    "INSERT INTO tasks (id, kind, status, input, replicas, quorum, max_replicas, lease_seconds,"
-    " microtasks, created_at, target_error) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SET_TASK_DEADLINE = "UPDATE tasks SET deadline = ? WHERE id = ?"
-INSERT_SCHEDULED_TASK = INSERT_TASK.replace("'running'", "'scheduled'")
-INSERT_SCHEDULE = "INSERT INTO schedules (task_id, not_before) VALUES (?, ?)"
-START_TASK = "UPDATE tasks SET status = 'running' WHERE id = ? AND status = 'scheduled'"
-STARTED_SCHEDULE = "UPDATE schedules SET started_at = ? WHERE task_id = ?"
-INSERT_IDEMPOTENCY = (
-    "INSERT INTO idempotency (key_name, idem_key, body_sha256, task_id, created_at)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
-FORGET_IDEMPOTENCY = "DELETE FROM idempotency WHERE created_at < ?"
-INSERT_CALLBACK = "INSERT INTO callbacks (task_id, url, secret) VALUES (?, ?, ?)"
-INSERT_API_KEY = "INSERT INTO api_keys (name, hash, scopes, created_at) VALUES (?, ?, ?, ?)"
-REVOKE_API_KEY = "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
-INSERT_WEBHOOK = (
-    "INSERT INTO webhooks (id, url, events, secret, after_event, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-DELETE_WEBHOOK = "UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
-INSERT_DELIVERY = (
-    "INSERT INTO deliveries (webhook_id, task_id, url, secret, event_id, type, payload,"
-    " next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-DELIVERY_DONE = (
-    "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?,"
-    " last_error = ?, delivered_at = ? WHERE id = ?"
-)
-DELIVERY_RETRY = (
-    "UPDATE deliveries SET attempts = attempts + 1, last_status = ?, last_error = ?,"
-    " next_at = ? WHERE id = ?"
-)
-CANCEL_DELIVERIES = (
-    "UPDATE deliveries SET status = 'cancelled' WHERE webhook_id = ? AND status = 'pending'"
-)
-FORGET_DELIVERIES = "DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?"
-INSERT_MICROTASK = (
-    "INSERT INTO microtasks (id, task_id, idx, input, status, gold)"
-    " VALUES (?, ?, ?, ?, 'pending', ?)"
-)
-UPSERT_MINER = (
-    "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen, address)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
-    " software = excluded.software, kinds = excluded.kinds, last_seen = excluded.last_seen,"
-    " address = excluded.address"
-)
-INSERT_MINER = (
-    "INSERT INTO miners (id, public_key, name, software, kinds, first_seen, last_seen)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-INSERT_ASSIGNMENT = (
-    "INSERT INTO assignments (id, microtask_id, miner_id, status, issued_at, deadline)"
-    " VALUES (?, ?, ?, 'leased', ?, ?)"
-)
-INSERT_RESULT = (
-    "INSERT INTO results (assignment_id, microtask_id, miner_id, output, signature, received_at,"
-    " network, error, checked, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 2)"
-)
-CLOSE_ASSIGNMENT = (
-    "UPDATE assignments SET status = ?, closed_at = ? WHERE id = ? AND status = 'leased'"
-)
-REOPEN_MICROTASK = (
-    "UPDATE microtasks SET status = 'pending', decision = NULL, decided_at = NULL, error = ?"
-    " WHERE id = ?"
-)
-SETTLE_MICROTASK = (
-    "UPDATE microtasks SET status = ?, decision = ?, decided_at = ?, error = ?, reason = ?"
-    " WHERE id = ? AND status = 'pending'"
-)
-REVISE_TASK = (
-    "UPDATE tasks SET status = 'running', output = NULL, finished_at = NULL,"
-    " revision = revision + 1 WHERE id = ?"
-)
-FINISH_TASK = (
-    "UPDATE tasks SET status = ?, output = ?, finished_at = ? WHERE id = ? AND status = 'running'"
-)
-CLOSE_MICROTASKS = (
-    "UPDATE microtasks SET status = 'cancelled', decided_at = ? WHERE task_id = ?"
-    " AND status = 'pending'"
-)
-WITHDRAW_TASK = (
-    "UPDATE tasks SET status = ?, reason = ?, finished_at = ? WHERE id = ? AND status = 'running'"
-)
-COUNT_ACCEPTED = "UPDATE miners SET accepted = accepted + ?, last_seen = ? WHERE id = ?"
-STANDING = "UPDATE miners SET passes = ?, allowance = ? WHERE id = ?"
-BAN_MINER = "UPDATE miners SET status = 'banned', failures = failures + 1 WHERE id = ?"
-# A result that passed a check was proven right: it keeps counting after a ban.
-REVOKE_RESULTS = (
-    "UPDATE results SET revoked = 1 WHERE miner_id = ? AND (checked IS NULL OR checked = 0)"
-)
-INSERT_REPUTATION = (
-    "INSERT INTO reputation (miner_id, at, reputation, passes, reason) VALUES (?, ?, ?, ?, ?)"
-)
-COUNT_REFUSED = "UPDATE miners SET refused = refused + ?, last_seen = ? WHERE id = ?"
-SEEN_MINER = "UPDATE miners SET last_seen = ? WHERE id = ?"
-GRANT_CREDIT = "UPDATE miners SET credit = credit + ? WHERE id = ?"
-SET_MINER_STATUS = "UPDATE miners SET status = ?, note = ? WHERE id = ?"
-REVOKE_CREDIT = (
-    "INSERT INTO revoked_credit (assignment_id, miner_id, credit, at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (assignment_id) DO NOTHING"
-)
-# Recomputed from the revocations rather than subtracted, so revoking twice changes nothing.
-TOTAL_REVOKED = (
-    "UPDATE miners SET credit_revoked ="
-    " (SELECT COALESCE(SUM(credit), 0) FROM revoked_credit WHERE miner_id = ?1) WHERE id = ?1"
-)
-INSERT_EVENT = (
-    "INSERT INTO events (id, type, task_id, miner_id, data, at) VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-STATEMENTS: list[str] = [
-    INSERT_META,
-    INSERT_API_KEY,
-    REVOKE_API_KEY,
-    INSERT_TASK,
-    SET_TASK_DEADLINE,
-    INSERT_SCHEDULED_TASK,
-    INSERT_SCHEDULE,
-    INSERT_IDEMPOTENCY,
-    FORGET_IDEMPOTENCY,
-    INSERT_CALLBACK,
-    START_TASK,
-    STARTED_SCHEDULE,
-    INSERT_MICROTASK,
-    UPSERT_MINER,
-    INSERT_MINER,
-    INSERT_ASSIGNMENT,
-    INSERT_RESULT,
-    CLOSE_ASSIGNMENT,
-    REOPEN_MICROTASK,
-    SETTLE_MICROTASK,
-    REVISE_TASK,
-    FINISH_TASK,
-    CLOSE_MICROTASKS,
-    WITHDRAW_TASK,
-    COUNT_ACCEPTED,
-    COUNT_REFUSED,
-    STANDING,
-    BAN_MINER,
-    REVOKE_RESULTS,
-    INSERT_REPUTATION,
-    SEEN_MINER,
-    GRANT_CREDIT,
-    SET_MINER_STATUS,
-    REVOKE_CREDIT,
-    TOTAL_REVOKED,
-    INSERT_EVENT,
-    INSERT_WEBHOOK,
-    DELETE_WEBHOOK,
-    CANCEL_DELIVERIES,
-    INSERT_DELIVERY,
-    DELIVERY_DONE,
-    DELIVERY_RETRY,
-    FORGET_DELIVERIES,
-]
-ORDER: dict[str, int] = {sql: i for i, sql in enumerate(STATEMENTS)}
+#: JSON as stored: text, or the exact bytes a miner sent.
+Json = str | bytes
 
 
-def _sum_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(count, time, miner) rows folded into one row per miner: one UPDATE, not one per result."""
-    totals: dict[str, list[Any]] = {}
-    for count, at, miner in rows:
-        total = totals.setdefault(miner, [0, at])
-        total[0] += count
-        total[1] = max(total[1], at)
-    return [(count, at, miner) for miner, (count, at) in totals.items()]
+# -- tasks and microtasks -----------------------------------------------------
 
 
-def _latest_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(..., miner) rows of absolute values: only each miner's last row matters."""
-    return list({row[-1]: row for row in rows}.values())
+def task(
+    task_id: str,
+    kind: str,
+    task_input: Json,
+    replicas: int,
+    quorum: int,
+    max_replicas: int,
+    lease_seconds: float,
+    microtasks: int,
+    created_at: float,
+    target_error: float,
+    scheduled: bool = False,
+) -> Fact:
+    """A submitted task, running at once or (``scheduled``) waiting for its start."""
+    sql = s.INSERT_SCHEDULED_TASK if scheduled else s.INSERT_TASK
+    return sql, (
+        task_id,
+        kind,
+        task_input,
+        replicas,
+        quorum,
+        max_replicas,
+        lease_seconds,
+        microtasks,
+        created_at,
+        target_error,
+    )
 
 
-def _credit_per_miner(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(credit, miner) rows folded into one row per miner."""
-    totals: dict[str, float] = {}
-    for credit, miner in rows:
-        totals[miner] = totals.get(miner, 0.0) + credit
-    return [(credit, miner) for miner, credit in totals.items()]
+def microtask(task_id: str, index: int, microtask_input: Json, gold: Json | None) -> Fact:
+    return s.INSERT_MICROTASK, (f"{task_id}:{index}", task_id, index, microtask_input, gold)
 
 
-#: Statements whose rows within one batch can be folded together before they run.
-MERGE = {
-    COUNT_ACCEPTED: _sum_per_miner,
-    COUNT_REFUSED: _sum_per_miner,
-    STANDING: _latest_per_miner,
-    GRANT_CREDIT: _credit_per_miner,
-}
+def task_deadline(task_id: str, deadline: float) -> Fact:
+    return s.SET_TASK_DEADLINE, (deadline, task_id)
+
+
+def schedule(task_id: str, not_before: float) -> Fact:
+    return s.INSERT_SCHEDULE, (task_id, not_before)
+
+
+def task_started(task_id: str) -> Fact:
+    return s.START_TASK, (task_id,)
+
+
+def schedule_started(task_id: str, at: float) -> Fact:
+    return s.STARTED_SCHEDULE, (at, task_id)
+
+
+def idempotency(key_name: str, idem_key: str, body_sha256: str, task_id: str, at: float) -> Fact:
+    return s.INSERT_IDEMPOTENCY, (key_name, idem_key, body_sha256, task_id, at)
+
+
+def forget_idempotency(before: float) -> Fact:
+    return s.FORGET_IDEMPOTENCY, (before,)
+
+
+def callback(task_id: str, url: str, secret: str) -> Fact:
+    return s.INSERT_CALLBACK, (task_id, url, secret)
+
+
+def settled(
+    microtask_id: str, state: str, decision: Json | None, at: float, error: float, reason: str
+) -> Fact:
+    """A microtask decided or given up (a no-op if it was settled already)."""
+    return s.SETTLE_MICROTASK, (state, decision, at, error, reason or None, microtask_id)
+
+
+def reopened(microtask_id: str, error: float) -> Fact:
+    return s.REOPEN_MICROTASK, (error, microtask_id)
+
+
+def revised(task_id: str) -> Fact:
+    return s.REVISE_TASK, (task_id,)
+
+
+def finished(task_id: str, state: str, output: Json | None, at: float) -> Fact:
+    return s.FINISH_TASK, (state, output, at, task_id)
+
+
+def microtasks_closed(task_id: str, at: float) -> Fact:
+    """Every pending microtask of a withdrawn task, cancelled."""
+    return s.CLOSE_MICROTASKS, (at, task_id)
+
+
+def withdrawn(task_id: str, state: str, reason: str, at: float) -> Fact:
+    return s.WITHDRAW_TASK, (state, reason, at, task_id)
+
+
+# -- results --------------------------------------------------------------------
+
+
+def result(
+    assignment_id: str,
+    microtask_id: str,
+    miner_id: str,
+    output: Json,
+    signature: str,
+    received_at: float,
+    network: str,
+    error: float,
+    checked: bool | None,
+) -> Fact:
+    """An accepted result: also the only record that its assignment was returned."""
+    return s.INSERT_RESULT, (
+        assignment_id,
+        microtask_id,
+        miner_id,
+        output,
+        signature,
+        received_at,
+        network,
+        error,
+        None if checked is None else int(checked),
+    )
+
+
+# -- miners ---------------------------------------------------------------------
+
+
+def miner_seen(
+    miner_id: str,
+    public_key: str,
+    name: str,
+    software: str,
+    kinds: Json,
+    at: float,
+    address: str,
+) -> Fact:
+    """A miner connected: its row is made, or its name, software and address updated."""
+    return s.UPSERT_MINER, (miner_id, public_key, name, software, kinds, at, at, address)
+
+
+def miner_registered(
+    miner_id: str, public_key: str, name: str, software: str, kinds: Json, at: float
+) -> Fact:
+    """A miner registered over HTTP (nothing changes if it is known already)."""
+    return s.INSERT_MINER, (miner_id, public_key, name, software, kinds, at, at)
+
+
+def miner_left(miner_id: str, at: float) -> Fact:
+    return s.SEEN_MINER, (at, miner_id)
+
+
+def accepted(miner_id: str, credit: float, at: float) -> Fact:
+    """One accepted result and the credit it earned (folded per miner within a batch)."""
+    return s.COUNT_ACCEPTED, (1, credit, at, miner_id)
+
+
+def refused(miner_id: str, at: float) -> Fact:
+    return s.COUNT_REFUSED, (1, at, miner_id)
+
+
+def standing(miner_id: str, passes: int, allowance: int) -> Fact:
+    return s.STANDING, (passes, allowance, miner_id)
+
+
+def banned(miner_id: str) -> list[Fact]:
+    """The ban, and every result of the miner not proven right by a check revoked."""
+    return [(s.BAN_MINER, (miner_id,)), (s.REVOKE_RESULTS, (miner_id,))]
+
+
+def reputation(miner_id: str, at: float, value: int, passes: int, reason: str) -> Fact:
+    return s.INSERT_REPUTATION, (miner_id, at, value, passes, reason)
+
+
+def miner_status(miner_id: str, status: str, note: str) -> Fact:
+    return s.SET_MINER_STATUS, (status, note, miner_id)
+
+
+def credit_revoked(assignment_id: str, miner_id: str, credit: float, at: float) -> Fact:
+    return s.REVOKE_CREDIT, (assignment_id, miner_id, credit, at)
+
+
+def revoked_total(miner_id: str) -> Fact:
+    return s.TOTAL_REVOKED, (miner_id,)
+
+
+# -- events, keys, settings, webhooks -------------------------------------------
+
+
+def event(
+    event_id: int, type_: str, task_id: str | None, miner_id: str | None, data: Json, at: float
+) -> Fact:
+    return s.INSERT_EVENT, (event_id, type_, task_id, miner_id, data, at)
+
+
+def meta(key: str, value: str) -> Fact:
+    return s.INSERT_META, (key, value)
+
+
+def api_key(name: str, digest: str, scopes: str, at: float) -> Fact:
+    return s.INSERT_API_KEY, (name, digest, scopes, at)
+
+
+def api_key_revoked(name: str, at: float) -> Fact:
+    return s.REVOKE_API_KEY, (at, name)
+
+
+def webhook(
+    webhook_id: str, url: str, events: Json, secret: str, after_event: int, at: float
+) -> Fact:
+    return s.INSERT_WEBHOOK, (webhook_id, url, events, secret, after_event, at)
+
+
+def webhook_deleted(webhook_id: str, at: float) -> list[Fact]:
+    """The subscription ended, and its pending deliveries with it."""
+    return [(s.DELETE_WEBHOOK, (at, webhook_id)), (s.CANCEL_DELIVERIES, (webhook_id,))]
+
+
+def delivery(
+    webhook_id: str | None,
+    task_id: str | None,
+    url: str,
+    secret: str,
+    event_id: int,
+    type_: str,
+    payload: Json,
+    at: float,
+) -> Fact:
+    return s.INSERT_DELIVERY, (webhook_id, task_id, url, secret, event_id, type_, payload, at, at)
+
+
+def delivery_done(
+    delivery_id: int, status: str, http_status: int | None, error: str | None, at: float
+) -> Fact:
+    return s.DELIVERY_DONE, (status, http_status, error, at, delivery_id)
+
+
+def delivery_retry(
+    delivery_id: int, http_status: int | None, error: str | None, next_at: float
+) -> Fact:
+    return s.DELIVERY_RETRY, (http_status, error, next_at, delivery_id)
+
+
+def forget_deliveries(before: float) -> Fact:
+    return s.FORGET_DELIVERIES, (before,)

@@ -142,7 +142,8 @@ class Reader:
 
     async def results_of_task(self, task_id: str) -> list[dict[str, Any]]:
         return await self.all(
-            "SELECT r.assignment_id, r.microtask_id, r.miner_id, r.output, r.signature,"
+            "SELECT r.assignment_id, r.microtask_id, r.miner_id, CAST(r.output AS TEXT) AS output,"
+            " r.signature,"
             " r.received_at, r.network, r.error, r.checked, r.revoked, r.version, m.public_key"
             " FROM results r JOIN miners m ON m.id = r.miner_id"
             " WHERE r.microtask_id IN (SELECT id FROM microtasks WHERE task_id = ?)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 MIGRATIONS: list[str] = [
-    # 1: tasks, microtasks, assignments, results, miners, the event log
+    # 1: tasks, microtasks, assignments (dropped in 5), results, miners, the event log
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE tasks (
@@ -190,6 +190,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
     CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
     CREATE INDEX events_by_type ON events (type, id);
+    """,
+    # 5: leases are memory only (a copy out at a stop is void and issued again; an
+    # accepted result's row is the record of its assignment), so their table goes
+    """
+    DROP TABLE assignments;
     """,
 ]
 

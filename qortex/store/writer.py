@@ -30,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from typing import TypeVar
 
-from qortex.store.facts import MERGE, ORDER, Fact
+from qortex.store.facts import Fact
 from qortex.store.schema import configure
+from qortex.store.statements import MERGE, ORDER
 
 log = logging.getLogger("qortex.store")
 
@@ -59,15 +60,21 @@ def unavailable_reason(exc: BaseException) -> str | None:
     return None
 
 
-def _commit(conn: sqlite3.Connection, facts: list[Fact]) -> None:
+def _commit(conn: sqlite3.Connection, facts: list[Fact]) -> int:
+    """Commit a batch in one transaction; returns how many rows it asked SQLite to write."""
     facts.sort(key=lambda f: ORDER[f[0]])  # stable: rows of a statement keep their order
+    written = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in groupby(facts, key=lambda f: f[0]):
             params = [p for _, p in rows]
             merge = MERGE.get(sql)
-            conn.executemany(sql, merge(params) if merge else params)
+            if merge:
+                params = merge(params)
+            conn.executemany(sql, params)
+            written += len(params)
         conn.execute("COMMIT")
+        return written
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -93,6 +100,8 @@ class Writer:
         self.on_unavailable: Callable[[str | None], None] | None = None
         self.commits = 0
         self.facts = 0
+        #: Rows written (statements run, after folding): what ``benchmarks/`` count per result.
+        self.rows = 0
 
     def _connection(self) -> sqlite3.Connection:
         """The writer's connection, opened on (and only ever used from) its thread."""
@@ -149,7 +158,12 @@ class Writer:
             count += len(unit[0])
         facts = [fact for unit, _ in units for fact in unit]
         try:
-            await self.run(lambda conn: _commit(conn, facts))
+            if not facts:  # units with nothing to write only wait for those before them
+                for _, future in units:
+                    if not future.done():
+                        future.set_result(None)
+                return
+            written = await self.run(lambda conn: _commit(conn, facts))
         except Exception as exc:
             reason = unavailable_reason(exc)
             if reason is not None:
@@ -171,6 +185,7 @@ class Writer:
             self._set_unavailable(None, None)
         self.commits += 1
         self.facts += count
+        self.rows += written
         for _, future in units:
             if not future.done():
                 future.set_result(None)

@@ -54,8 +54,8 @@ async def register(request: Request) -> JSON:
     now = coord.clock()
     known = [kind for kind in dict.fromkeys(body.kinds) if kind in coord.kinds]
     kinds = msgspec.json.encode(known).decode()
-    row = (miner_id, public_key, body.name, body.software, kinds, now, now)
-    await coord.store.writer.write([(f.INSERT_MINER, row)])
+    fact = f.miner_registered(miner_id, public_key, body.name, body.software, kinds, now)
+    await coord.store.writer.write([fact])
     return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=201)
 
 

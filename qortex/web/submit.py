@@ -134,9 +134,9 @@ def extra_facts(
         unit: list[f.Fact] = []
         if key is not None:
             digest = hashlib.sha256(body).hexdigest()
-            unit.append((f.INSERT_IDEMPOTENCY, (owner, key, digest, task_id, now)))
+            unit.append(f.idempotency(owner, key, digest, task_id, now))
         if callback_url is not None:
-            unit.append((f.INSERT_CALLBACK, (task_id, callback_url, secret)))
+            unit.append(f.callback(task_id, callback_url, secret))
         return unit
 
     return facts, secret

@@ -119,25 +119,14 @@ class Outbox:
             sub = Subscription(sub_id, url, events, secret, after, self.clock())
             self.subscriptions[sub.id] = sub
             self._rewant()
-        unit = [
-            (
-                f.INSERT_WEBHOOK,
-                (
-                    sub.id,
-                    sub.url,
-                    msgspec.json.encode(sub.events).decode(),
-                    sub.secret,
-                    sub.after_event,
-                    sub.created_at,
-                ),
-            )
-        ]
+        events = msgspec.json.encode(sub.events).decode()
+        unit = [f.webhook(sub.id, sub.url, events, sub.secret, sub.after_event, sub.created_at)]
         await self.store.writer.write(unit)
         return sub
 
     async def unsubscribe(self, webhook_id: str) -> None:
         now = self.clock()
-        unit = [(f.DELETE_WEBHOOK, (now, webhook_id)), (f.CANCEL_DELIVERIES, (webhook_id,))]
+        unit = f.webhook_deleted(webhook_id, now)
         await self.store.writer.write(unit)
         self.subscriptions.pop(webhook_id, None)
         self._rewant()
@@ -212,7 +201,7 @@ class Outbox:
             if callback is not None:
                 unit.append(_delivery(None, row, callback[0], callback[1], payload, now))
         cursor = rows[-1]["id"]
-        unit.append((f.INSERT_META, (CURSOR, str(cursor))))
+        unit.append(f.meta(CURSOR, str(cursor)))
         await self.store.writer.write(unit)
         self._cursor = cursor
         if len(unit) > 1:
@@ -281,22 +270,22 @@ class Outbox:
         tries = row["attempts"] + 1
         if attempt.ok:
             self.outcomes["delivered"] += 1
-            return (f.DELIVERY_DONE, ("delivered", attempt.status, None, now, row["id"]))
+            return f.delivery_done(row["id"], "delivered", attempt.status, None, now)
         if tries >= self.settings.webhook_max_attempts:
             log.warning("webhook delivery %s failed for good: %s", row["id"], attempt.error)
             self.outcomes["failed"] += 1
-            return (f.DELIVERY_DONE, ("failed", attempt.status, attempt.error, now, row["id"]))
+            return f.delivery_done(row["id"], "failed", attempt.status, attempt.error, now)
         self.outcomes["retried"] += 1
         delay = min(3600.0, self.settings.webhook_retry_seconds * 2 ** (tries - 1))
         delay *= self._rng.uniform(0.9, 1.1)  # receivers coming back are not hit all at once
-        return (f.DELIVERY_RETRY, (attempt.status, attempt.error, now + delay, row["id"]))
+        return f.delivery_retry(row["id"], attempt.status, attempt.error, now + delay)
 
     async def _forget_old(self, now: float) -> None:
         """The one periodic clean-up: finished deliveries and idempotency keys past their time."""
         await self.store.writer.write(
             [
-                (f.FORGET_DELIVERIES, (now - KEEP_SECONDS,)),
-                (f.FORGET_IDEMPOTENCY, (now - IDEMPOTENCY_SECONDS,)),
+                f.forget_deliveries(now - KEEP_SECONDS),
+                f.forget_idempotency(now - IDEMPOTENCY_SECONDS),
             ]
         )
 
@@ -317,7 +306,4 @@ def _delivery(
     payload: str,
     now: float,
 ) -> f.Fact:
-    return (
-        f.INSERT_DELIVERY,
-        (webhook_id, row["task_id"], url, secret, row["id"], row["type"], payload, now, now),
-    )
+    return f.delivery(webhook_id, row["task_id"], url, secret, row["id"], row["type"], payload, now)
