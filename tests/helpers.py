@@ -20,7 +20,7 @@ from qortex.signing import Signer
 
 API_KEY = "test-key-0123456789"
 SCALE = float(os.environ.get("QORTEX_TEST_TIMEOUT_SCALE", "1"))
-WORK_TABLES = ("tasks", "microtasks", "assignments", "results")
+WORK_TABLES = ("tasks", "microtasks", "results")
 
 
 def timeout(seconds: float) -> float:
@@ -239,7 +239,10 @@ def follow_events(
     last_event_header: bool = False,
     **filters: str,
 ) -> list[dict[str, Any]]:
-    """Read the SSE stream from ``last`` until ``until(event)`` is true."""
+    """Read the SSE stream from ``last`` until ``until(event)`` is true.
+
+    A live-only event (no ``id:`` line) comes with id 0.
+    """
     import json
 
     params = dict(filters)
@@ -258,12 +261,14 @@ def follow_events(
     ):
         for line in stream.iter_lines():
             if line.startswith("id: "):
-                current = {"id": int(line[4:])}
+                current["id"] = int(line[4:])
             elif line.startswith("event: "):
                 current["type"] = line[7:]
             elif line.startswith("data: "):
                 current["data"] = json.loads(line[6:])
+                current.setdefault("id", 0)
                 seen.append(current)
-                if until is not None and until(current):
+                current = {}
+                if until is not None and until(seen[-1]):
                     break
     return seen

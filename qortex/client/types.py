@@ -196,7 +196,9 @@ class EventReader:
                 raise ApiError(401, data.get("error", "Unauthorized"), data.get("message", ""))
             if self._id is not None:
                 self.last_id = self._id
-                event = Event(self._id, self._type, data, data.get("taskId"), data.get("minerId"))
+            # An event without an id is live only (not in the log): id 0, and no resume point.
+            event_id = self._id or 0
+            event = Event(event_id, self._type, data, data.get("taskId"), data.get("minerId"))
         self._id, self._type, self._data = None, "message", []
         return event
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput
-from qortex.events import EVENT_TYPES
+from qortex.events import EVENT_TYPES, LIVE_ONLY
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int
 
@@ -41,6 +41,11 @@ async def log_page(request: Request) -> JSON:
     type_ = query.get("type") or None
     if type_ is not None and type_ not in EVENT_TYPES:
         raise InvalidInput(f"unknown event type {type_[:64]!r}", field="type")
+    if type_ in LIVE_ONLY:
+        raise InvalidInput(
+            f"{type_} is live only: it is not in the log; follow GET /api/v1/events for it",
+            field="type",
+        )
     rows = await request.app.state.store.reader.events_page(
         after, type_, query.get("taskId") or None, query.get("minerId") or None, limit
     )
@@ -57,7 +62,7 @@ async def stats(request: Request) -> JSON:
         {
             "total": sum(counts.values()),
             "lastEventId": await reader.last_event_id(),
-            "byType": {name: counts.get(name, 0) for name in EVENT_TYPES},
+            "byType": {n: counts.get(n, 0) for n in EVENT_TYPES if n not in LIVE_ONLY},
         }
     )
 

@@ -5,6 +5,10 @@ the client's ``Last-Event-ID``, dropping live events it has already sent, so
 nothing falls in the gap between the two. Without an id the stream starts
 with what happens next; ``lastEventId=0`` replays the whole log.
 
+Live-only events (:data:`qortex.events.LIVE_ONLY`) go out without an ``id:``
+line, so a client's ``Last-Event-ID`` stays that of the last logged event, and
+they are never replayed.
+
 A stream belongs to the key that opened it: when that key is revoked the
 stream sends one ``error`` frame saying so and ends, and the reconnect that
 follows is refused with 401.
@@ -34,6 +38,8 @@ MAX_EVENT_ID = 2**63 - 1
 
 
 def frame(event: Event) -> bytes:
+    if not event.id:  # live only: not in the log, so nothing to resume from
+        return b"event: %s\ndata: %s\n\n" % (event.type.encode(), event.data)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), event.data)
 
 
@@ -98,7 +104,11 @@ async def stream(request: Request) -> StreamingResponse:
                 if event is None:
                     yield b": keepalive\n\n"
                     continue
-                if (last is None or event.id > last) and event.matches(task_id, miner_id):
+                if not event.matches(task_id, miner_id):
+                    continue
+                if not event.id:
+                    yield frame(event)
+                elif last is None or event.id > last:
                     last = event.id
                     yield frame(event)
         finally:

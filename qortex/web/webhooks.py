@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.errors import Conflict, InvalidInput, NotFound
-from qortex.events import EVENT_TYPES
+from qortex.events import EVENT_TYPES, LIVE_ONLY
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int, read_json
 from qortex.web.submit import new_secret
@@ -54,6 +54,13 @@ async def create_webhook(request: Request) -> JSON:
         raise InvalidInput(
             f"unknown event {', '.join(repr(e[:64]) for e in unknown)}; events are"
             f" {', '.join(EVENT_TYPES)}",
+            field="events",
+        )
+    live = sorted(set(body.events) & LIVE_ONLY)
+    if live:
+        raise InvalidInput(
+            f"{', '.join(live)} {'is' if len(live) == 1 else 'are'} live only: not in the event"
+            " log, so never delivered by webhook; follow GET /api/v1/events for them",
             field="events",
         )
     outbox = state.outbox

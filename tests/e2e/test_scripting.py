@@ -128,14 +128,14 @@ def test_a_scheduled_task_waits_for_its_time_and_runs_after_a_restart(tmp_path: 
         types = [e["type"] for e in log]
         assert types[:2] == ["task.created", "task.scheduled"]
         assert types.count("task.started") == 1 and types[-1] == "task.completed"
-        assert types.index("task.started") < types.index("microtask.assigned")
+        assert types.index("task.started") < types.index("microtask.quorum")
         conn = sqlite3.connect(server.db)
-        issued = conn.execute(
-            "SELECT MIN(a.issued_at) FROM assignments a JOIN microtasks m"
-            " ON m.id = a.microtask_id WHERE m.task_id = ?",
+        answered = conn.execute(
+            "SELECT MIN(r.received_at) FROM results r JOIN microtasks m"
+            " ON m.id = r.microtask_id WHERE m.task_id = ?",
             (task_id,),
         ).fetchone()[0]
-        assert issued >= not_before  # no copy was offered before its time
+        assert answered >= not_before  # no copy was worked on before its time
     finally:
         miners.stop()
         server.stop()

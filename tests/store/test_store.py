@@ -45,7 +45,7 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
 
 
 def _miner(miner_id: str) -> f.Fact:
-    return (f.UPSERT_MINER, (miner_id, "00" * 32, "", "", "[]", 1.0, 1.0, "127.0.0.1"))
+    return f.miner_seen(miner_id, "00" * 32, "", "", "[]", 1.0, "127.0.0.1")
 
 
 async def test_units_queued_together_commit_together(tmp_path: Path) -> None:
@@ -53,12 +53,15 @@ async def test_units_queued_together_commit_together(tmp_path: Path) -> None:
     try:
         await store.writer.write([_miner("a"), _miner("b")])
         commits = store.writer.commits
-        units = [store.writer.write([(f.COUNT_ACCEPTED, (1, float(i), "a"))]) for i in range(50)]
-        units.append(store.writer.write([(f.COUNT_ACCEPTED, (1, 7.0, "b"))]))
+        rows = store.writer.rows
+        units = [store.writer.write([f.accepted("a", 0.5, float(i))]) for i in range(50)]
+        units.append(store.writer.write([f.accepted("b", 2.0, 7.0)]))
         await asyncio.gather(*units)
         assert store.writer.commits - commits <= 2  # group commit: far fewer commits than units
+        assert store.writer.rows - rows <= 4  # one row per miner per commit, not one per result
         row = await store.reader.miner("a")
         assert row is not None and row["accepted"] == 50 and row["last_seen"] == 49.0
+        assert row["credit"] == 25.0
         row = await store.reader.miner("b")
         assert row is not None and row["accepted"] == 1
     finally:
@@ -75,8 +78,8 @@ async def test_a_failed_commit_is_fatal_and_commits_nothing(tmp_path: Path) -> N
         bad = store.writer.write(
             [
                 _miner("b"),
-                (f.INSERT_EVENT, (1, "x", None, None, "{}", 1.0)),
-                (f.INSERT_EVENT, (1, "x", None, None, "{}", 1.0)),
+                f.event(1, "x", None, None, "{}", 1.0),
+                f.event(1, "x", None, None, "{}", 1.0),
             ]
         )
         with pytest.raises(StoreFailed):
@@ -112,5 +115,83 @@ async def test_reads_cancelled_midway_never_pin_the_reader_to_an_old_snapshot(
             miner_id = f"{1000 + n:032x}"
             await store.writer.write([_miner(miner_id)])
             assert await store.reader.miner(miner_id) is not None, f"commit {n} unseen"
+    finally:
+        await store.close()
+
+
+async def test_a_unit_with_no_facts_waits_for_those_before_it_and_commits_nothing(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(str(tmp_path / "q.db"))
+    try:
+        first = store.writer.write([_miner("a")])
+        empty = store.writer.write([])
+        await empty
+        assert first.done()  # resolved no earlier than what was queued before it
+        commits = store.writer.commits
+        await store.writer.write([])
+        assert store.writer.commits == commits  # no transaction for nothing
+    finally:
+        await store.close()
+
+
+async def test_recovery_reads_typed_rows_with_json_as_stored(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "q.db"))
+    try:
+        await store.writer.write(
+            [
+                f.task("t", "sentiment", "[]", 3, 2, 5, 60.0, 2, 1.0, 0.001),
+                f.microtask("t", 0, '"a b"', None),
+                f.microtask("t", 1, '"c"', '"positive"'),
+                _miner("m"),
+                f.result("x1", "t:0", "m", b'"negative"', "s" * 128, 2.0, "n", 0.5, None),
+                f.settled("t:1", "decided", '"positive"', 3.0, 0.01, ""),
+            ]
+        )
+        work = await store.load_open_work()
+        (task,) = work.tasks
+        assert (task.id, task.kind, task.replicas, task.quorum, task.max_replicas) == (
+            "t",
+            "sentiment",
+            3,
+            2,
+            5,
+        )
+        first, second = work.microtasks
+        assert (first.task_id, first.input, first.status, first.gold) == (
+            "t",
+            b'"a b"',
+            "pending",
+            None,
+        )
+        assert (second.status, second.decision, second.gold, second.error) == (
+            "decided",
+            b'"positive"',
+            b'"positive"',
+            0.01,
+        )
+        (result,) = work.results
+        assert (result.microtask_id, result.miner_id, result.output) == ("t:0", "m", b'"negative"')
+        # The output went in as the miner's bytes and still reads back as text where shown.
+        (shown,) = await store.reader.results_of_task("t")
+        assert shown["output"] == '"negative"'
+    finally:
+        await store.close()
+
+
+async def test_miners_connected_at_the_stop_are_those_not_logged_as_gone(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "q.db"))
+    try:
+        log = [
+            (1, "miner.connected", "a"),
+            (2, "miner.connected", "b"),
+            (3, "miner.disconnected", "a"),
+            (4, "miner.connected", "c"),
+            (5, "miner.disconnected", "c"),
+            (6, "miner.connected", "c"),
+            (7, "task.created", None),
+        ]
+        await store.writer.write([f.event(i, t, None, m, "{}", 1.0) for i, t, m in log])
+        assert await store.connected_at_stop() == ["b", "c"]
     finally:
         await store.close()

@@ -58,7 +58,6 @@ def test_cancel_withdraws_the_copies_at_once_and_charges_nobody(
     miner = connect()
     task_id = submit(client, ["a fine day"], replicas=1)
     assign = miner.work()
-    wait_rows(settings.db, "assignments", 1)
 
     response = client.post(f"/api/v1/tasks/{task_id}/cancel")
     assert response.status_code == 200
@@ -70,8 +69,6 @@ def test_cancel_withdraws_the_copies_at_once_and_charges_nobody(
     task = client.get(f"/api/v1/tasks/{task_id}").json()
     assert task["status"] == "cancelled" and task["reason"] == "cancelled by the operator"
     assert [mt["status"] for mt in task["microtaskDetails"]] == ["cancelled"]
-    rows = snapshot(settings.db, ("assignments",))["assignments"]
-    assert [row[3] for row in rows] == ["cancelled"]
     ((_, _, data),) = _event_rows(settings.db, "task.cancelled")
     assert '"withdrawn":1' in data
 
@@ -182,7 +179,6 @@ def test_ban_disconnects_and_refuses_the_key_everywhere(
     miner = connect(signer)
     task_id = submit(client, ["good"], replicas=1)
     assign = miner.work()
-    wait_rows(settings.db, "assignments", 1)
     url = f"/api/v1/miners/{signer.miner_id}"
 
     response = client.patch(url, json={"status": "banned", "note": "wrong labels"})

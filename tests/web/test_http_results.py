@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from tests.helpers import API_KEY, WORK_TABLES, snapshot
-from tests.web.socketminer import submit, wait_rows, wait_status
+from tests.web.socketminer import submit, wait_status
 
 
 @pytest.fixture
@@ -63,7 +63,6 @@ def test_result_over_http_counts_like_one_over_the_socket(
     miner = connect()
     task_id = submit(client, ["what a lovely day"], replicas=1, targetError=0.2)
     assign = miner.work()
-    wait_rows(settings.db, "assignments", 1)
     url = f"/internal/miner/{miner.signer.miner_id}/result"
     before = snapshot(settings.db, WORK_TABLES)
 
