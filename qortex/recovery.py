@@ -55,7 +55,7 @@ async def recover(store: Store, kinds: KindRegistry, table: DispatchTable, now: 
     log.info(
         "recovered %d running tasks, %d microtasks, %d results; %d miners were connected",
         len(work.tasks),
-        len(work.microtasks),
+        sum(map(len, work.inputs)),
         len(work.results),
         len(notices),
     )
@@ -70,32 +70,23 @@ def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[T
     Inputs stay the bytes the file holds; nothing is decoded that placement
     does not need (a known answer, a decision).
     """
-    policies = {
-        row.id: (
+    loaded = [
+        table.add_task(
+            row.id,
             row.kind,
             Policy(row.replicas, row.quorum, row.max_replicas, row.lease_seconds, row.target_error),
+            map(_Raw, inputs),
         )
-        for row in work.tasks
-    }
-    loaded: list[Task] = []
-    rows = work.microtasks
-    start, total = 0, len(rows)
-    while start < total:
-        task_id = rows[start].task_id
-        end = start + 1
-        while end < total and rows[end].task_id == task_id:
-            end += 1
-        group = rows[start:end]
-        start = end
-        kind, policy = policies[task_id]
-        gold = {i: _decode(row.gold) for i, row in enumerate(group) if row.gold is not None}
-        task = table.add_task(task_id, kind, policy, [_Raw(row.input) for row in group], gold)
-        for mt, row in zip(task.microtasks, group, strict=True):
-            if row.status != lifecycle.PENDING:
-                decision = _decode(row.decision) if row.decision is not None else None
-                table.settle(mt, row.status, decision, 1.0 if row.error is None else row.error)
-                mt.reason = row.reason or ""
-        loaded.append(task)
+        for row, inputs in zip(work.tasks, work.inputs, strict=True)
+    ]
+    for row in work.special:
+        mt = _microtask(table, row.id)
+        if row.gold is not None:
+            mt.gold = _decode(row.gold)
+        if row.status != lifecycle.PENDING:
+            decision = _decode(row.decision) if row.decision is not None else None
+            table.settle(mt, row.status, decision, 1.0 if row.error is None else row.error)
+            mt.reason = row.reason or ""
     for result in work.results:
         mt = _microtask(table, result.microtask_id)
         error = 1.0 if result.error is None else result.error

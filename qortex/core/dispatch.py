@@ -27,7 +27,6 @@ from qortex.core.deadlines import Deadlines
 from qortex.core.quorum import Policy
 from qortex.core.randomset import ByNetwork
 from qortex.core.work import (
-    NO_GOLD,
     Lease,
     Microtask,
     Miner,
@@ -87,14 +86,17 @@ class DispatchTable:
     ) -> Task:
         """Queue a task's microtasks; a new one wants copies, so no need to ask the quorum."""
         queue = self._queues.setdefault(kind, OrderedDict())
-        task = Task(task_id, kind, [])
-        gold = gold or {}
-        for index, value in enumerate(inputs):
-            mt = Microtask(f"{task_id}:{index}", task_id, index, kind, value, policy)
-            mt.gold = gold.get(index, NO_GOLD)
-            task.microtasks.append(mt)
-            queue[mt.id] = mt
-        task.open = len(task.microtasks)
+        # A million of these is a recovery's backlog: build them in one pass, queue them in one.
+        prefix = f"{task_id}:"
+        microtasks = [
+            Microtask(prefix + str(index), task_id, index, kind, value, policy)
+            for index, value in enumerate(inputs)
+        ]
+        for index, expected in (gold or {}).items():
+            microtasks[index].gold = expected
+        queue.update((mt.id, mt) for mt in microtasks)
+        task = Task(task_id, kind, microtasks)
+        task.open = len(microtasks)
         self.open += task.open
         self.tasks[task_id] = task
         self._stale.clear()

@@ -28,10 +28,12 @@ class TaskRow(NamedTuple):
 
 
 class MicrotaskRow(NamedTuple):
-    """A microtask as recovery reads it back; JSON columns come as their bytes."""
+    """A microtask that is more than its input: settled, or a known-answer item.
 
-    task_id: str
-    input: bytes  # the exact JSON text miners get
+    JSON columns come as their bytes.
+    """
+
+    id: str
     status: str
     decision: bytes | None
     gold: bytes | None
@@ -51,10 +53,17 @@ class ResultRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class OpenWork:
-    """What rebuilding the dispatch table needs: tasks, their microtasks in order, results."""
+    """What rebuilding the dispatch table needs.
+
+    Most microtasks are nothing but their input, so inputs come alone, one
+    list per task in index order (a million pending microtasks are read as a
+    million byte strings, not a million rows of seven columns); the few that
+    are settled or known-answer items come as rows of their own.
+    """
 
     tasks: list[TaskRow]
-    microtasks: list[MicrotaskRow]  # grouped by task, in index order
+    inputs: list[list[bytes]]  # per task, in the order of ``tasks``: the exact JSON miners get
+    special: list[MicrotaskRow]
     results: list[ResultRow]
 
 
@@ -62,11 +71,19 @@ _TASK_COLUMNS = (
     "t.id, t.kind, t.replicas, t.quorum, t.max_replicas, t.lease_seconds, t.target_error"
 )
 # Bytes straight from SQLite: recovery hands inputs to miners as they are, never re-encoded.
+_INPUTS = "SELECT CAST(input AS BLOB) FROM microtasks WHERE task_id = ? ORDER BY idx"
 _MICROTASK_COLUMNS = (
-    "m.task_id, CAST(m.input AS BLOB), m.status, CAST(m.decision AS BLOB),"
-    " CAST(m.gold AS BLOB), m.error, m.reason"
+    "m.id, m.status, CAST(m.decision AS BLOB), CAST(m.gold AS BLOB), m.error, m.reason"
 )
+_SPECIAL = "(m.status != 'pending' OR m.gold IS NOT NULL)"
 _RESULT_COLUMNS = "r.microtask_id, r.miner_id, CAST(r.output AS BLOB), r.network, r.error"
+
+
+def _inputs(conn: sqlite3.Connection, tasks: list[TaskRow]) -> list[list[bytes]]:
+    """Each task's inputs in index order, one indexed query per task."""
+    cursor = conn.cursor()
+    cursor.row_factory = lambda _, row: row[0]
+    return [cursor.execute(_INPUTS, (task.id,)).fetchall() for task in tasks]
 
 
 def _rows(
@@ -163,12 +180,11 @@ class Store:
                 f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.status = 'running'"
                 " ORDER BY t.created_at",
             )
-            microtasks = _rows(
+            special = _rows(
                 conn,
                 MicrotaskRow,
                 f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m"
-                " JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running'"
-                " ORDER BY t.created_at, m.idx",
+                f" JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running' AND {_SPECIAL}",
             )
             results = _rows(
                 conn,
@@ -177,7 +193,7 @@ class Store:
                 " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
                 " WHERE t.status = 'running' AND r.revoked = 0 ORDER BY r.received_at",
             )
-            return OpenWork(tasks, microtasks, results)
+            return OpenWork(tasks, _inputs(conn, tasks), special, results)
 
         return await self.writer.run(load)
 
@@ -193,11 +209,11 @@ class Store:
                 " ORDER BY t.created_at",
                 task_ids,
             )
-            microtasks = _rows(
+            special = _rows(
                 conn,
                 MicrotaskRow,
-                f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m WHERE m.task_id IN ({marks})"
-                " ORDER BY m.task_id, m.idx",
+                f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m"
+                f" WHERE m.task_id IN ({marks}) AND {_SPECIAL}",
                 task_ids,
             )
             results = _rows(
@@ -208,7 +224,7 @@ class Store:
                 " ORDER BY r.received_at",
                 task_ids,
             )
-            return OpenWork(tasks, microtasks, results)
+            return OpenWork(tasks, _inputs(conn, tasks), special, results)
 
         return await self.writer.run(load)
 
