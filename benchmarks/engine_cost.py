@@ -1,6 +1,6 @@
 """CPU per accepted result in the coordinator itself: what deciding costs, sockets aside.
 
-    python benchmarks/engine_cost.py [--results 30000] [--json]
+    python benchmarks/engine_cost.py [--results 30000] [--pending 0] [--json]
 
 Runs the real coordinator and store (an SQLite file, ``sync = "full"``, group
 commit) in this process, with miners that are plain objects: each takes the
@@ -11,6 +11,10 @@ figure is the CPU the coordinator spends per accepted result on placement,
 checks, credibility, decisions, facts and events, measured as process CPU
 time (all threads, so the store's writer thread counts) over the steady part
 of the run. Process CPU time, unlike wall time, holds up on a busy machine.
+It also counts the rows SQLite wrote per accepted result (``total_changes``
+of the writer's connection over the same part: inserts, updates, deletes).
+``--pending N`` queues N more microtasks before the run, behind the work the
+miners do, to see what a backlog costs.
 
 To compare two versions, run it once per checkout with ``PYTHONPATH`` set to
 that checkout; it speaks both the result pipeline (``coord.intake``) and the
@@ -65,7 +69,14 @@ def tweets(start: int, count: int) -> list[str]:
     ]
 
 
-async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str, Any]:
+async def changes(store: Store) -> int:
+    """Rows SQLite has written on the writer's connection so far."""
+    return await store.writer.run(lambda conn: conn.total_changes)
+
+
+async def run(
+    results: int, miners: int, slots: int, checker: bool, pending: int = 0
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qortex-engine-"))
     settings = Settings(
         db=str(tmp / "q.db"),
@@ -107,13 +118,16 @@ async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str,
     labels: dict[bytes, bytes] = {}
     submitted = 0
     accepted_at_start = start_cpu = start_wall = None
+    rows_at_start = 0
     warmup = results // 5
     while coord.stats.accepted < warmup + results:
-        if coord.table.open < 2 * TWEETS_PER_TASK:
+        if coord.table.open < pending + 2 * TWEETS_PER_TASK:
             await submit("sentiment", {"tweets": tweets(submitted, TWEETS_PER_TASK)}, replicas=3)
             submitted += TWEETS_PER_TASK
+            continue
         if start_cpu is None and coord.stats.accepted >= warmup:
             accepted_at_start = coord.stats.accepted
+            rows_at_start = await changes(store)
             start_cpu, start_wall = time.process_time(), time.perf_counter()
         for miner_id, link in links.items():
             frames, link.frames = link.frames, []
@@ -129,6 +143,7 @@ async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str,
     cpu = time.process_time() - start_cpu
     wall = time.perf_counter() - start_wall
     counted = coord.stats.accepted - accepted_at_start
+    rows = await changes(store) - rows_at_start
     decided = coord.stats.decided
     await coord.stop()
     await store.close()
@@ -139,6 +154,8 @@ async def run(results: int, miners: int, slots: int, checker: bool) -> dict[str,
         "wall_seconds": round(wall, 2),
         "decided": decided,
         "results_per_decided": round(coord.stats.accepted / max(1, decided), 3),
+        "rows_per_result": round(rows / counted, 2),
+        "pending": pending,
         "engine": "trust" if hasattr(coord, "intake") else "majority",
     }
 
@@ -148,12 +165,15 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=30_000)
     parser.add_argument("--miners", type=int, default=32)
     parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--pending", type=int, default=0, help="microtasks queued behind the run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--no-checker", action="store_true", help="turn the kinds' checkers off (trust engine)"
     )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.results, args.miners, args.slots, not args.no_checker))
+    figures = asyncio.run(
+        run(args.results, args.miners, args.slots, not args.no_checker, args.pending)
+    )
     if args.json:
         print(json.dumps(figures))
     else:

@@ -163,7 +163,6 @@ def honest_task(url: str, seconds: float = 60.0) -> tuple[float | None, str]:
 
 HONEST_ROWS = (
     "DELETE FROM results WHERE microtask_id IN (SELECT id FROM microtasks WHERE task_id = ?1)",
-    "DELETE FROM assignments WHERE microtask_id IN (SELECT id FROM microtasks WHERE task_id = ?1)",
     "DELETE FROM microtasks WHERE task_id = ?1",
     "DELETE FROM events WHERE task_id = ?1",
     "DELETE FROM tasks WHERE id = ?1",

@@ -707,7 +707,8 @@ class Campaign:
         return self.tally.setdefault(key, Tally(key, title))
 
     def expect_closed_as(self, tally: Tally, check: str, assignment_id: str, *status: str) -> None:
-        """After the run, the assignment's row must be closed as ``status``."""
+        """After the run, the log must say the assignment was taken back as ``status``
+        (leases have no rows: their ``microtask.reassigned`` is their record)."""
         self.db_checks.append((tally, check, "§5.5, §8", assignment_id, status))
 
     # -- the honest stream
@@ -877,9 +878,12 @@ class Campaign:
                 )
             for tally, check, doc, assignment_id, status in self.db_checks:
                 row = conn.execute(
-                    "SELECT status FROM assignments WHERE id = ?", (assignment_id,)
+                    "SELECT json_extract(data, '$.reason') FROM events"
+                    " WHERE type = 'microtask.reassigned'"
+                    " AND json_extract(data, '$.assignmentId') = ?",
+                    (assignment_id,),
                 ).fetchone()
-                tally.expect(check, doc, f"closed {row[0]}" if row else "no row", *status)
+                tally.expect(check, doc, f"closed {row[0]}" if row else "no event", *status)
             for tally, assignment_id, _sent in self.signature_checks:
                 row = conn.execute(
                     "SELECT signature FROM results WHERE assignment_id = ?", (assignment_id,)

@@ -14,7 +14,7 @@ miner, so they reach the coordinator rather than stopping at the signature.
 Afterwards the database must hold exactly what the accepted requests created:
 one ``tasks`` row per 201 from ``POST /api/v1/tasks`` and the ``microtasks``
 those 201s announced, one ``miners`` row per 201 from registration, and no
-``assignments`` or ``results`` at all (no miner is connected). The rate limit
+``results`` at all (no miner is connected). The rate limit
 is lifted (``api_burst``) so requests are not just 429s.
 
 Everything runs in a temporary directory that is removed at the end, as is
@@ -71,7 +71,7 @@ def loopback_webhooks(body: Any) -> None:
 
 API_KEY = "fuzz-" + os.urandom(12).hex()
 RESULT = "/internal/miner/{minerId}/result"
-TABLES = ("tasks", "microtasks", "assignments", "results", "miners")
+TABLES = ("tasks", "microtasks", "results", "miners")
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -292,7 +292,6 @@ def fuzz(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     expected = {
         "tasks": before["tasks"] + created["POST /api/v1/tasks"],
         "microtasks": before["microtasks"] + announced_microtasks,
-        "assignments": before["assignments"],
         "results": before["results"],
         "miners": before["miners"] + created["POST /api/v1/miners/register"],
     }
