@@ -170,6 +170,11 @@ WEBHOOKS_BAD: list[tuple[str, Any, str]] = [
         {"url": "https://x.org/h", "events": ["task.completed", "task.exploded"]},
         "unknown event 'task.exploded'",
     ),
+    (
+        "live-only event",
+        {"url": "https://x.org/h", "events": ["task.completed", "microtask.result"]},
+        "microtask.result is live only",
+    ),
     ("no events", {"url": "https://x.org/h", "events": []}, "events"),
     ("events not a list", {"url": "https://x.org/h", "events": "task.completed"}, "events"),
     ("url too long", {"url": "https://x.org/" + "a" * 3000, "events": ["task.completed"]}, "url"),
@@ -227,6 +232,9 @@ def test_the_event_log_pages_and_counts(client: TestClient) -> None:
     stats = client.get("/api/v1/events/stats").json()
     assert stats["byType"]["task.created"] == 3 and stats["total"] == 3
     assert stats["lastEventId"] == rest["next"]
+    assert "microtask.result" not in stats["byType"]  # live only: never counted in the log
     for params in ({"type": "task.nope"}, {"after": "-1"}, {"limit": "0"}, {"after": "x"}):
         response = client.get("/api/v1/events/log", params=params)
         assert response.status_code == 400 and response.json()["message"]
+    live = client.get("/api/v1/events/log", params={"type": "microtask.assigned"})
+    assert live.status_code == 400 and "live only" in live.json()["message"]
