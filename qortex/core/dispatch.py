@@ -64,7 +64,9 @@ class DispatchTable:
         self.tasks: dict[str, Task] = {}
         self.miners: dict[str, Miner] = {}
         self.leases: dict[str, Lease] = {}
-        self._queues: dict[str, OrderedDict[str, Microtask]] = {}
+        # Per kind, the microtasks that want copies, in order; keyed by the object itself
+        # (hashed by identity), so queueing a million costs no string hashing.
+        self._queues: dict[str, OrderedDict[Microtask, None]] = {}
         self._free: dict[str, ByNetwork[Miner]] = {}
         self._deadlines = Deadlines()
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
@@ -94,7 +96,7 @@ class DispatchTable:
         ]
         for index, expected in (gold or {}).items():
             microtasks[index].gold = expected
-        queue.update((mt.id, mt) for mt in microtasks)
+        queue.update(dict.fromkeys(microtasks))
         task = Task(task_id, kind, microtasks)
         task.open = len(microtasks)
         self.open += task.open
@@ -113,7 +115,7 @@ class DispatchTable:
         mt.state = state
         mt.decision = decision
         mt.error = error
-        self._queues.get(mt.kind, OrderedDict()).pop(mt.id, None)
+        self._queues.get(mt.kind, OrderedDict()).pop(mt, None)
         self.tasks[mt.task_id].open -= 1
         self.open -= 1
 
@@ -130,7 +132,7 @@ class DispatchTable:
             if mt.state != lifecycle.PENDING:
                 continue
             mt.state = lifecycle.advance(mt.state, "cancel")
-            self._queues.get(mt.kind, OrderedDict()).pop(mt.id, None)
+            self._queues.get(mt.kind, OrderedDict()).pop(mt, None)
             for lease in list(mt.holders.values()):
                 self._close(lease, "cancel", requeue=False)
                 withdrawn.append(lease)
@@ -198,9 +200,9 @@ class DispatchTable:
             free = self._free.get(kind)
             if not free or not queue:
                 continue
-            passed: list[str] = []
-            done: list[str] = []
-            for mt in queue.values():
+            passed: list[Microtask] = []
+            done: list[Microtask] = []
+            for mt in queue:
                 wanted = wants_copy(mt)
                 while wanted and len(free):
                     busy = len(mt.holders) + len(mt.excluded)
@@ -215,17 +217,17 @@ class DispatchTable:
                     self._stale.pop(kind, None)
                     wanted = wants_copy(mt)
                 if not wanted:
-                    done.append(mt.id)
+                    done.append(mt)
                 elif not len(free):
                     break
                 else:
-                    passed.append(mt.id)
+                    passed.append(mt)
                     if len(passed) >= SCAN_LIMIT:
                         break
-            for mt_id in done:
-                del queue[mt_id]
-            for mt_id in passed:
-                queue.move_to_end(mt_id)
+            for mt in done:
+                del queue[mt]
+            for mt in passed:
+                queue.move_to_end(mt)
             stale = self._stale[kind] = self._stale.get(kind, 0) + len(passed)
             if len(passed) >= SCAN_LIMIT and stale < len(queue) and len(free):
                 self.backlogged = True
@@ -297,7 +299,7 @@ class DispatchTable:
         mt.state = lifecycle.advance(mt.state, move)
         mt.decision = decision
         outcome = Outcome(mt, decided=move == "decide", inconclusive=move != "decide")
-        self._queues[mt.kind].pop(mt.id, None)
+        self._queues[mt.kind].pop(mt, None)
         for cancelled in list(mt.holders.values()):
             self._close(cancelled, "cancel", requeue=False)
             outcome.cancelled.append(cancelled)
@@ -380,12 +382,12 @@ class DispatchTable:
         self._stale.clear()
         queue = self._queues.setdefault(mt.kind, OrderedDict())
         if wants_copy(mt):
-            if mt.id not in queue:
-                queue[mt.id] = mt
+            if mt not in queue:
+                queue[mt] = None
             if front:
-                queue.move_to_end(mt.id, last=False)
+                queue.move_to_end(mt, last=False)
         else:
-            queue.pop(mt.id, None)
+            queue.pop(mt, None)
 
     def _update_free(self, miner: Miner) -> None:
         if miner.id not in self.miners:

@@ -105,7 +105,7 @@ def fingerprint(t: DispatchTable, mts: Iterable[Microtask]) -> tuple[Any, ...]:
             )
             for mt in mts
         ),
-        tuple((kind, tuple(queue)) for kind, queue in sorted(t._queues.items())),
+        tuple((kind, tuple(mt.id for mt in queue)) for kind, queue in sorted(t._queues.items())),
         tuple(
             (kind, tuple(sorted(m.id for g in f._networks._items for m in g.members._items)))
             for kind, f in sorted(t._free.items())

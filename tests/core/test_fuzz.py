@@ -341,7 +341,7 @@ class DispatchFuzz(RuleBasedStateMachine):
                 assert self.settled.get(mt.id, now) == now, f"{mt.id} reopened silently"
                 continue
             assert self.settled.get(mt.id) == now, f"{mt.id} changed outside its rules"
-            assert mt.holders == {} and mt.id not in self.t._queues[mt.kind]
+            assert mt.holders == {} and mt not in self.t._queues[mt.kind]
 
     @invariant()
     def a_decision_meets_its_target_and_floor(self) -> None:
@@ -376,7 +376,7 @@ class DispatchFuzz(RuleBasedStateMachine):
 
     @invariant()
     def pending_work_is_queued_or_out(self) -> None:
-        queued = {mt_id for queue in self.t._queues.values() for mt_id in queue}
+        queued = {mt.id for queue in self.t._queues.values() for mt in queue}
         for mt in self.mts.values():
             if mt.state != lifecycle.PENDING:
                 continue
