@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qortex.core.credibility import CHECKED_ERROR, Vote, check_probability
-from qortex.core.kinds import Kind, checker_of
+from qortex.core.kinds import Kind, checker_of, preparer_of
 from qortex.core.work import NO_GOLD, UNDECODED, Microtask, evaluate
 from qortex.errors import ResultRefused
 from qortex.protocol import messages as m
@@ -40,11 +40,13 @@ class Intake:
         self._coord = coord
         settings = coord.settings
         self._checkers = {}
+        self._prepare = {}
         if settings.checker:
             for name in coord.kinds:
                 check = checker_of(coord.kinds.get(name))
                 if check is not None:
                     self._checkers[name] = check
+                    self._prepare[name] = preparer_of(coord.kinds.get(name))
         self.checkable = frozenset(self._checkers)
 
     def receive(
@@ -183,8 +185,8 @@ class Intake:
         rate = check_probability(error, mt.policy.target_error, self._coord.settings.check_rate)
         if rate < 1.0 and self._coord.rng.random() >= rate:
             return None
-        if mt.value is UNDECODED:
-            mt.value = _decode(mt.input)
+        if mt.value is UNDECODED:  # once per microtask, however many results are checked
+            mt.value = self._prepare[mt.kind](_decode(mt.input))
         return bool(check(mt.value, value))
 
     def refuse(

@@ -58,6 +58,21 @@ def checker_of(kind: Kind) -> Callable[[Any, Any], bool] | None:
     return check if callable(check) else None
 
 
+def preparer_of(kind: Kind) -> Callable[[Any], Any]:
+    """A kind's optional ``prepare(microtask_input)``, or the identity.
+
+    What it returns is what ``check`` gets as its input: worked out once per
+    microtask and kept with it (a matrix decoded from its text, say), rather
+    than once for every result checked.
+    """
+    prepare = getattr(kind, "prepare", None)
+    return prepare if callable(prepare) else _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 class KindRegistry:
     def __init__(self, kinds: list[Kind] | None = None) -> None:
         self._kinds: dict[str, Kind] = {}

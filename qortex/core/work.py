@@ -28,7 +28,7 @@ class Microtask:
     policy: Policy
     digest: str = ""  # hex SHA-256 of the input bytes, which miners sign (see input_digest)
     gold: Any = NO_GOLD  # a known-answer item's expected output
-    value: Any = UNDECODED  # the input decoded, once, when a checker first needs it
+    value: Any = UNDECODED  # the input decoded (and prepared), once, when a checker needs it
     state: str = lifecycle.PENDING
     holders: dict[str, Lease] = field(default_factory=dict)  # miner id -> its live copy
     # Miners that returned a copy, let one expire or dropped one. Most

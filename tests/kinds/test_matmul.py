@@ -531,3 +531,13 @@ def test_registered_through_the_entry_point() -> None:
     registry = load_kinds(Settings(matmul_tile=16))
     matmul = registry.get("matmul")
     assert isinstance(matmul, MatmulKind) and matmul.tile == 16
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["name"])
+def test_the_check_takes_the_prepared_matrices_or_the_json(
+    kind: MatmulKind, vector: dict[str, Any]
+) -> None:
+    prepared = kind.prepare(vector["input"])
+    assert kind.check(prepared, vector["output"]) and kind.check(vector["input"], vector["output"])
+    wrong = compact((decode_matrix(vector["output"], "output") * 1.5 + 1.0).tolist())
+    assert not kind.check(prepared, wrong) and not kind.check(vector["input"], wrong)

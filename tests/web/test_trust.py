@@ -238,3 +238,34 @@ def test_a_plugin_that_raises_fails_its_microtask_and_changes_nothing_else(
     (mt,) = task["microtaskDetails"]
     assert mt["status"] == "inconclusive" and "cannot compare with boom" in mt["reason"]
     assert client.get("/health").json()["leasesOut"] == 0
+
+
+class PreparedKind(SentimentKind):
+    """Sentiment whose checker wants its input prepared; counts how often it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[Any] = []
+
+    def prepare(self, microtask_input: Any) -> tuple[str]:
+        self.prepared.append(microtask_input)
+        return (microtask_input,)
+
+    def check(self, microtask_input: Any, output: Any) -> bool:
+        (text,) = microtask_input  # what prepare made, never the JSON again
+        return super().check(text, output)
+
+
+def test_a_microtask_input_is_prepared_once_however_many_results_are_checked(
+    start: Any,
+) -> None:
+    kind = PreparedKind()
+    client, connect = start(KindRegistry([kind]), check_rate=1.0)
+    miners = [connect() for _ in range(3)]
+    task_id = submit(client, ["I love this"], replicas=3, quorum=3)
+    assigns = [miner.work() for miner in miners]
+    for miner, assign in zip(miners, assigns, strict=True):
+        miner.answer(assign, truth(assign))
+        assert miner.verdict(assign.assignment_id).accepted
+    wait_status(client, task_id, "completed")
+    assert kind.prepared == ["I love this"]  # three results checked, one preparation
