@@ -64,14 +64,12 @@ class DispatchTable:
         self.tasks: dict[str, Task] = {}
         self.miners: dict[str, Miner] = {}
         self.leases: dict[str, Lease] = {}
-        # Per kind, the microtasks that want copies, in order; keyed by the object itself
-        # (hashed by identity), so queueing a million costs no string hashing.
+        # Per kind, microtasks wanting copies, in order; keyed by identity (no string hashing).
         self._queues: dict[str, OrderedDict[Microtask, None]] = {}
         self._free: dict[str, ByNetwork[Miner]] = {}
         self._deadlines = Deadlines()
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
-        # Per kind: microtasks passed over since the last change that could
-        # make one of them placeable (a miner, a free slot, new work).
+        # Per kind: microtasks passed over since the last change that could make one placeable.
         self._stale: dict[str, int] = {}
         self.backlogged = False
         self.open = 0  # microtasks neither decided nor inconclusive, over all tasks
@@ -86,9 +84,8 @@ class DispatchTable:
         inputs: Iterable[Any],
         gold: dict[int, Any] | None = None,
     ) -> Task:
-        """Queue a task's microtasks; a new one wants copies, so no need to ask the quorum."""
+        """Queue a task's microtasks in one pass (a new one wants copies: no quorum asked)."""
         queue = self._queues.setdefault(kind, OrderedDict())
-        # A million of these is a recovery's backlog: build them in one pass, queue them in one.
         prefix = f"{task_id}:"
         microtasks = [
             Microtask(prefix + str(index), task_id, index, kind, value, policy)
@@ -97,8 +94,7 @@ class DispatchTable:
         for index, expected in (gold or {}).items():
             microtasks[index].gold = expected
         queue.update(dict.fromkeys(microtasks))
-        task = Task(task_id, kind, microtasks)
-        task.open = len(microtasks)
+        task = Task(task_id, kind, microtasks, open=len(microtasks))
         self.open += task.open
         self.tasks[task_id] = task
         self._stale.clear()

@@ -35,7 +35,7 @@ import base64
 import binascii
 import math
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -221,13 +221,6 @@ def _decode_output(value: Any) -> np.ndarray | None:
 CHECK_VECTORS = 2
 
 
-class Operands(NamedTuple):
-    """A microtask's ``a`` and ``b``, decoded: what :meth:`MatmulKind.check` works on."""
-
-    a: np.ndarray
-    b: np.ndarray
-
-
 class MatmulKind:
     name = "matmul"
     browser_module = files("qortex.kinds").joinpath("matmul.js")
@@ -355,11 +348,9 @@ class MatmulKind:
         scale = max(1.0, float(np.abs(first).max()), float(np.abs(second).max()))
         return bool(np.allclose(first, second, rtol=RTOL, atol=RTOL * scale))
 
-    def prepare(self, microtask_input: Any) -> Operands:
-        """A microtask's two matrices, decoded once for every result checked against them."""
-        return Operands(
-            decode_matrix(microtask_input["a"], "a"), decode_matrix(microtask_input["b"], "b")
-        )
+    def prepare(self, microtask_input: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A microtask's ``a`` and ``b``, decoded once for every result checked against them."""
+        return decode_matrix(microtask_input["a"], "a"), decode_matrix(microtask_input["b"], "b")
 
     def check(self, microtask_input: Any, output: Any) -> bool:
         """Freivalds' check: ``a (b R) == C R`` for a random ``R``, in O(n^2) not O(n^3).
@@ -367,13 +358,11 @@ class MatmulKind:
         With Gaussian columns in ``R``, a tile that is wrong anywhere beyond
         rounding passes with probability zero; the miner cannot tell which
         results are checked, nor predict ``R``. ``microtask_input`` is what
-        :meth:`prepare` made of it, or the JSON value itself.
+        :meth:`prepare` made of it (a tuple), or the JSON value itself (an object).
         """
         tile = _decode_output(output)
-        prepared = microtask_input
-        if not isinstance(prepared, Operands):
-            prepared = self.prepare(microtask_input)
-        a, b = prepared
+        prepared = isinstance(microtask_input, tuple)
+        a, b = microtask_input if prepared else self.prepare(microtask_input)
         if tile is None or tile.shape != (a.shape[0], b.shape[1]):
             return False
         r = np.random.default_rng().standard_normal((b.shape[1], CHECK_VECTORS))
