@@ -4,8 +4,8 @@ The coordinator owns the dispatch table and turns each thing that happens (a
 task submitted, a miner connected, a result in, a deadline passed) into three
 consequences, always in this order: the in-memory decision, the facts queued
 for the writer, and the messages that go out. Acknowledgements and events are
-sent only once their facts have committed; assignments go out at once, since a
-crash before their commit only voids them.
+sent only once their facts have committed; assignments go out at once and are
+never written (a crash voids them, and their copies are issued again).
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class Coordinator:
     # -- life -------------------------------------------------------------
 
     async def start(self) -> None:
+        """Take over what the file holds (see :mod:`qortex.recovery`), then start the timers."""
         for miner_id, passes, status, allowance in await self.store.standings():
             self.ledger.load(miner_id, passes, status, allowance)
         recovered = await recover(self.store, self.kinds, self.table, self.clock())
