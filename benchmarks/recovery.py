@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -168,19 +169,22 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qortex-recovery-"))
     path, empty = str(tmp / "backlog.db"), str(tmp / "empty.db")
-    began = time.perf_counter()
-    build(path, args.pending, args.results)
-    figures: dict[str, Any] = {
-        "pending": args.pending,
-        "results": args.results,
-        "build_s": round(time.perf_counter() - began, 1),
-        "in_process": asyncio.run(in_process(path)),
-    }
-    prepare(empty, "full")
-    for name, file in (("empty", empty), ("backlog", path)):
-        wall, cpu = serve_until_healthy(file)
-        figures[f"serve_{name}_s"] = round(wall, 2)
-        figures[f"serve_{name}_cpu_s"] = round(cpu, 2)
+    try:
+        began = time.perf_counter()
+        build(path, args.pending, args.results)
+        figures: dict[str, Any] = {
+            "pending": args.pending,
+            "results": args.results,
+            "build_s": round(time.perf_counter() - began, 1),
+            "in_process": asyncio.run(in_process(path)),
+        }
+        prepare(empty, "full")
+        for name, file in (("empty", empty), ("backlog", path)):
+            wall, cpu = serve_until_healthy(file)
+            figures[f"serve_{name}_s"] = round(wall, 2)
+            figures[f"serve_{name}_cpu_s"] = round(cpu, 2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(figures))
     else:
