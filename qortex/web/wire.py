@@ -1,0 +1,231 @@
+"""``/ws/miner`` under ``qortex serve``: a WebSocket that costs a few microseconds a frame.
+
+Through uvicorn's WebSocket protocol, ASGI and Starlette, every frame crossed a
+queue, two awaits and a per-connection task: 30 to 50 µs of Python each way
+(docs/performance.md). :class:`MinerWire` is an asyncio protocol that takes
+over the transport once :mod:`qortex.web.guard` has read the upgrade request,
+and pumps bytes between the socket and ``websockets``' sans-I/O
+``ServerProtocol``: ``data_received`` parses frames and hands each whole
+message to the endpoint's peer (a :class:`qortex.web.channel.MinerChannel`)
+in the same call; what the peer sends is framed and written at once. No task,
+no queue, one timer (the keepalive ping) per connection.
+
+What uvicorn did for this path is done here, with the same settings: the
+opening handshake checks of ``websockets`` (``ServerProtocol.accept``), no
+per-message deflate, ``max_message_bytes`` (close ``1009``), a ping every
+``ws_ping_seconds`` and close ``1011`` when the previous one got no pong,
+close ``1012`` when the server shuts down, and a closing handshake bounded by
+``CLOSE_SECONDS``. When the transport's buffer is over its high-water mark
+(``pause_writing``) the frames written meanwhile are counted, so the channel
+can close a miner that stopped reading (``4008``) instead of holding its
+frames without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
+from qortex.web.channel import Wire
+
+log = logging.getLogger("qortex.socket")
+
+#: Seconds the peer has to answer a close frame before the socket is dropped.
+CLOSE_SECONDS = 5.0
+#: What uvicorn answers on shutdown, and what the miners expect (service restart).
+SHUTTING_DOWN = 1012
+_TEXT, _BINARY, _CONT, _PONG, _CLOSE = (
+    Opcode.TEXT,
+    Opcode.BINARY,
+    Opcode.CONT,
+    Opcode.PONG,
+    Opcode.CLOSE,
+)
+
+
+class Peer(Protocol):
+    """What a wire drives: the conversation on one accepted socket."""
+
+    def opened(self) -> None: ...
+
+    def received(self, data: bytes) -> None: ...
+
+    def ended(self, reason: str) -> None: ...
+
+
+#: Builds the peer of an accepted socket from its wire and its client address.
+Endpoint = Callable[[Wire, str], Peer]
+
+
+class MinerWire(asyncio.Protocol):
+    """One WebSocket on an asyncio transport, after the HTTP upgrade request was read."""
+
+    __slots__ = (
+        "_closer",
+        "_connections",
+        "_held",
+        "_on_lost",
+        "_parts",
+        "_paused",
+        "_peer",
+        "_ping",
+        "_ping_seconds",
+        "_ponged",
+        "_unsent",
+        "_ws",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        max_message_bytes: int,
+        ping_seconds: float,
+        connections: set[asyncio.Protocol],
+        on_lost: Callable[[asyncio.BaseTransport], None],
+    ) -> None:
+        self._ws = ServerProtocol(state=OPEN, max_size=max_message_bytes, logger=log)
+        self._ping_seconds = ping_seconds
+        self._connections = connections  # uvicorn's: shut down and waited for on exit
+        self._on_lost = on_lost
+        self._peer: Peer | None = None
+        self._parts: list[bytes] | None = None  # a fragmented message so far
+        self._ping: asyncio.TimerHandle | None = None
+        self._closer: asyncio.TimerHandle | None = None
+        self._ponged = True
+        self._paused = False
+        self._held = False
+        self._unsent = 0
+        self.transport: asyncio.Transport | None = None
+
+    def start(
+        self, transport: asyncio.Transport, request: Request, address: str, endpoint: Endpoint
+    ) -> None:
+        """Answer the upgrade request; on success the endpoint's peer takes the socket."""
+        self.transport = transport
+        self._connections.add(self)
+        response = self._ws.accept(request)
+        transport.write(response.serialize())
+        if response.status_code != 101:  # the handshake failed: said why, in plain text
+            transport.close()
+            return
+        self._arm_ping()
+        self._peer = endpoint(self, address)
+        self._peer.opened()
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        ws.receive_data(data)
+        for frame in ws.events_received():
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if frame.fin:
+                    self._deliver(frame.data)
+                else:
+                    self._parts = [frame.data]
+            elif opcode is _CONT and self._parts is not None:
+                self._parts.append(frame.data)
+                if frame.fin:
+                    parts, self._parts = self._parts, None
+                    self._deliver(b"".join(parts))
+            elif opcode is _PONG:
+                self._ponged = True
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._ping, self._closer):
+            if timer is not None:
+                timer.cancel()
+        self._ping = self._closer = None
+        self._connections.discard(self)
+        if self.transport is not None:
+            self._on_lost(self.transport)
+        if self._peer is not None:
+            received = self._ws.close_rcvd
+            self._peer.ended(f"disconnected ({received.code if received else 1006})")
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._unsent = 0
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping: close with 1012, as its own WebSocket protocol does."""
+        self.close(SHUTTING_DOWN, "")
+
+    # -- qortex.web.channel.Wire --------------------------------------------
+
+    def send(self, data: bytes, frames: int) -> None:
+        ws = self._ws
+        if ws.state is not OPEN:
+            return
+        ws.send_text(data)
+        self.transport.write(ws.data_to_send()[0])  # type: ignore[union-attr]
+        if self._paused:
+            self._unsent += frames
+
+    def close(self, code: int, reason: str) -> None:
+        if self._ws.state is OPEN:
+            self._ws.send_close(code, reason)
+            self._flush()
+
+    def unsent(self) -> int:
+        return self._unsent
+
+    def hold(self, held: bool) -> None:
+        if held != self._held and self.transport is not None and not self.transport.is_closing():
+            self._held = held
+            if held:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    # -- inside -------------------------------------------------------------
+
+    def _deliver(self, data: bytes) -> None:
+        if self._peer is not None and self._ws.state is OPEN:
+            self._peer.received(data)
+
+    def _flush(self) -> None:
+        """Write what the protocol produced; close the socket when it says so."""
+        transport = self.transport
+        assert transport is not None
+        for chunk in self._ws.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            else:  # end of stream: the closing handshake is complete, or failed
+                transport.close()
+        if self._closer is None and self._ws.close_expected() and not transport.is_closing():
+            loop = asyncio.get_running_loop()
+            self._closer = loop.call_later(CLOSE_SECONDS, transport.abort)
+
+    def _arm_ping(self) -> None:
+        if self._ping_seconds > 0:
+            loop = asyncio.get_running_loop()
+            self._ping = loop.call_later(self._ping_seconds, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Ping; if the previous ping got no pong by now, the peer is gone (1011)."""
+        self._ping = None
+        ws = self._ws
+        if ws.state is not OPEN:
+            return
+        if not self._ponged:
+            ws.fail(1011, "keepalive ping timeout")
+            self._flush()
+            return
+        self._ponged = False
+        ws.send_ping(os.urandom(4))
+        self._flush()
+        self._arm_ping()
