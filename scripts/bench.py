@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import platform
@@ -83,6 +84,8 @@ class Plan:
 
 
 QUICK = Plan("quick", 1.5, 4, 2, 5, 100, 100, 8, (1000, 2000), 3, (100_000,), 2, 4)
+#: What ``--only`` may name (``throughput`` includes the latency series).
+FIGURES = ("ceiling", "throughput", "connections", "backlog")
 FULL = Plan("full", 5, 20, 10, 30, 300, 300, 90, (1000, 10_000), 5, (100_000, 1_000_000), 5, 20)
 
 
@@ -568,10 +571,15 @@ class Bench:
 
     async def run(self) -> dict[str, Any]:
         began = time.perf_counter()
-        await self.phase("ceiling", self.ceiling())
-        await self.phase("throughput and latency", self.throughput_and_latency())
-        await self.phase("connections", self.connections())
-        await self.phase("backlog", self.backlog())
+        only = self.args.only
+        if "ceiling" in only:
+            await self.phase("ceiling", self.ceiling())
+        if "throughput" in only:
+            await self.phase("throughput and latency", self.throughput_and_latency())
+        if "connections" in only:
+            await self.phase("connections", self.connections())
+        if "backlog" in only:
+            await self.phase("backlog", self.backlog())
         self.result["duration_seconds"] = round(time.perf_counter() - began, 1)
         return self.result
 
@@ -1010,7 +1018,23 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy the throughput window into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, DBs)")
+    parser.add_argument(
+        "--only",
+        default=",".join(FIGURES),
+        help=f"comma-separated figures to measure, of {','.join(FIGURES)} (default: all)",
+    )
+    parser.add_argument(
+        "--miners", help="idle miner counts for the connections figure, e.g. 1000,10000"
+    )
     args = parser.parse_args()
+    args.only = set(args.only.split(","))
+    if args.only - set(FIGURES):
+        parser.error(f"--only takes {', '.join(FIGURES)}")
+    if args.miners is not None:
+        try:
+            args.miners = tuple(int(n) for n in args.miners.split(","))
+        except ValueError:
+            parser.error("--miners takes counts such as 1000,10000")
     if args.connections < REPLICAS:
         parser.error(f"--connections must be at least {REPLICAS} (replicas)")
     if not 1 <= args.slots <= 64:
@@ -1023,7 +1047,10 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
-        return await Bench(args, QUICK if args.quick else FULL, tmp).run()
+        plan = QUICK if args.quick else FULL
+        if args.miners is not None:
+            plan = dataclasses.replace(plan, miners=args.miners)
+        return await Bench(args, plan, tmp).run()
     finally:
         await asyncio.gather(*(end(p, grace=3.0) for p in _children), return_exceptions=True)
 
