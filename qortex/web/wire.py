@@ -12,8 +12,9 @@ no queue, one timer (the keepalive ping) per connection.
 
 What uvicorn did for this path is done here, with the same settings: the
 opening handshake checks of ``websockets`` (``ServerProtocol.accept``), no
-per-message deflate, ``max_message_bytes`` (close ``1009``), a ping every
-``ws_ping_seconds`` and close ``1011`` when the previous one got no pong,
+per-message deflate, ``max_message_bytes`` (close ``1009``), a ping after
+``ws_ping_seconds`` in which nothing arrived and close ``1011`` when the next
+``ws_ping_seconds`` bring nothing either (no pong),
 close ``1012`` when the server shuts down, and a closing handshake bounded by
 ``CLOSE_SECONDS``. When the transport's buffer is over its high-water mark
 (``pause_writing``) the frames written meanwhile are counted, so the channel
@@ -42,13 +43,7 @@ log = logging.getLogger("qortex.socket")
 CLOSE_SECONDS = 5.0
 #: What uvicorn answers on shutdown, and what the miners expect (service restart).
 SHUTTING_DOWN = 1012
-_TEXT, _BINARY, _CONT, _PONG, _CLOSE = (
-    Opcode.TEXT,
-    Opcode.BINARY,
-    Opcode.CONT,
-    Opcode.PONG,
-    Opcode.CLOSE,
-)
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
 
 class Peer(Protocol):
@@ -71,6 +66,7 @@ class MinerWire(asyncio.Protocol):
     __slots__ = (
         "_closer",
         "_connections",
+        "_heard",
         "_held",
         "_on_lost",
         "_parts",
@@ -78,7 +74,7 @@ class MinerWire(asyncio.Protocol):
         "_peer",
         "_ping",
         "_ping_seconds",
-        "_ponged",
+        "_pinged",
         "_unsent",
         "_ws",
         "transport",
@@ -99,7 +95,8 @@ class MinerWire(asyncio.Protocol):
         self._parts: list[bytes] | None = None  # a fragmented message so far
         self._ping: asyncio.TimerHandle | None = None
         self._closer: asyncio.TimerHandle | None = None
-        self._ponged = True
+        self._heard = False  # anything arrived since the last keepalive tick
+        self._pinged = False  # the last tick sent a ping
         self._paused = False
         self._held = False
         self._unsent = 0
@@ -123,6 +120,7 @@ class MinerWire(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self._heard = True
         ws = self._ws
         if ws.state is OPEN and not ws.reader.buffer and self._parts is None:
             used = self._whole_messages(data)
@@ -142,8 +140,6 @@ class MinerWire(asyncio.Protocol):
                 if frame.fin:
                     parts, self._parts = self._parts, None
                     self._deliver(b"".join(parts))
-            elif opcode is _PONG:
-                self._ponged = True
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -259,16 +255,24 @@ class MinerWire(asyncio.Protocol):
             self._ping = loop.call_later(self._ping_seconds, self._keepalive)
 
     def _keepalive(self) -> None:
-        """Ping; if the previous ping got no pong by now, the peer is gone (1011)."""
+        """Every ``ws_ping_seconds``: ping a peer that sent nothing since the last tick.
+
+        A peer that is heard from (heartbeats, results, a pong) needs no ping:
+        the connection is neither idle to a proxy nor dead. One that stays
+        silent through the tick after its ping is gone: close ``1011``.
+        """
         self._ping = None
         ws = self._ws
         if ws.state is not OPEN:
             return
-        if not self._ponged:
+        if self._heard:
+            self._heard = self._pinged = False
+        elif self._pinged:
             ws.fail(1011, "keepalive ping timeout")
             self._flush()
             return
-        self._ponged = False
-        ws.send_ping(os.urandom(4))
-        self._flush()
+        else:
+            self._pinged = True
+            ws.send_ping(os.urandom(4))
+            self._flush()
         self._arm_ping()
