@@ -797,13 +797,17 @@ class Bench:
                         server.url, "idle", f"idle{n}-", connections=n - current, slots=1
                     )
                     groups.append(await group.start())
-                    await wait_health(
-                        client,
-                        f"{n} miners",
-                        lambda h, n=n: h["minersConnected"] >= n,
-                        timeout=30 + n / 50,
-                        every=0.5,
-                    )
+                    try:
+                        await wait_health(
+                            client,
+                            f"{n} miners",
+                            lambda h, n=n: h["minersConnected"] >= n,
+                            timeout=30 + n / 50,
+                            every=0.5,
+                        )
+                    except RuntimeError as exc:
+                        closes = [r.get("closes") for g in groups for r in g.latest]
+                        raise RuntimeError(f"{exc}; closes seen by the miners: {closes}") from None
                     current = n
                     await asyncio.sleep(1.5)  # connect-time writes and events settle
                     miners.append(n)

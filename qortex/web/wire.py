@@ -203,7 +203,8 @@ class MinerWire(asyncio.Protocol):
     def _whole_messages(self, data: bytes) -> int:
         """Deliver the whole, unfragmented, masked data frames at the start of ``data``.
 
-        They are nearly every frame a miner sends, and ``websockets``' parser
+        They are nearly every frame a miner sends (pings, every 20 s from the
+        reference miner, are answered here too), and ``websockets``' parser
         (a generator per frame) costs several times what the message itself
         does. Anything else (a control frame, a fragment, a frame cut by the
         read, one over the size limit, reserved bits) stops here: the rest goes
@@ -214,6 +215,14 @@ class MinerWire(asyncio.Protocol):
         pos = 0
         while end - pos >= 6:
             first, second = data[pos], data[pos + 1]
+            if first == 0x89 and 0x80 <= second < 0x80 + 126:  # a ping: pong at once
+                stop = pos + 6 + (second & 0x7F)
+                if stop > end:
+                    break
+                pong = apply_mask(data[pos + 6 : stop], data[pos + 2 : pos + 6])
+                self.transport.write(bytes((0x8A, len(pong))) + pong)  # type: ignore[union-attr]
+                pos = stop
+                continue
             if (first != 0x81 and first != 0x82) or second < 0x80:
                 break  # not FIN + text/binary with no extension bits, or not masked
             size = second & 0x7F

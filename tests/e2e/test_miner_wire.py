@@ -56,7 +56,7 @@ def _closed_with(ws: ClientConnection) -> tuple[int, str]:
     return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
-def test_heartbeats_and_several_frames_in_one_message(server: Server) -> None:
+def test_heartbeats_pings_and_several_frames_in_one_message(server: Server) -> None:
     with _welcomed(server) as ws:
         beat = m.encoder.encode(m.Heartbeat(1)).decode()
         ws.send(f"[{beat},{beat}]")
@@ -64,6 +64,7 @@ def test_heartbeats_and_several_frames_in_one_message(server: Server) -> None:
         while len(replies) < 2:
             replies += m.frames_of(ws.recv(timeout(10)))
         assert [m.frame_type(r) for r in replies] == ["heartbeat", "heartbeat"]
+        assert ws.ping(b"are you there").wait(timeout(10))  # the pong came back
 
 
 @pytest.mark.parametrize("server", [{"max_message_bytes": 4096}], indirect=True)
