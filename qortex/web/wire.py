@@ -12,14 +12,14 @@ no queue, one timer (the keepalive ping) per connection.
 
 What uvicorn did for this path is done here, with the same settings: the
 opening handshake checks of ``websockets`` (``ServerProtocol.accept``), no
-per-message deflate, ``max_message_bytes`` (close ``1009``), a ping after
-``ws_ping_seconds`` in which nothing arrived and close ``1011`` when the next
-``ws_ping_seconds`` bring nothing either (no pong),
-close ``1012`` when the server shuts down, and a closing handshake bounded by
-``CLOSE_SECONDS``. When the transport's buffer is over its high-water mark
-(``pause_writing``) the frames written meanwhile are counted, so the channel
-can close a miner that stopped reading (``4008``) instead of holding its
-frames without bound.
+per-message deflate, ``max_message_bytes`` (close ``1009``), text that must be
+UTF-8 (close ``1007``), close ``1012`` when the server shuts down, and a
+closing handshake bounded by ``CLOSE_SECONDS``. Keepalive pings go only to a
+peer silent for ``ws_ping_seconds``; silent through the next interval too, it
+is closed with ``1011``. When the transport's buffer is over its high-water
+mark (``pause_writing``) the frames written meanwhile are counted, so the
+channel can close a miner that stopped reading (``4008``) instead of holding
+its frames without bound.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class MinerWire(asyncio.Protocol):
         "_ping",
         "_ping_seconds",
         "_pinged",
+        "_text",
         "_unsent",
         "_ws",
         "transport",
@@ -93,6 +94,7 @@ class MinerWire(asyncio.Protocol):
         self._on_lost = on_lost
         self._peer: Peer | None = None
         self._parts: list[bytes] | None = None  # a fragmented message so far
+        self._text = True  # whether that message is text (UTF-8, checked) or binary
         self._ping: asyncio.TimerHandle | None = None
         self._closer: asyncio.TimerHandle | None = None
         self._heard = False  # anything arrived since the last keepalive tick
@@ -131,15 +133,16 @@ class MinerWire(asyncio.Protocol):
         for frame in ws.events_received():
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
+                self._text = opcode is _TEXT
                 if frame.fin:
-                    self._deliver(frame.data)
+                    self._deliver(frame.data, self._text)
                 else:
                     self._parts = [frame.data]
             elif opcode is _CONT and self._parts is not None:
                 self._parts.append(frame.data)
                 if frame.fin:
                     parts, self._parts = self._parts, None
-                    self._deliver(b"".join(parts))
+                    self._deliver(b"".join(parts), self._text)
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -235,15 +238,22 @@ class MinerWire(asyncio.Protocol):
             stop = head + 4 + size
             if stop > end or size > limit:
                 break
-            self._deliver(apply_mask(data[head + 4 : stop], data[head : head + 4]))
+            self._deliver(apply_mask(data[head + 4 : stop], data[head : head + 4]), first == 0x81)
             pos = stop
             if self._ws.state is not OPEN:
                 break
         return pos
 
-    def _deliver(self, data: bytes) -> None:
-        if self._peer is not None and self._ws.state is OPEN:
-            self._peer.received(data)
+    def _deliver(self, data: bytes, text: bool) -> None:
+        if self._peer is None or self._ws.state is not OPEN:
+            return
+        if text and not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:  # RFC 6455: a text message must be UTF-8
+                self._ws.fail(1007, "a text message that is not UTF-8")
+                return
+        self._peer.received(data)
 
     def _flush(self) -> None:
         """Write what the protocol produced; close the socket when it says so."""

@@ -2,7 +2,8 @@
 
 Real ``qortex serve``, real WebSocket clients (and a raw socket where a client
 library would answer for us): the message limit, keepalive pings, the close on
-shutdown, the opening handshake's checks and quotas kept per forwarded address.
+shutdown, UTF-8 text, the opening handshake's checks and quotas kept per
+forwarded address.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def test_a_message_over_the_limit_closes_1009(server: Server) -> None:
         ws.send("x" * 5000)
         code, _ = _closed_with(ws)
     assert code == 1009
+
+
+def test_a_text_message_that_is_not_utf8_closes_1007(server: Server) -> None:
+    with _welcomed(server) as ws:
+        ws.send(b'{"type":"heartbeat","timeMs":1}', text=True)  # valid: answered
+        assert m.frame_type(ws.recv(timeout(10))) == "heartbeat"
+        ws.send(b'{"type":"\xff"}', text=True)
+        code, _ = _closed_with(ws)
+    assert code == 1007
 
 
 @pytest.mark.parametrize("server", [{"handshake_rate": 0.001, "handshake_burst": 2}], indirect=True)
