@@ -126,7 +126,7 @@ class MinerWire(asyncio.Protocol):
         ws = self._ws
         if ws.state is OPEN and not ws.reader.buffer and self._parts is None:
             used = self._whole_messages(data)
-            if used == len(data):
+            if used == len(data) and ws.state is OPEN:
                 return
             data = data[used:]
         ws.receive_data(data)
@@ -172,8 +172,9 @@ class MinerWire(asyncio.Protocol):
 
     def send(self, data: bytes, frames: int) -> None:
         """One unfragmented text frame, its header built here (as ``send_text`` would)."""
-        if self._ws.state is not OPEN:
-            return
+        transport = self.transport
+        if self._ws.state is not OPEN or transport is None or transport.is_closing():
+            return  # a socket may end before its protocol hears of it: drop, never raise
         size = len(data)
         if size < 126:
             head = bytes((0x81, size))
@@ -181,7 +182,7 @@ class MinerWire(asyncio.Protocol):
             head = b"\x81\x7e" + size.to_bytes(2)
         else:
             head = b"\x81\x7f" + size.to_bytes(8)
-        self.transport.write(head + data)  # type: ignore[union-attr]
+        transport.write(head + data)
         if self._paused:
             self._unsent += frames
 
@@ -259,6 +260,9 @@ class MinerWire(asyncio.Protocol):
         """Write what the protocol produced; close the socket when it says so."""
         transport = self.transport
         assert transport is not None
+        if transport.is_closing():
+            self._ws.data_to_send()  # nobody to write it to
+            return
         for chunk in self._ws.data_to_send():
             if chunk:
                 transport.write(chunk)
