@@ -809,7 +809,7 @@ class Bench:
                         closes = [r.get("closes") for g in groups for r in g.latest]
                         raise RuntimeError(f"{exc}; closes seen by the miners: {closes}") from None
                     current = n
-                    await asyncio.sleep(1.5)  # connect-time writes and events settle
+                    await asyncio.sleep(self.args.settle)  # connect-time writes settle
                     miners.append(n)
                     rss.append(server.rss())
                     beats = sum(g.total("heartbeats") for g in groups)
@@ -1029,6 +1029,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--miners", help="idle miner counts for the connections figure, e.g. 1000,10000"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.5,
+        help="seconds between the last idle miner connecting and measuring (default 1.5)",
     )
     args = parser.parse_args()
     args.only = set(args.only.split(","))
