@@ -14,7 +14,8 @@ What uvicorn did for this path is done here, with the same settings: the
 opening handshake checks of ``websockets`` (``ServerProtocol.accept``), no
 per-message deflate, ``max_message_bytes`` (close ``1009``), text that must be
 UTF-8 (close ``1007``), close ``1012`` when the server shuts down, and a
-closing handshake bounded by ``CLOSE_SECONDS``. Keepalive pings go only to a
+closing handshake bounded by ``CLOSE_SECONDS`` (``DRAIN_SECONDS`` while the
+close waits behind frames the peer has not read). Keepalive pings go only to a
 peer silent for ``ws_ping_seconds``; silent through the next interval too, it
 is closed with ``1011``. When the transport's buffer is over its high-water
 mark (``pause_writing``) the frames written meanwhile are counted, so the
@@ -41,6 +42,9 @@ log = logging.getLogger("qortex.socket")
 
 #: Seconds the peer has to answer a close frame before the socket is dropped.
 CLOSE_SECONDS = 5.0
+#: The same while the close waits behind unread frames (a miner that stopped
+#: reading): enough to read them all and the close after them.
+DRAIN_SECONDS = 60.0
 #: What uvicorn answers on shutdown, and what the miners expect (service restart).
 SHUTTING_DOWN = 1012
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
@@ -163,6 +167,8 @@ class MinerWire(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         self._unsent = 0
+        if self._closer is not None:  # the close frame is about to leave: time its answer
+            self._arm_closer()
 
     def shutdown(self) -> None:
         """uvicorn is stopping: close with 1012, as its own WebSocket protocol does."""
@@ -269,8 +275,14 @@ class MinerWire(asyncio.Protocol):
             else:  # end of stream: the closing handshake is complete, or failed
                 transport.close()
         if self._closer is None and self._ws.close_expected() and not transport.is_closing():
-            loop = asyncio.get_running_loop()
-            self._closer = loop.call_later(CLOSE_SECONDS, transport.abort)
+            self._arm_closer()
+
+    def _arm_closer(self) -> None:
+        if self._closer is not None:
+            self._closer.cancel()
+        assert self.transport is not None
+        delay = DRAIN_SECONDS if self._paused else CLOSE_SECONDS
+        self._closer = asyncio.get_running_loop().call_later(delay, self.transport.abort)
 
     def _arm_ping(self) -> None:
         if self._ping_seconds > 0:
