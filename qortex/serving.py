@@ -20,8 +20,11 @@ from qortex.settings import Settings
 from qortex.web import guard
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    http, ws = guard.protocols(settings)
+def uvicorn_options(settings: Settings, application: Any = None) -> dict[str, Any]:
+    """uvicorn's options for ``application``; its ``state.miner_endpoint``, if any,
+    serves ``/ws/miner`` off ASGI (qortex.web.wire)."""
+    state = getattr(application, "state", None)
+    http, ws = guard.protocols(settings, getattr(state, "miner_endpoint", None))
     return {
         "http": http,  # bounded pipelining and request heads (qortex.web.guard)
         "ws": ws,
@@ -82,6 +85,9 @@ def serve(
 ) -> None:
     """Serve ``application`` on ``sock`` until a signal stops it."""
     config = uvicorn.Config(
-        application, host=settings.host, port=settings.port, **uvicorn_options(settings)
+        application,
+        host=settings.host,
+        port=settings.port,
+        **uvicorn_options(settings, application),
     )
     _Server(config, on_listening).run(sockets=[sock])

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import platform
@@ -83,6 +84,8 @@ class Plan:
 
 
 QUICK = Plan("quick", 1.5, 4, 2, 5, 100, 100, 8, (1000, 2000), 3, (100_000,), 2, 4)
+#: What ``--only`` may name (``throughput`` includes the latency series).
+FIGURES = ("ceiling", "throughput", "connections", "backlog")
 FULL = Plan("full", 5, 20, 10, 30, 300, 300, 90, (1000, 10_000), 5, (100_000, 1_000_000), 5, 20)
 
 
@@ -568,10 +571,15 @@ class Bench:
 
     async def run(self) -> dict[str, Any]:
         began = time.perf_counter()
-        await self.phase("ceiling", self.ceiling())
-        await self.phase("throughput and latency", self.throughput_and_latency())
-        await self.phase("connections", self.connections())
-        await self.phase("backlog", self.backlog())
+        only = self.args.only
+        if "ceiling" in only:
+            await self.phase("ceiling", self.ceiling())
+        if "throughput" in only:
+            await self.phase("throughput and latency", self.throughput_and_latency())
+        if "connections" in only:
+            await self.phase("connections", self.connections())
+        if "backlog" in only:
+            await self.phase("backlog", self.backlog())
         self.result["duration_seconds"] = round(time.perf_counter() - began, 1)
         return self.result
 
@@ -789,15 +797,19 @@ class Bench:
                         server.url, "idle", f"idle{n}-", connections=n - current, slots=1
                     )
                     groups.append(await group.start())
-                    await wait_health(
-                        client,
-                        f"{n} miners",
-                        lambda h, n=n: h["minersConnected"] >= n,
-                        timeout=30 + n / 50,
-                        every=0.5,
-                    )
+                    try:
+                        await wait_health(
+                            client,
+                            f"{n} miners",
+                            lambda h, n=n: h["minersConnected"] >= n,
+                            timeout=30 + n / 50,
+                            every=0.5,
+                        )
+                    except RuntimeError as exc:
+                        closes = [r.get("closes") for g in groups for r in g.latest]
+                        raise RuntimeError(f"{exc}; closes seen by the miners: {closes}") from None
                     current = n
-                    await asyncio.sleep(1.5)  # connect-time writes and events settle
+                    await asyncio.sleep(self.args.settle)  # connect-time writes settle
                     miners.append(n)
                     rss.append(server.rss())
                     beats = sum(g.total("heartbeats") for g in groups)
@@ -1010,7 +1022,29 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy the throughput window into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, DBs)")
+    parser.add_argument(
+        "--only",
+        default=",".join(FIGURES),
+        help=f"comma-separated figures to measure, of {','.join(FIGURES)} (default: all)",
+    )
+    parser.add_argument(
+        "--miners", help="idle miner counts for the connections figure, e.g. 1000,10000"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.5,
+        help="seconds between the last idle miner connecting and measuring (default 1.5)",
+    )
     args = parser.parse_args()
+    args.only = set(args.only.split(","))
+    if args.only - set(FIGURES):
+        parser.error(f"--only takes {', '.join(FIGURES)}")
+    if args.miners is not None:
+        try:
+            args.miners = tuple(int(n) for n in args.miners.split(","))
+        except ValueError:
+            parser.error("--miners takes counts such as 1000,10000")
     if args.connections < REPLICAS:
         parser.error(f"--connections must be at least {REPLICAS} (replicas)")
     if not 1 <= args.slots <= 64:
@@ -1023,7 +1057,10 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
-        return await Bench(args, QUICK if args.quick else FULL, tmp).run()
+        plan = QUICK if args.quick else FULL
+        if args.miners is not None:
+            plan = dataclasses.replace(plan, miners=args.miners)
+        return await Bench(args, plan, tmp).run()
     finally:
         await asyncio.gather(*(end(p, grace=3.0) for p in _children), return_exceptions=True)
 

@@ -1,9 +1,11 @@
 """The ceiling for ``scripts/bench.py``: the least a server must do per signed result.
 
-A bare Starlette app with one WebSocket route, run by ``qortex serve`` itself
-with only the application swapped (see :func:`main`): the same uvicorn
-options (WebSocket implementation and message limit, ping interval and
-timeout, per-message deflate, loop and HTTP implementation auto-detected the
+A bare Starlette app whose ``/ws/miner`` is served the way ``qortex serve``
+serves the coordinator's, run by ``qortex serve`` itself with only the
+application swapped (see :func:`main`): the same socket path (uvicorn's HTTP
+protocol, then :class:`qortex.web.wire.MinerWire` off ASGI, driving a peer
+given as ``app.state.miner_endpoint``), the same options (message limit,
+pings, no per-message deflate, loop and HTTP implementation auto-detected the
 same way) from the same settings (``qortex.toml`` in the working directory,
 ``QORTEX_*`` variables such as ``QORTEX_PORT``).
 
@@ -23,7 +25,6 @@ Run: ``QORTEX_PORT=8765 python scripts/bench_ceiling.py``.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from typing import Any
@@ -31,64 +32,73 @@ from typing import Any
 import msgspec
 from bench_load import synthetic_input
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from qortex.protocol import messages as m
 from qortex.signing import input_digest, miner_id_of, parse_public_key, result_message, verify
+from qortex.web.channel import Wire, short_reason
 
 
-async def _frame(ws: WebSocket) -> str | bytes:
-    message = await ws.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    text = message.get("text")
-    return text if text is not None else message.get("bytes") or b""
+class CeilingPeer:
+    """One connection of the ceiling: hello, welcome, then verify and ack each result."""
 
+    __slots__ = ("key", "wire")
 
-async def miner_socket(ws: WebSocket) -> None:
-    await ws.accept()
-    with contextlib.suppress(WebSocketDisconnect):
+    def __init__(self, wire: Wire, address: str) -> None:
+        self.wire = wire
+        self.key: Any = None
+
+    def opened(self) -> None:
+        pass
+
+    def ended(self, reason: str) -> None:
+        pass
+
+    def received(self, data: bytes) -> None:
+        if self.key is None:
+            self._hello(data)
+            return
         try:
-            hello = m.miner_decoder.decode(await _frame(ws))
+            frame = m.miner_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            self.wire.close(m.BAD_FRAME, short_reason(str(exc)))
+            return
+        if isinstance(frame, m.Result):
+            digest = input_digest(synthetic_input(frame.microtask_id))
+            message = result_message(
+                frame.assignment_id, frame.microtask_id, digest, frame.output.encode()
+            )
+            if verify(self.key, message, frame.signature):
+                reply: m.Frame = m.Ack(frame.assignment_id)
+            else:
+                reply = m.Refused(frame.assignment_id, "bad_signature")
+        elif isinstance(frame, m.Heartbeat):
+            reply = m.Heartbeat(int(time.time() * 1000))
+        else:
+            return
+        self.wire.send(m.encoder.encode(reply), 1)
+
+    def _hello(self, data: bytes) -> None:
+        try:
+            hello = m.miner_decoder.decode(data)
             if not isinstance(hello, m.Hello):
                 raise ValueError("expected hello")
-            key = parse_public_key(hello.public_key)
+            self.key = parse_public_key(hello.public_key)
         except (msgspec.DecodeError, ValueError) as exc:
-            await ws.close(m.BAD_HELLO, str(exc)[:120])
+            self.wire.close(m.BAD_HELLO, short_reason(str(exc)))
             return
-        welcome = m.Welcome(miner_id_of(bytes(key)), 15.0, 1 << 20, server="ceiling")
-        await ws.send_text(m.encoder.encode(welcome).decode())
-        while True:
-            try:
-                frame = m.miner_decoder.decode(await _frame(ws))
-            except msgspec.DecodeError as exc:
-                await ws.close(m.BAD_FRAME, str(exc)[:120])
-                return
-            if isinstance(frame, m.Result):
-                digest = input_digest(synthetic_input(frame.microtask_id))
-                message = result_message(
-                    frame.assignment_id, frame.microtask_id, digest, frame.output.encode()
-                )
-                if verify(key, message, frame.signature):
-                    reply: m.Frame = m.Ack(frame.assignment_id)
-                else:
-                    reply = m.Refused(frame.assignment_id, "bad_signature")
-            elif isinstance(frame, m.Heartbeat):
-                reply = m.Heartbeat(int(time.time() * 1000))
-            else:
-                continue
-            await ws.send_text(m.encoder.encode(reply).decode())
+        welcome = m.Welcome(miner_id_of(bytes(self.key)), 15.0, 1 << 20, server="ceiling")
+        self.wire.send(m.encoder.encode(welcome), 1)
 
 
-app = Starlette(routes=[WebSocketRoute("/ws/miner", miner_socket)])
+app = Starlette()
+app.state.miner_endpoint = CeilingPeer
 
 
 def main() -> None:
     """Run ``app`` through ``qortex serve`` itself, so every uvicorn option is the same.
 
-    Only the application is swapped: settings, logging, the socket and the
-    uvicorn options (WebSocket implementation, message limit, pings, deflate,
+    Only the application is swapped: settings, logging, the socket, the miner
+    socket's path and the uvicorn options (message limit, pings, deflate,
     proxy headers, loop and HTTP auto-detection) are those of ``qortex serve``,
     even when that command changes.
     """
@@ -100,7 +110,7 @@ def main() -> None:
     def serve(application: Any, settings: Any, sock: Any, on_listening: Any) -> None:
         if application is not app:
             sys.exit("bench_ceiling: qortex serve did not take the ceiling app; update this script")
-        options = serving.uvicorn_options(settings)
+        options = serving.uvicorn_options(settings, application)
         shown = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
         print(f"ceiling: uvicorn({shown})", file=sys.stderr, flush=True)
         real_serve(app, settings, sock, on_listening)

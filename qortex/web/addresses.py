@@ -67,7 +67,11 @@ class AddressLimits:
 
     def take(self, name: str, conn: HTTPConnection) -> float:
         """Count one ``name`` for the connection's address: 0, or seconds to wait (refused)."""
-        address = self.address(conn)
+        return self.take_address(name, conn.client.host if conn.client else "")
+
+    def take_address(self, name: str, host: str) -> float:
+        """:meth:`take` for a client address known without a request (the miner socket's)."""
+        address = None if host in self.exempt else host
         if address is None:
             return 0.0
         wait = self.limiters[name].take(address, self.clock())

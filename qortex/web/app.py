@@ -49,6 +49,7 @@ from qortex.web import (
     webhooks,
 )
 from qortex.web.addresses import AddressLimits
+from qortex.web.channel import MinerChannel, send_miners_away
 from qortex.web.http import JSON
 from qortex.web.submit import Idempotency
 from qortex.web.verifier import Verifier
@@ -165,7 +166,7 @@ def create_app(
         outbox = app.state.outbox = Outbox(store, bus, settings, coordinator.clock)
         app.state.metrics = metrics.registry_for(coordinator, outbox)
         app.state.address_limits = AddressLimits(settings, coordinator.clock)
-        store.writer.on_unavailable = partial(socket.send_miners_away, coordinator)
+        store.writer.on_unavailable = partial(send_miners_away, coordinator)
         try:
             app.state.keys = KeyRing(store)
             app.state.needs_first_key = await app.state.keys.load(
@@ -213,7 +214,7 @@ def create_app(
                 allow_headers=["x-api-key", "content-type", "last-event-id", "idempotency-key"],
             )
         )
-    return Starlette(
+    application = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
@@ -224,3 +225,6 @@ def create_app(
             Exception: _server_error,
         },
     )
+    # ``qortex serve`` answers /ws/miner with this, off ASGI (qortex.web.wire).
+    application.state.miner_endpoint = partial(MinerChannel, application.state)
+    return application

@@ -10,6 +10,15 @@ uvicorn's own protocols leave three doors open to anyone who can connect:
   docs/security.md);
 - any number of connections may come from one address.
 
+An upgrade request for the miner socket (``GET /ws/miner``) does not go on to
+uvicorn's WebSocket protocol and ASGI: the transport is handed to a
+:class:`qortex.web.wire.MinerWire`, which holds the conversation at a few
+microseconds a frame, on the same port. The client address it is given is the
+one uvicorn's ``ProxyHeadersMiddleware`` finds for every HTTP request (the
+forwarded one, behind a trusted proxy). Other upgrade requests still reach the
+app through uvicorn's protocol (the app has no other WebSocket route, so they
+get its refusal).
+
 :func:`protocols` returns subclasses of uvicorn's httptools and websockets
 protocols that close a connection whose request head is not complete within
 ``head_seconds``, close one that queues more than ``MAX_PIPELINE`` requests
@@ -24,21 +33,29 @@ forwarded addresses. Each limit is logged when it bites, at most once every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import Request
 
 from qortex.settings import Settings
+from qortex.web.wire import Endpoint, MinerWire
 
 log = logging.getLogger("qortex.connections")
 
 #: Requests one connection may queue behind the one being answered.
 MAX_PIPELINE = 16
+#: The path served by :class:`qortex.web.wire.MinerWire` rather than through ASGI.
+MINER_PATH = b"/ws/miner"
 LOG_EVERY = 10.0
 
 
@@ -101,9 +118,40 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-def protocols(settings: Settings) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
-    """uvicorn's HTTP and WebSocket protocol classes, bound to one :class:`Gate`."""
+def forwarded_client(trusted_proxies: list[str]) -> Callable[[dict[str, Any]], str]:
+    """The client address of a request scope, found exactly as for HTTP requests.
+
+    uvicorn's ``ProxyHeadersMiddleware`` (``proxy_headers``, ``forwarded_allow_ips``)
+    rewrites ``scope["client"]`` and then calls the app; it awaits nothing
+    before that, so driving it once runs it to the end without an event loop.
+    """
+    found: list[Any] = []
+
+    async def note(scope: Any, receive: Any, send: Any) -> None:
+        found.append(scope.get("client"))
+
+    proxy = ProxyHeadersMiddleware(note, trusted_hosts=",".join(trusted_proxies))  # type: ignore[arg-type]
+
+    def client(scope: dict[str, Any]) -> str:
+        run = proxy(dict(scope), None, None)  # type: ignore[arg-type]
+        with contextlib.suppress(StopIteration):
+            run.send(None)
+        address = found.pop() if found else None
+        return str(address[0]) if address else ""
+
+    return client
+
+
+def protocols(
+    settings: Settings, miners: Endpoint | None = None
+) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
+    """uvicorn's HTTP and WebSocket protocol classes, bound to one :class:`Gate`.
+
+    ``miners`` serves upgrade requests for ``/ws/miner`` off ASGI (without it,
+    every upgrade goes through uvicorn's WebSocket protocol and the app).
+    """
     gate = Gate(settings)
+    client_of = forwarded_client(settings.trusted_proxies)
 
     class GuardedHttp(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
@@ -167,7 +215,27 @@ def protocols(settings: Settings) -> tuple[type[asyncio.Protocol], type[asyncio.
         def handle_websocket_upgrade(self) -> None:
             self._disarm_head_timer()
             self._counted = False  # the WebSocket protocol holds the count from now on
-            super().handle_websocket_upgrade()
+            if (
+                miners is not None
+                and self.scope["method"] == "GET"
+                and self.url.partition(b"?")[0] == MINER_PATH
+            ):
+                self._to_miner_wire(miners)
+            else:
+                super().handle_websocket_upgrade()
+
+        def _to_miner_wire(self, miners: Endpoint) -> None:
+            self.connections.discard(self)
+            wire = MinerWire(
+                settings.max_message_bytes, settings.ws_ping_seconds, self.connections, gate.leave
+            )
+            headers = Headers(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in self.scope["headers"]
+            )
+            self.transport.set_protocol(wire)
+            request = Request(self.url.decode("latin-1"), headers)
+            wire.start(self.transport, request, client_of(self.scope), miners)
 
         def _arm_head_timer(self) -> None:
             self._head_timer = self.loop.call_later(gate.head_seconds, self._head_too_slow)
