@@ -28,13 +28,14 @@ from qortex.core.kinds import KindRegistry
 from qortex.core.ledger import Ledger
 from qortex.core.work import Lease, Outcome
 from qortex.errors import ProtocolViolation
-from qortex.events import Event, EventBus, EventLog
+from qortex.events import BusEvent, EventBus, EventLog
 from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
 from qortex.recovery import recover
 from qortex.scheduler import Scheduler
 from qortex.settings import Settings
+from qortex.snapshot import CoordinatorSnapshot, frozen_counts
 from qortex.store import facts as f
 from qortex.store.database import Store
 from qortex.taskbook import TaskBook
@@ -182,9 +183,58 @@ class Coordinator:
         conn = self.connections.get(miner_id)
         return conn.info.public_key if conn else None
 
+    def connected_miners(self) -> list[str]:
+        """The ids of the miners connected now."""
+        return list(self.connections)
+
+    async def register(
+        self, miner_id: str, public_key: str, name: str, software: str, kinds: list[str]
+    ) -> None:
+        """Record a miner that registered over HTTP; it gets work once it connects.
+
+        Registration proves nothing about who sends it, so a miner already on
+        file is left as it is. Kinds this coordinator does not run are left out.
+        """
+        now = self.clock()
+        known = _json.encode([kind for kind in dict.fromkeys(kinds) if kind in self.kinds])
+        fact = f.miner_registered(miner_id, public_key, name, software, known.decode(), now)
+        await self.store.writer.write([fact])
+
+    def count_close(self, code: int) -> None:
+        """The web layer closed a miner's socket with ``code`` (counted for /metrics)."""
+        self.stats.closed[code] += 1
+
+    def count_throttled(self) -> None:
+        """A request was answered 429 (counted for /metrics)."""
+        self.stats.throttled += 1
+
+    def snapshot(self) -> CoordinatorSnapshot:
+        """What health checks, metrics and pages show, copied so that it cannot change."""
+        s = self.stats
+        return CoordinatorSnapshot(
+            uptime_seconds=self.clock() - self.started_at,
+            kinds=tuple(self.kinds),
+            miners_connected=len(self.connections),
+            tasks_running=len(self.table.tasks),
+            tasks_scheduled=len(self.scheduler),
+            leases_out=len(self.table.leases),
+            microtasks_open=self.table.open,
+            event_subscribers=self.bus.subscribers,
+            commits=self.store.writer.commits,
+            results_accepted=s.accepted,
+            results_refused=frozen_counts(s.refused),
+            miner_closes=frozen_counts(s.closed),
+            microtasks_decided=s.decided,
+            microtasks_inconclusive=s.inconclusive,
+            copies_reassigned=s.reassigned,
+            throttled=s.throttled,
+        )
+
     # -- decisions --------------------------------------------------------
 
-    def settle(self, outcome: Outcome, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+    def settle(
+        self, outcome: Outcome, now: float, unit: list[f.Fact], events: list[BusEvent]
+    ) -> None:
         """The facts, cancels and event of a microtask decided or given up."""
         mt = outcome.microtask
         decision = _json.encode(mt.decision).decode() if outcome.decided else None
@@ -246,7 +296,7 @@ class Coordinator:
                 self.stats.closed[m.TIMEOUT] += 1
                 conn.link.close(m.TIMEOUT, f"nothing received for {silence:g} s")
 
-    def _reassigned(self, leases: list[Lease], state: str, now: float) -> list[Event]:
+    def _reassigned(self, leases: list[Lease], state: str, now: float) -> list[BusEvent]:
         """The notices of copies taken back; a lease has no row, so its event is its record."""
         self.stats.reassigned += len(leases)
         return [
@@ -278,7 +328,7 @@ class Coordinator:
             asyncio.get_running_loop().call_later(0.005, self.schedule_fill)
         if not leases:
             return
-        events: list[Event] = []
+        events: list[BusEvent] = []
         for lease in leases:
             mt = lease.microtask
             events.append(
@@ -313,7 +363,7 @@ class Coordinator:
         if conn is not None:
             conn.link.send(m.encoder.encode(frame))
 
-    def write(self, unit: list[f.Fact], events: list[Event]) -> asyncio.Future[None]:
+    def write(self, unit: list[f.Fact], events: list[BusEvent]) -> asyncio.Future[None]:
         """Queue facts and events for one commit; subscribers hear of the events after it.
 
         Live-only events add no fact, but wait their turn all the same, so a

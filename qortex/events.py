@@ -52,7 +52,9 @@ _encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class BusEvent:
+    """One thing that happened, as the bus publishes it and the log keeps it (if not live only)."""
+
     id: int  # 0 for a live-only event: it is not in the log
     type: str
     task_id: str | None
@@ -65,7 +67,7 @@ class Event:
         return facts.event(self.id, self.type, self.task_id, self.miner_id, data, self.at)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Event:
+    def from_row(cls, row: dict[str, Any]) -> BusEvent:
         return cls(
             row["id"], row["type"], row["task_id"], row["miner_id"], row["data"].encode(), row["at"]
         )
@@ -89,15 +91,15 @@ class EventLog:
         task_id: str | None = None,
         miner_id: str | None = None,
         **data: Any,
-    ) -> Event:
+    ) -> BusEvent:
         if task_id is not None:
             data.setdefault("taskId", task_id)
         if miner_id is not None:
             data.setdefault("minerId", miner_id)
         if type_ in LIVE_ONLY:
-            return Event(0, type_, task_id, miner_id, _encode(data), at)
+            return BusEvent(0, type_, task_id, miner_id, _encode(data), at)
         self.last_id += 1
-        return Event(self.last_id, type_, task_id, miner_id, _encode(data), at)
+        return BusEvent(self.last_id, type_, task_id, miner_id, _encode(data), at)
 
 
 #: What one queued event is counted as beyond its data: the object and its framing.
@@ -108,13 +110,13 @@ class Subscription:
     """One stream's queue of events not yet sent, bounded in bytes, not in count."""
 
     def __init__(self, bus: EventBus, max_bytes: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.queue: asyncio.Queue[BusEvent] = asyncio.Queue()
         self._bus = bus
         self._max_bytes = max_bytes
         self.held = 0  # bytes of the events in the queue
         self.dropped = False
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: BusEvent) -> None:
         if self.dropped:
             return
         size = len(event.data) + EVENT_OVERHEAD
@@ -127,7 +129,7 @@ class Subscription:
         self.held += size
         self.queue.put_nowait(event)
 
-    async def get(self) -> Event:
+    async def get(self) -> BusEvent:
         event = await self.queue.get()
         self.held -= len(event.data) + EVENT_OVERHEAD
         return event
@@ -157,7 +159,7 @@ class EventBus:
         self._subs.discard(sub)
         self._internal.discard(sub)
 
-    def publish(self, events: list[Event]) -> None:
+    def publish(self, events: list[BusEvent]) -> None:
         for sub in list(self._subs):
             for event in events:
                 sub.offer(event)

@@ -24,7 +24,7 @@ from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
 from qortex.core.quorum import Policy
 from qortex.core.work import Microtask, Task
-from qortex.events import Event, EventLog
+from qortex.events import BusEvent, EventLog
 from qortex.gcpause import collector_paused
 from qortex.store.database import OpenWork, Store
 
@@ -39,7 +39,7 @@ class Recovered:
 
     events: EventLog  # ids continue after the log's last one
     unfinished: list[Task] = field(default_factory=list)  # settled, but their end not recorded
-    notices: list[Event] = field(default_factory=list)  # to log before anything else happens
+    notices: list[BusEvent] = field(default_factory=list)  # to log before anything else happens
 
 
 async def recover(store: Store, kinds: KindRegistry, table: DispatchTable, now: float) -> Recovered:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,6 +29,23 @@ _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 
 MAX_REPLICAS_LIMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A client's Idempotency-Key, remembered with the task it created."""
+
+    owner: str  # the API key's name: keys are remembered per API key
+    key: str
+    body_sha256: str  # the same key with another body is refused
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """Where the task's end is posted, and the secret its posts are signed with."""
+
+    url: str
+    secret: str
 
 
 class TaskBook:
@@ -60,15 +77,16 @@ class TaskBook:
         task_input: Any,
         gold: list[Any] | None = None,
         not_before: float | None = None,
-        extra: Callable[[str], list[f.Fact]] | None = None,
+        idempotency: IdempotencyRecord | None = None,
+        callback: Callback | None = None,
         **params: Any,
     ) -> str:
         """Validate, split and record a task; returns its id once it is durable.
 
         Known-answer items (``gold``: expected outputs for inputs the client
         chose) are shuffled among the real microtasks, so nothing tells them
-        apart, and left out of the task's output. ``extra`` adds facts that
-        must commit with the task (its idempotency key, its callback). A task
+        apart, and left out of the task's output. ``idempotency`` and
+        ``callback`` commit with the task, so a crash keeps all or none. A task
         with ``not_before`` is recorded as scheduled and reaches the dispatch
         table only when the coordinator's scheduler starts it.
         """
@@ -116,8 +134,11 @@ class TaskBook:
             )
             for i, raw in enumerate(inputs)
         ]
-        if extra is not None:
-            unit += extra(task_id)
+        if idempotency is not None:
+            i = idempotency
+            unit.append(f.idempotency(i.owner, i.key, i.body_sha256, task_id, now))
+        if callback is not None:
+            unit.append(f.callback(task_id, callback.url, callback.secret))
         events = [
             coord.events.new(
                 "task.created",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from qortex.core import lifecycle
 from qortex.core.ledger import Report
 from qortex.core.work import Outcome
-from qortex.events import Event
+from qortex.events import BusEvent
 from qortex.protocol import messages as m
 from qortex.recovery import rebuild
 from qortex.store import facts as f
@@ -34,7 +34,7 @@ class Trust:
     def __init__(self, coord: Coordinator) -> None:
         self._coord = coord
 
-    def passed(self, miner_id: str, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+    def passed(self, miner_id: str, now: float, unit: list[f.Fact], events: list[BusEvent]) -> None:
         """A miner's result passed a check: more credibility, one more slot."""
         coord = self._coord
         conn = coord.connections.get(miner_id)
@@ -55,7 +55,9 @@ class Trust:
         unit.append(f.standing(miner_id, standing.passes, standing.allowance))
         coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
 
-    def _report(self, report: Report, now: float, unit: list[f.Fact], events: list[Event]) -> None:
+    def _report(
+        self, report: Report, now: float, unit: list[f.Fact], events: list[BusEvent]
+    ) -> None:
         unit.append(
             f.reputation(report.miner_id, now, report.reputation, report.passes, report.reason)
         )
@@ -117,7 +119,7 @@ class Trust:
             borrowed = {task.id for task in rebuild(coord.table, coord.kinds, work)}
         now = coord.clock()
         unit: list[f.Fact] = []
-        events: list[Event] = []
+        events: list[BusEvent] = []
         outcomes: list[Outcome] = []
         revised: set[str] = set()
         for microtask_id, task_id in dict.fromkeys(voted):

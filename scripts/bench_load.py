@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Reply, ResultAnswer, Welcomed, Withdrawn, Work
 from qortex.signing import Signer, input_digest
 
 SOFTWARE = "qortex-bench/1"
@@ -157,7 +157,7 @@ class Load:
                         if isinstance(event, Work):
                             await self.answer(ws, session, event.assign)
                             self.counts["assigns"] += 1
-                        elif isinstance(event, Verdict):
+                        elif isinstance(event, ResultAnswer):
                             if event.accepted:
                                 self.counts["acks"] += 1
                                 if args.mode == "ceiling":

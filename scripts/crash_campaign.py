@@ -75,7 +75,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from qortex.errors import ProtocolViolation
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Reply, ResultAnswer, Welcomed, Withdrawn, Work
 from qortex.signing import Signer
 from qortex.store.schema import LATEST, MIGRATIONS, migrate
 
@@ -406,7 +406,7 @@ class ProtocolMiner:
             task = asyncio.create_task(self._answer(ws, session, event.assign))
             work.add(task)
             task.add_done_callback(work.discard)
-        elif isinstance(event, Verdict):
+        elif isinstance(event, ResultAnswer):
             if event.accepted:
                 self.acked.add(event.assignment_id)
                 self.trigger.fire("ack")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qortex.events import EVENT_OVERHEAD, Event, EventBus
+from qortex.events import EVENT_OVERHEAD, BusEvent, EventBus
 from qortex.store.database import Store
 
 
-def _event(n: int, size: int) -> Event:
-    return Event(n, "task.created", "t", None, b"x" * size, 0.0)
+def _event(n: int, size: int) -> BusEvent:
+    return BusEvent(n, "task.created", "t", None, b"x" * size, 0.0)
 
 
 async def test_a_stream_that_falls_its_bytes_behind_is_dropped_and_lets_go() -> None:

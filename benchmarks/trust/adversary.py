@@ -24,7 +24,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Reply, ResultAnswer, Welcomed, Withdrawn, Work
 from qortex.signing import Signer
 from trust.strategies import Shared, answer
 
@@ -140,7 +140,7 @@ class Swarm:
                         frame = self._work(identity, session, event)
                         if frame is not None:
                             out.append(frame)
-                    elif isinstance(event, Verdict) and not event.accepted:
+                    elif isinstance(event, ResultAnswer) and not event.accepted:
                         identity.refused += 1
                     elif isinstance(event, Withdrawn) and self.strategy == "hoard":
                         identity.held = max(0, identity.held - 1)

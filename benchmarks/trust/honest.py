@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from qortex.kinds.matmul import MatmulKind
 from qortex.kinds.sentiment import SentimentKind
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Reply, ResultAnswer, Welcomed, Withdrawn, Work
 from qortex.signing import Signer
 
 WARMUP = 20
@@ -104,7 +104,7 @@ class HonestMiner:
                     elif isinstance(event, Work):
                         task = asyncio.create_task(self._compute(ws, session, event))
                         self._work[event.assign.assignment_id] = task
-                    elif isinstance(event, Verdict):
+                    elif isinstance(event, ResultAnswer):
                         if event.accepted:
                             self.accepted += 1
                         else:

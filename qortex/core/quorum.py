@@ -47,7 +47,7 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class QuorumVerdict:
     """``decided`` holds the winning output; ``error`` its estimated probability of being wrong."""
 
     decided: Any = None
@@ -113,17 +113,17 @@ class Tally:
         object.__setattr__(self, "_best", (self.groups[i], errors[i]))
         return self.groups[i], errors[i]
 
-    def verdict(self, policy: Policy, outstanding: Sequence[Vote]) -> Verdict:
+    def verdict(self, policy: Policy, outstanding: Sequence[Vote]) -> QuorumVerdict:
         """Decided, inconclusive, or neither; ``outstanding`` are the copies still out."""
         best, error = self.best()
         distinct = len({v.miner_id for v in best.votes}) if best else 0
         if best is not None and error <= policy.target_error and distinct >= policy.quorum:
-            return Verdict(best.output, True, error=error, votes=distinct)
+            return QuorumVerdict(best.output, True, error=error, votes=distinct)
         if self.returned + len(outstanding) >= policy.max_replicas and not self.can_still_decide(
             policy, outstanding
         ):
-            return Verdict(inconclusive=True, error=error, votes=distinct)
-        return Verdict(error=error, votes=distinct)
+            return QuorumVerdict(inconclusive=True, error=error, votes=distinct)
+        return QuorumVerdict(error=error, votes=distinct)
 
     def can_still_decide(self, policy: Policy, outstanding: Sequence[Vote]) -> bool:
         """Whether some group would be decided if every outstanding copy joined it."""

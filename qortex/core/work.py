@@ -9,7 +9,7 @@ from typing import Any
 
 from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR, Vote
-from qortex.core.quorum import Policy, Tally, Verdict
+from qortex.core.quorum import Policy, QuorumVerdict, Tally
 from qortex.errors import ResultRefused
 
 NOBODY: frozenset[str] = frozenset()
@@ -96,7 +96,7 @@ class Plan:
     lease: Lease
     vote: Vote
     tally: Tally
-    verdict: Verdict
+    verdict: QuorumVerdict
 
 
 @dataclass(slots=True)

@@ -34,7 +34,7 @@ from qortex.protocol.client import (
     ClientSession,
     Mismatch,
     Reply,
-    Verdict,
+    ResultAnswer,
     Welcomed,
     Withdrawn,
     Work,
@@ -216,7 +216,7 @@ class Miner:
                 event.actual_sha256,
                 event.assign.input_sha256,
             )
-        elif isinstance(event, Verdict):
+        elif isinstance(event, ResultAnswer):
             if event.accepted:
                 self.stats.accepted += 1
             elif event.reason == WITHDRAWN:

@@ -42,7 +42,7 @@ class Mismatch:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class ResultAnswer:
     """The server's answer to one of our results: accepted, or refused with a reason."""
 
     assignment_id: str
@@ -56,7 +56,7 @@ class Withdrawn:
     reason: str
 
 
-Event = Reply | Welcomed | Work | Mismatch | Verdict | Withdrawn
+CoordinatorEvent = Reply | Welcomed | Work | Mismatch | ResultAnswer | Withdrawn
 
 
 class ClientSession:
@@ -81,12 +81,12 @@ class ClientSession:
         )
         return m.encoder.encode(hello)
 
-    def receive_all(self, data: str | bytes) -> list[Event]:
+    def receive_all(self, data: str | bytes) -> list[CoordinatorEvent]:
         """Every event in one message, which may hold an array of frames."""
         events = (self.receive(frame) for frame in m.frames_of(data))
         return [event for event in events if event is not None]
 
-    def receive(self, data: str | bytes) -> Event | None:
+    def receive(self, data: str | bytes) -> CoordinatorEvent | None:
         try:
             frame = m.server_decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -107,9 +107,9 @@ class ClientSession:
                 actual = input_digest(bytes(raw))
                 return Work(frame) if actual == claimed else Mismatch(frame, actual)
             case m.Ack(assignment_id=aid):
-                return Verdict(aid, True)
+                return ResultAnswer(aid, True)
             case m.Refused(assignment_id=aid, reason=reason):
-                return Verdict(aid, False, reason)
+                return ResultAnswer(aid, False, reason)
             case m.Cancel(assignment_id=aid, reason=reason):
                 return Withdrawn(aid, reason)
         return None

@@ -65,7 +65,7 @@ class HeartbeatIn:
     pass
 
 
-Event = Challenged | Authenticated | ResultIn | HeartbeatIn
+MinerEvent = Challenged | Authenticated | ResultIn | HeartbeatIn
 
 
 class ServerSession:
@@ -79,7 +79,7 @@ class ServerSession:
 
     # -- frames in ----------------------------------------------------------
 
-    def receive_all(self, data: str | bytes) -> Iterator[Event]:
+    def receive_all(self, data: str | bytes) -> Iterator[MinerEvent]:
         """The events of one message, one frame at a time, in order.
 
         A generator, so the caller acts on each frame before the next is even
@@ -90,7 +90,7 @@ class ServerSession:
             if event is not None:
                 yield event
 
-    def receive(self, data: str | bytes) -> Event | None:
+    def receive(self, data: str | bytes) -> MinerEvent | None:
         try:
             frame = m.miner_decoder.decode(data)
         except msgspec.ValidationError as exc:

@@ -74,7 +74,7 @@ async def adopt_new_key(app: Starlette) -> str | None:
 
 async def health(request: Request) -> JSON:
     state = request.app.state
-    coord = state.coordinator
+    seen = state.coordinator.snapshot()
     try:
         database = "ok" if await state.store.reader.ping() else "unreachable"
     except Exception as exc:  # the point of a health check is to report, not raise
@@ -90,11 +90,11 @@ async def health(request: Request) -> JSON:
             "baseUrl": str(request.base_url),  # as clients see it, behind a trusted proxy too
             "database": database,
             "writes": writes,
-            "uptimeSeconds": round(coord.clock() - coord.started_at, 3),
-            "minersConnected": len(coord.connections),
-            "tasksRunning": len(coord.table.tasks),
-            "leasesOut": len(coord.table.leases),
-            "kinds": list(coord.kinds),
+            "uptimeSeconds": round(seen.uptime_seconds, 3),
+            "minersConnected": seen.miners_connected,
+            "tasksRunning": seen.tasks_running,
+            "leasesOut": seen.leases_out,
+            "kinds": list(seen.kinds),
         },
         status_code=200 if status == "ok" else 503,
     )
@@ -104,7 +104,7 @@ async def _qortex_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, QortexError)
     headers = None
     if isinstance(exc, TooManyRequests):
-        request.app.state.coordinator.stats.throttled += 1
+        request.app.state.coordinator.count_throttled()
     if isinstance(exc, TooManyRequests | ServiceUnavailable):
         headers = {"retry-after": str(exc.retry_after)}
     return JSON(exc.to_json(), status_code=exc.status, headers=headers)

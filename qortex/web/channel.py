@@ -148,7 +148,7 @@ class MinerChannel:
         if self.closed:
             return
         if self.wire.unsent() + len(self._frames) >= SEND_QUEUE:
-            self.coord.stats.closed[m.SLOW_READER] += 1
+            self.coord.count_close(m.SLOW_READER)
             self._frames = []
             self.close(m.SLOW_READER, f"more than {SEND_QUEUE} frames unread")
             return
@@ -257,7 +257,7 @@ class MinerChannel:
         self._violated(ProtocolViolation(m.TIMEOUT, "the handshake took too long"))
 
     def _violated(self, exc: ProtocolViolation) -> None:
-        self.coord.stats.closed[exc.close_code] += 1
+        self.coord.count_close(exc.close_code)
         self.reason = exc.message
         self.close(exc.close_code, exc.message)
 
@@ -286,5 +286,5 @@ def send_miners_away(coord: Coordinator, reason: str | None) -> None:
     if reason is None:
         return
     for conn in list(coord.connections.values()):
-        coord.stats.closed[m.UNAVAILABLE] += 1
+        coord.count_close(m.UNAVAILABLE)
         conn.link.close(m.UNAVAILABLE, f"come back later: {reason}")

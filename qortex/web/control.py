@@ -119,7 +119,7 @@ async def list_miners(request: Request) -> JSON:
     order = _choice(request, "sort", tuple(MINER_ORDERS)) or "lastSeen"
     kind = request.query_params.get("kind") or None
     coord = request.app.state.coordinator
-    online = list(coord.connections) if connected is not None else None
+    online = coord.connected_miners() if connected is not None else None
     rows, total = await coord.store.reader.miners(
         limit,
         offset,
@@ -130,7 +130,8 @@ async def list_miners(request: Request) -> JSON:
         outside=online if connected is False else None,
     )
     miners = [miner_view(coord, row) for row in rows]
-    return JSON({"miners": miners, "total": total, "connected": len(coord.connections)})
+    connected_now = coord.snapshot().miners_connected
+    return JSON({"miners": miners, "total": total, "connected": connected_now})
 
 
 async def cancel_task(request: Request) -> JSON:
@@ -147,7 +148,7 @@ async def stats(request: Request) -> JSON:
     counts = await coord.store.reader.task_counts()
     body = coord.control.overview()
     body["tasks"] = {status: counts.get(status, 0) for status in lifecycle.TASK_STATES}
-    body["uptimeSeconds"] = round(coord.clock() - coord.started_at, 3)
+    body["uptimeSeconds"] = round(coord.snapshot().uptime_seconds, 3)
     return JSON(body)
 
 

@@ -25,13 +25,14 @@ class CoordinatorCollector:
         self.coord = coord
 
     def collect(self) -> Iterator[Metric]:
-        c = self.coord
-        s = c.stats
-        yield CounterMetricFamily("qortex_results_accepted", "Results counted", value=s.accepted)
+        s = self.coord.snapshot()
+        yield CounterMetricFamily(
+            "qortex_results_accepted", "Results counted", value=s.results_accepted
+        )
         refused = CounterMetricFamily(
             "qortex_results_refused", "Results refused, by reason", labels=["reason"]
         )
-        for reason, count in sorted(s.refused.items()):
+        for reason, count in sorted(s.results_refused.items()):
             refused.add_metric([reason], count)
         yield refused
         closed = CounterMetricFamily(
@@ -39,29 +40,31 @@ class CoordinatorCollector:
             "Miner sockets closed by the coordinator, by code",
             labels=["code"],
         )
-        for code, count in sorted(s.closed.items()):
+        for code, count in sorted(s.miner_closes.items()):
             closed.add_metric([str(code)], count)
         yield closed
-        yield CounterMetricFamily("qortex_microtasks_decided", "Decided", value=s.decided)
         yield CounterMetricFamily(
-            "qortex_microtasks_inconclusive", "Given up", value=s.inconclusive
+            "qortex_microtasks_decided", "Decided", value=s.microtasks_decided
         )
         yield CounterMetricFamily(
-            "qortex_copies_reassigned", "Copies expired or released", value=s.reassigned
+            "qortex_microtasks_inconclusive", "Given up", value=s.microtasks_inconclusive
+        )
+        yield CounterMetricFamily(
+            "qortex_copies_reassigned", "Copies expired or released", value=s.copies_reassigned
         )
         yield CounterMetricFamily("qortex_throttled", "Requests answered 429", value=s.throttled)
-        yield CounterMetricFamily(
-            "qortex_commits", "SQLite transactions", value=c.store.writer.commits
-        )
-        yield GaugeMetricFamily("qortex_miners_connected", "Miners", value=len(c.connections))
-        yield GaugeMetricFamily("qortex_leases_out", "Copies leased", value=len(c.table.leases))
+        yield CounterMetricFamily("qortex_commits", "SQLite transactions", value=s.commits)
+        yield GaugeMetricFamily("qortex_miners_connected", "Miners", value=s.miners_connected)
+        yield GaugeMetricFamily("qortex_leases_out", "Copies leased", value=s.leases_out)
         yield GaugeMetricFamily(
-            "qortex_microtasks_open", "Waiting for a decision", value=c.table.open
+            "qortex_microtasks_open", "Waiting for a decision", value=s.microtasks_open
         )
-        yield GaugeMetricFamily("qortex_tasks_running", "Running tasks", value=len(c.table.tasks))
-        yield GaugeMetricFamily("qortex_event_subscribers", "SSE streams", value=c.bus.subscribers)
+        yield GaugeMetricFamily("qortex_tasks_running", "Running tasks", value=s.tasks_running)
         yield GaugeMetricFamily(
-            "qortex_tasks_scheduled", "Tasks waiting for their notBefore", value=len(c.scheduler)
+            "qortex_event_subscribers", "SSE streams", value=s.event_subscribers
+        )
+        yield GaugeMetricFamily(
+            "qortex_tasks_scheduled", "Tasks waiting for their notBefore", value=s.tasks_scheduled
         )
 
 

@@ -17,7 +17,6 @@ from qortex.protocol.formats import (
     is_miner_id,
 )
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
-from qortex.store import facts as f
 from qortex.web.http import JSON, read_json, require_writable
 
 
@@ -51,11 +50,7 @@ async def register(request: Request) -> JSON:
         # Registration proves nothing about who sends it, so it never rewrites a miner.
         return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=200)
     limits.check("identity", request)
-    now = coord.clock()
-    known = [kind for kind in dict.fromkeys(body.kinds) if kind in coord.kinds]
-    kinds = msgspec.json.encode(known).decode()
-    fact = f.miner_registered(miner_id, public_key, body.name, body.software, kinds, now)
-    await coord.store.writer.write([fact])
+    await coord.register(miner_id, public_key, body.name, body.software, body.kinds)
     return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=201)
 
 

@@ -25,7 +25,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput, TooManyRequests
-from qortex.events import Event, Subscription
+from qortex.events import BusEvent, Subscription
 from qortex.web.auth import require_scope
 
 PAGE = 1000
@@ -37,7 +37,7 @@ REVOKED = (
 MAX_EVENT_ID = 2**63 - 1
 
 
-def frame(event: Event) -> bytes:
+def frame(event: BusEvent) -> bytes:
     if not event.id:  # live only: not in the log, so nothing to resume from
         return b"event: %s\ndata: %s\n\n" % (event.type.encode(), event.data)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), event.data)
@@ -48,7 +48,7 @@ def _is_event_id(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_EVENT_ID
 
 
-async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) -> Event | None:
+async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) -> BusEvent | None:
     """The next live event, or None after ``wait`` seconds or once the key is revoked."""
     if revoked.done():
         return None
@@ -91,7 +91,7 @@ async def stream(request: Request) -> StreamingResponse:
                     last, task_id, miner_id, PAGE, PAGE_BYTES
                 )
                 for row in rows:
-                    event = Event.from_row(row)
+                    event = BusEvent.from_row(row)
                     last = event.id
                     yield frame(event)
                 if not rows:

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from qortex.errors import InvalidInput, Unprocessable
-from qortex.store import facts as f
 from qortex.store.reader import Reader
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -118,28 +117,6 @@ class Idempotency:
             done.set()
 
         return release
-
-
-def extra_facts(
-    owner: str,
-    key: str | None,
-    body: bytes,
-    callback_url: str | None,
-    now: float,
-) -> tuple[Callable[[str], list[f.Fact]], str | None]:
-    """The facts to commit with the task, and the callback's signing secret if any."""
-    secret = new_secret() if callback_url else None
-
-    def facts(task_id: str) -> list[f.Fact]:
-        unit: list[f.Fact] = []
-        if key is not None:
-            digest = hashlib.sha256(body).hexdigest()
-            unit.append(f.idempotency(owner, key, digest, task_id, now))
-        if callback_url is not None:
-            unit.append(f.callback(task_id, callback_url, secret))
-        return unit
-
-    return facts, secret
 
 
 def created(row: dict[str, Any]) -> dict[str, Any]:

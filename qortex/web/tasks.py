@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from typing import Annotated, Any
@@ -15,9 +16,10 @@ from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
 from qortex.proof import PROOF_FORMAT
+from qortex.taskbook import Callback, IdempotencyRecord
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, decode_json, query_bool, query_int, read_body, require_writable
-from qortex.web.submit import created, extra_facts, idempotency_key, start_time
+from qortex.web.submit import created, idempotency_key, new_secret, start_time
 from qortex.webhooks.destinations import MAX_URL, check_url
 
 Replicas = Annotated[int, Meta(ge=1, le=64)]
@@ -87,13 +89,19 @@ async def create_task(request: Request) -> JSON:
             return JSON(created(row), headers={"idempotent-replayed": "true"})
         release = state.idempotency.hold(key.name, idem)
     try:
-        extra, _ = extra_facts(key.name, idem, raw, body.callback_url, now)
+        remembered = None
+        if idem is not None:
+            remembered = IdempotencyRecord(key.name, idem, hashlib.sha256(raw).hexdigest())
+        callback = None
+        if body.callback_url is not None:
+            callback = Callback(body.callback_url, new_secret())
         task_id = await coord.book.submit(
             kind,
             task_input,
             gold=body.gold,
             not_before=not_before,
-            extra=extra,
+            idempotency=remembered,
+            callback=callback,
             target_error=body.target_error,
             replicas=body.replicas,
             quorum=body.quorum,

@@ -13,7 +13,7 @@ from qortex.protocol.client import (
     ClientSession,
     Mismatch,
     Reply,
-    Verdict,
+    ResultAnswer,
     Welcomed,
     Withdrawn,
     Work,
@@ -130,10 +130,10 @@ def test_an_input_that_does_not_match_its_digest_is_not_work(
 
 
 def test_ack_refused_and_cancel(client: ClientSession) -> None:
-    assert client.receive(b'{"type":"ack","assignmentId":"a-1"}') == Verdict("a-1", True)
+    assert client.receive(b'{"type":"ack","assignmentId":"a-1"}') == ResultAnswer("a-1", True)
     assert client.receive(
         b'{"type":"refused","assignmentId":"a-2","reason":"late","message":"too slow"}'
-    ) == Verdict("a-2", False, "late")
+    ) == ResultAnswer("a-2", False, "late")
     assert client.receive(b'{"type":"cancel","assignmentId":"a-3","reason":"expired"}') == (
         Withdrawn("a-3", "expired")
     )
@@ -205,8 +205,8 @@ def test_a_message_may_hold_an_array_of_frames(client: ClientSession) -> None:
         ]
     )
     events = client.receive_all(message)
-    assert [type(e).__name__ for e in events] == ["Verdict", "Withdrawn"]
-    assert client.receive_all(b'  {"type":"ack","assignmentId":"a3"}') == [Verdict("a3", True)]
+    assert [type(e).__name__ for e in events] == ["ResultAnswer", "Withdrawn"]
+    assert client.receive_all(b'  {"type":"ack","assignmentId":"a3"}') == [ResultAnswer("a3", True)]
 
 
 def test_a_bad_frame_inside_an_array_is_still_refused(client: ClientSession) -> None:

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Reply, Verdict, Welcomed, Withdrawn, Work
+from qortex.protocol.client import ClientSession, Reply, ResultAnswer, Welcomed, Withdrawn, Work
 from qortex.signing import Signer
 from tests.helpers import snapshot, timeout
 
@@ -45,12 +45,12 @@ class SocketMiner:
             self.messages += 1
         return self.pending.popleft()
 
-    def verdict(self, assignment_id: str) -> Verdict:
+    def verdict(self, assignment_id: str) -> ResultAnswer:
         """The verdict on one result; other events that come first wait their turn."""
         skipped: list[Any] = []
         while True:
             event = self.next()
-            if isinstance(event, Verdict) and event.assignment_id == assignment_id:
+            if isinstance(event, ResultAnswer) and event.assignment_id == assignment_id:
                 self.pending.extendleft(reversed(skipped))
                 return event
             skipped.append(event)

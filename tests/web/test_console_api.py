@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from qortex.protocol import messages as m
-from qortex.protocol.client import Verdict, Withdrawn
+from qortex.protocol.client import ResultAnswer, Withdrawn
 from qortex.settings import Settings
 from qortex.signing import Signer, result_message
 from tests.helpers import snapshot, timeout
@@ -75,7 +75,7 @@ def test_cancel_withdraws_the_copies_at_once_and_charges_nobody(
     # The result still in flight is refused as withdrawn, and not held against the miner.
     miner.answer(assign)
     verdict = miner.next()
-    assert isinstance(verdict, Verdict) and verdict.reason == "withdrawn"
+    assert isinstance(verdict, ResultAnswer) and verdict.reason == "withdrawn"
     detail = client.get(f"/api/v1/miners/{miner.signer.miner_id}").json()
     assert detail["refused"] == 0 and detail["credit"] == 0
 
@@ -340,7 +340,7 @@ def test_credit_is_earned_ranked_and_revoked(
             task_id = submit(client, [tweet], replicas=1)
             assign = alice.work()
             alice.answer(assign)
-            assert isinstance(alice.next(), Verdict)
+            assert isinstance(alice.next(), ResultAnswer)
             aids.append(assign.assignment_id)
             wait_status(client, task_id, "completed")
         bob = connect()

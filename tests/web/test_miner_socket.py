@@ -13,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from qortex.kinds.sentiment import SentimentKind
 from qortex.protocol import messages as m
-from qortex.protocol.client import ClientSession, Verdict, Withdrawn
+from qortex.protocol.client import ClientSession, ResultAnswer, Withdrawn
 from qortex.settings import Settings
 from qortex.signing import Signer, input_digest, result_message, result_message_v1
 from tests.helpers import API_KEY, WORK_TABLES, labels, snapshot, timeout
@@ -66,16 +66,16 @@ def test_ack_only_after_commit_and_results_are_stored(
     assign = miner.work()
     miner.answer(assign)
     verdict = miner.next()
-    assert verdict == Verdict(assign.assignment_id, True)
+    assert verdict == ResultAnswer(assign.assignment_id, True)
     # The ack came after the commit, so the row is already in the file.
     results = snapshot(settings.db, ("results",))["results"]
     assert [r[0] for r in results] == [assign.assignment_id]
 
 
-def _refusal(miner: SocketMiner) -> Verdict:
+def _refusal(miner: SocketMiner) -> ResultAnswer:
     while True:
         event = miner.next()
-        if isinstance(event, Verdict):
+        if isinstance(event, ResultAnswer):
             assert not event.accepted
             return event
 
@@ -149,7 +149,7 @@ def test_someone_elses_assignment_and_replays_are_refused(
     assert snapshot(settings.db, WORK_TABLES) == before
     # Alice's honest result counts once; the replay of it is a duplicate.
     alice.ws.send_text(frame.decode())
-    assert alice.next() == Verdict(a_assign.assignment_id, True)
+    assert alice.next() == ResultAnswer(a_assign.assignment_id, True)
     alice.ws.send_text(frame.decode())
     assert _refusal(alice).reason == "duplicate"
 
@@ -162,7 +162,7 @@ def test_output_that_is_not_json_is_refused(client: TestClient, connect: Any) ->
     miner.ws.send_text(frame.decode())
     assert _refusal(miner).reason == "bad_output"
     miner.answer(assign)  # the lease is still held: a correct result still counts
-    assert miner.next() == Verdict(assign.assignment_id, True)
+    assert miner.next() == ResultAnswer(assign.assignment_id, True)
 
 
 def test_late_result_is_refused_and_the_copy_goes_elsewhere(
