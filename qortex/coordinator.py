@@ -26,6 +26,7 @@ from qortex.core.credibility import network_of
 from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
 from qortex.core.ledger import Ledger
+from qortex.core.stragglers import Stragglers
 from qortex.core.work import Lease, Outcome
 from qortex.errors import ProtocolViolation
 from qortex.events import BusEvent, EventBus, EventLog
@@ -70,7 +71,11 @@ class Coordinator:
         self.book = TaskBook(self)
         self.control = Control(self)
         self.scheduler = Scheduler(self.book.start_scheduled, clock)
-        self.table = DispatchTable(self.rng, checkable=self.intake.checkable)
+        self.table = DispatchTable(
+            self.rng,
+            checkable=self.intake.checkable,
+            stragglers=Stragglers(settings.patience_seconds, settings.fault_fraction),
+        )
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
         self.events = EventLog(0)
@@ -284,7 +289,13 @@ class Coordinator:
                 self.trust.let_go([lease.miner_id for lease in expired], unit)
                 self.write(unit, events)
                 self.schedule_fill()
-            deadlines = [self.table.next_deadline(), self.control.next_deadline()]
+            if self.table.nudge(now):
+                self.schedule_fill()  # companions for copies held too long
+            deadlines = [
+                self.table.next_deadline(),
+                self.table.stragglers.next(self.table.leases),
+                self.control.next_deadline(),
+            ]
             deadline = min((d for d in deadlines if d is not None), default=None)
             wait = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
             await asyncio.sleep(wait)

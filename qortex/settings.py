@@ -66,6 +66,7 @@ class Settings:
     check_rate: float = 0.1
     checker: bool = True
     lease_seconds: float = 30.0
+    patience_seconds: float = 1.0
     result_timeout_ms: int = 30_000
     max_tweets_per_task: int = 5
     matmul_tile: int = 64
@@ -134,6 +135,7 @@ class Settings:
             raise ConfigError("matmul_tile must be between 8 and 512")
         positive = (
             "lease_seconds",
+            "patience_seconds",
             "result_timeout_ms",
             "max_tweets_per_task",
             "commit_batch",

@@ -26,6 +26,7 @@ from qortex.core.credibility import Vote
 from qortex.core.deadlines import Deadlines
 from qortex.core.quorum import Policy
 from qortex.core.randomset import ByNetwork
+from qortex.core.stragglers import Stragglers
 from qortex.core.work import (
     Lease,
     Microtask,
@@ -33,21 +34,20 @@ from qortex.core.work import (
     Outcome,
     Plan,
     Task,
-    eligible,
+    check_result,
+    choose,
     exclude,
     projected,
     refusal_for,
     wants_copy,
 )
-from qortex.errors import ResultRefused
 
 Agree = Callable[[Any, Any], bool]
 
 # How many queued microtasks a fill may pass over when every free miner has
 # already worked on them (fewer miners than replicas); keeps a fill bounded.
 SCAN_LIMIT = 256
-# How many closed assignments are remembered to tell "late" and "duplicate"
-# results apart from unknown ones.
+# Closed assignments remembered, to tell "late" and "duplicate" results from unknown ones.
 CLOSED_MEMORY = 200_000
 
 
@@ -57,6 +57,7 @@ class DispatchTable:
         rng: random.Random,
         new_id: Callable[[], str] | None = None,
         checkable: Iterable[str] = (),
+        stragglers: Stragglers | None = None,
     ) -> None:
         self._rng = rng
         self._new_id = new_id or (lambda: f"{rng.getrandbits(96):024x}")
@@ -68,6 +69,7 @@ class DispatchTable:
         self._queues: dict[str, OrderedDict[Microtask, None]] = {}
         self._free: dict[str, ByNetwork[Miner]] = {}
         self._deadlines = Deadlines()
+        self.stragglers = stragglers or Stragglers()
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
         # Per kind: microtasks passed over since the last change that could make one placeable.
         self._stale: dict[str, int] = {}
@@ -186,9 +188,8 @@ class DispatchTable:
     def fill(self, now: float) -> list[Lease]:
         """Lease copies of queued microtasks to free miners until one side runs out.
 
-        Work no free miner may take moves to the back of its queue; a pass
-        passes over at most :data:`SCAN_LIMIT` such, and sets ``backlogged``
-        when more remain unseen, so the caller runs another pass soon.
+        Work no free miner may take moves to the back (at most :data:`SCAN_LIMIT` a
+        pass); ``backlogged`` says more remain unseen, so the caller runs another pass.
         """
         issued: list[Lease] = []
         self.backlogged = False
@@ -201,12 +202,7 @@ class DispatchTable:
             for mt in queue:
                 wanted = wants_copy(mt)
                 while wanted and len(free):
-                    busy = len(mt.holders) + len(mt.excluded)
-
-                    def ok(m: Miner, mt: Microtask = mt) -> bool:
-                        return eligible(m, mt)
-
-                    miner = free.pick(self._rng, ok, mt.networks(), busy)
+                    miner = choose(free, self._rng, mt, self.stragglers.proven_below)
                     if miner is None:
                         break
                     issued.append(self._lease(mt, miner, now))
@@ -242,6 +238,7 @@ class DispatchTable:
         miner.leases[lease.id] = lease
         self.leases[lease.id] = lease
         self._deadlines.add(lease.deadline, lease.id)
+        self.stragglers.watch(lease)
         self._update_free(miner)
         return lease
 
@@ -256,12 +253,8 @@ class DispatchTable:
         if lease is None:
             reason, owner = self._closed.get(assignment_id, ("", ""))
             raise refusal_for(reason if owner == miner_id else "")
-        if lease.miner_id != miner_id:
-            raise ResultRefused("not_your_assignment", "the assignment is leased to another miner")
-        if lease.microtask.id != microtask_id:
-            raise ResultRefused("wrong_microtask", "the assignment is for another microtask")
-        if now > lease.deadline:
-            raise ResultRefused("late", "the lease expired before the result arrived")
+        check_result(lease, miner_id, microtask_id, now)
+        self.stragglers.observe(lease.microtask.kind, now - lease.issued_at)
         return lease
 
     def apply(self, plan: Plan) -> Outcome:
@@ -311,9 +304,8 @@ class DispatchTable:
     def strike(self, mt: Microtask, miner_id: str) -> tuple[bool, Outcome | None]:
         """Drop a banned miner's votes; a decision still meeting its target stands.
 
-        Returns whether a settled microtask reopened, and the outcome when the
-        remaining votes decide it at once (another answer won, or the struck
-        votes alone held an undecided one back, which nothing else would decide).
+        Returns whether a settled microtask reopened, and the outcome when the remaining
+        votes decide it at once (another answer won, or the struck votes held it back).
         """
         if mt.state == lifecycle.CANCELLED:  # its task was withdrawn: nothing to decide
             return False, None
@@ -354,6 +346,13 @@ class DispatchTable:
                 self._close(lease, "expire")
                 expired.append(lease)
         return expired
+
+    def nudge(self, now: float) -> int:
+        """Queue a companion for each copy out past its kind's patience; how many."""
+        slow = list(self.stragglers.overdue(now, self.leases))
+        for lease in slow:
+            self._requeue(lease.microtask, front=True)
+        return len(slow)
 
     def next_deadline(self) -> float | None:
         return self._deadlines.next(self.leases)

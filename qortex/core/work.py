@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.quorum import Policy, QuorumVerdict, Tally
+from qortex.core.randomset import ByNetwork
 from qortex.errors import ResultRefused
 
 NOBODY: frozenset[str] = frozenset()
@@ -46,7 +48,11 @@ class Microtask:
         return self.digest
 
     def outstanding(self) -> list[Vote]:
-        return [lease.projected for lease in self.holders.values()]
+        """What the copies still out are expected to weigh; slow ones are not counted on."""
+        return [lease.projected for lease in self.holders.values() if not lease.slow]
+
+    def has_slow_copy(self) -> bool:
+        return any(lease.slow for lease in self.holders.values())
 
     def networks(self) -> set[str]:
         used = {lease.projected.network for lease in self.holders.values()}
@@ -63,6 +69,7 @@ class Lease:
     deadline: float
     projected: Vote  # what its result is expected to weigh, for adaptive replication
     state: str = lifecycle.LEASED
+    slow: bool = False  # out past its kind's patience: no longer counted on (core.stragglers)
 
 
 @dataclass(slots=True, eq=False)
@@ -152,6 +159,34 @@ def wants_copy(mt: Microtask) -> bool:
 def eligible(miner: Miner, mt: Microtask) -> bool:
     """Whether a miner may get a copy of this microtask (networks aside)."""
     return miner.id not in mt.holders and miner.id not in mt.excluded
+
+
+def choose(
+    free: ByNetwork[Miner], rng: random.Random, mt: Microtask, proven_below: float
+) -> Miner | None:
+    """A free miner for another copy of ``mt``, on a network none of its copies is on.
+
+    A companion of a slow copy (see :mod:`qortex.core.stragglers`) goes to a miner
+    that has passed a check (its error rate is under ``proven_below``) when one is free.
+    """
+    if mt.has_slow_copy():
+        miner = free.pick(
+            rng, lambda m: m.error < proven_below and eligible(m, mt), mt.networks(), len(free)
+        )
+        if miner is not None:
+            return miner
+    busy = len(mt.holders) + len(mt.excluded)  # at most this many free miners fail eligible
+    return free.pick(rng, lambda m: eligible(m, mt), mt.networks(), busy)
+
+
+def check_result(lease: Lease, miner_id: str, microtask_id: str, now: float) -> None:
+    """Refuse a result that does not belong to this open lease."""
+    if lease.miner_id != miner_id:
+        raise ResultRefused("not_your_assignment", "the assignment is leased to another miner")
+    if lease.microtask.id != microtask_id:
+        raise ResultRefused("wrong_microtask", "the assignment is for another microtask")
+    if now > lease.deadline:
+        raise ResultRefused("late", "the lease expired before the result arrived")
 
 
 def refusal_for(state: str) -> ResultRefused:

@@ -17,7 +17,7 @@ from qortex.core import lifecycle
 from qortex.core.credibility import Vote
 from qortex.core.dispatch import SCAN_LIMIT, DispatchTable
 from qortex.core.work import NO_GOLD, Lease
-from tests.core.tables import LEASE, connect, policy, queued, refusal, result, table
+from tests.core.tables import LEASE, F, connect, policy, queued, refusal, result, table
 
 # -- adding work -------------------------------------------------------------------
 
@@ -386,3 +386,56 @@ def test_seeded_tables_place_alike() -> None:
         return [(lease.miner_id, lease.microtask.id) for lease in t.fill(0.0)]
 
     assert run() == run()
+
+
+# -- slow copies --------------------------------------------------------------------
+
+
+def test_a_copy_held_past_its_patience_gets_a_companion_on_a_proven_miner() -> None:
+    t = table(checkable=("x",))  # a new miner's copy is checked: it needs no company
+    newcomers = connect(t, 40, slots=1, prefix="new", error=F)
+    t.add_task("warm", "x", policy(), ["w"])
+    (warm,) = t.fill(0.0)
+    result(t, warm, "out", now=0.05, checked=True)  # results of kind x take 50 ms
+    assert t.stragglers.patience("x", LEASE) == 1.0  # four times 50 ms is under the floor
+    t.add_task("t1", "x", policy(), ["a"])
+    (sitter,) = t.fill(1.0)
+    assert sitter.miner_id in newcomers
+    connect(t, 3, prefix="proven")  # passed checks: their error rate is under F
+    mt = sitter.microtask
+    assert t.nudge(1.5) == 0 and t.fill(1.5) == []  # not yet past its patience
+    assert t.nudge(2.0) == 1 and sitter.slow
+    (companion,) = t.fill(2.0)
+    assert companion.microtask is mt and companion.miner_id.startswith("proven")
+    assert mt.outstanding() == [companion.projected]  # the slow copy is not counted on
+    assert t.nudge(2.9) == 0  # one companion per slow copy (until it is slow itself)
+    outcome = result(t, companion, "a!", now=2.01, checked=True)
+    assert outcome.decided and outcome.cancelled == [sitter]
+    assert sitter.state == lifecycle.CANCELLED and sitter.id not in t.leases
+
+
+def test_a_slow_copy_that_answers_first_still_counts() -> None:
+    t = table()
+    connect(t, 2, slots=2)
+    t.add_task("t1", "x", policy(), ["a"])
+    (slow,) = t.fill(0.0)
+    assert t.nudge(LEASE / 2) == 1  # nothing observed yet: half the lease
+    (companion,) = t.fill(LEASE / 2)
+    outcome = result(t, slow, "out", now=LEASE / 2 + 0.1, checked=True)
+    assert outcome.decided and outcome.cancelled == [companion]
+    assert t.stragglers.patience("x", LEASE) == LEASE / 2  # four times 5.1 s, capped at half
+
+
+def test_patience_follows_how_long_results_take_within_its_bounds() -> None:
+    t = table()
+    s = t.stragglers
+    assert s.patience("x", 30.0) == 15.0  # nothing observed: half the lease
+    s.observe("x", 2.0)
+    assert s.patience("x", 30.0) == 8.0
+    for _ in range(3):
+        s.observe("x", 0.01)
+    assert s.patience("x", 30.0) == 1.0  # a slow first result does not linger; the floor
+    for _ in range(40):
+        s.observe("x", 20.0)
+    assert s.patience("x", 30.0) == 15.0  # never over half the lease
+    assert s.patience("y", 30.0) == 15.0  # each kind its own

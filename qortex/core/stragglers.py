@@ -1,0 +1,76 @@
+"""Copies held far longer than results of their kind take get a companion.
+
+A miner can take a copy and sit on it: a hoarder, a laptop whose lid closed, a
+throttled background tab. Without this, its microtask waits for the lease to
+run out (minutes) or for the miner to leave. Once a copy has been out longer
+than its kind's *patience*, the table stops counting it as outstanding, so the
+microtask wants another copy, and that copy goes to a miner that has passed a
+check when one is free (as BOINC sends its retries to reliable hosts), so a
+crowd of fresh identities cannot keep catching the companions too. The slow
+copy stays leased: if its result comes first it counts as any other, and
+whichever decides the microtask withdraws the rest.
+
+Patience is :data:`FACTOR` times the median time of this kind's last
+:data:`SAMPLES` results, never under the ``floor`` setting nor over half the
+lease, so slow kinds (large matmul tiles in a phone's browser) are not
+duplicated for being slow, only for being far slower than usual. A median,
+not a mean: a miner's first result after it starts, or one copy that waited
+long, must not make every later copy wait long too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Container, Iterator, Mapping
+
+from qortex.core import lifecycle
+from qortex.core.deadlines import Deadlines
+from qortex.core.work import Lease
+
+#: How many times the usual time a copy may be out before it gets a companion.
+FACTOR = 4.0
+#: How many recent results of a kind its usual time is the median of.
+SAMPLES = 32
+
+
+class Stragglers:
+    __slots__ = ("_due", "_recent", "_usual", "floor", "proven_below")
+
+    def __init__(self, floor: float = 1.0, proven_below: float = 0.1) -> None:
+        self.floor = floor
+        # A miner whose error rate is under this has passed a check: a new
+        # identity's rate is the fault fraction, and each check passed lowers it.
+        self.proven_below = proven_below
+        self._recent: dict[str, deque[float]] = {}  # kind -> its last result times
+        self._usual: dict[str, float] = {}  # kind -> their median
+        self._due = Deadlines()
+
+    def observe(self, kind: str, seconds: float) -> None:
+        """A result of ``kind`` came back ``seconds`` after its copy went out."""
+        recent = self._recent.get(kind)
+        if recent is None:
+            recent = self._recent[kind] = deque(maxlen=SAMPLES)
+        recent.append(seconds)
+        self._usual[kind] = statistics.median(recent)
+
+    def patience(self, kind: str, lease_seconds: float) -> float:
+        """How long a copy of ``kind`` may be out before it gets a companion."""
+        usual = self._usual.get(kind)
+        wait = lease_seconds / 2 if usual is None else max(self.floor, FACTOR * usual)
+        return min(wait, lease_seconds / 2)
+
+    def watch(self, lease: Lease) -> None:
+        patience = self.patience(lease.microtask.kind, lease.microtask.policy.lease_seconds)
+        self._due.add(lease.issued_at + patience, lease.id)
+
+    def overdue(self, now: float, leases: Mapping[str, Lease]) -> Iterator[Lease]:
+        """Copies out past their patience whose microtask is still pending: marked slow."""
+        for lease_id in self._due.due(now):
+            lease = leases.get(lease_id)
+            if lease is not None and not lease.slow and lease.microtask.state == lifecycle.PENDING:
+                lease.slow = True
+                yield lease
+
+    def next(self, live: Container[str]) -> float | None:
+        return self._due.next(live)
