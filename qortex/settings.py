@@ -135,7 +135,6 @@ class Settings:
             raise ConfigError("matmul_tile must be between 8 and 512")
         positive = (
             "lease_seconds",
-            "patience_seconds",
             "result_timeout_ms",
             "max_tweets_per_task",
             "commit_batch",
@@ -166,6 +165,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.patience_seconds < 0:
+            raise ConfigError("patience_seconds must be 0 (no companions) or more")
         if self.api_key and len(self.api_key) < MIN_KEY_LENGTH:
             raise ConfigError(
                 f"api_key must be at least {MIN_KEY_LENGTH} characters, got {len(self.api_key)};"

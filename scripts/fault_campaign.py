@@ -584,6 +584,9 @@ class Campaign:
             "QORTEX_LEASE_SECONDS": str(LEASE),
             "QORTEX_HEARTBEAT_SECONDS": str(HEARTBEAT),
             "QORTEX_HANDSHAKE_SECONDS": str(HANDSHAKE),
+            # The stall and late classes hold copies past their deadline to see them
+            # expire; with companions on, the honest miners would decide them first.
+            "QORTEX_PATIENCE_SECONDS": "0",
             # A miner that stops reading cannot answer pings either; keep the keepalive
             # (close 1011 after 20 s without a pong, §9) out of the unread flood's window.
             "QORTEX_WS_PING_SECONDS": "120",

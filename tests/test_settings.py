@@ -175,6 +175,7 @@ def test_unneeded_seed_variables_say_why_once_each() -> None:
         ({"log_format": "xml"}, "log_format"),
         ({"webhook_allow_networks": ["10.0.0.0/33"]}, "webhook_allow_networks"),
         ({"webhook_max_attempts": 0}, "webhook_max_attempts"),
+        ({"patience_seconds": -1}, "patience_seconds"),
     ],
 )
 def test_new_settings_are_checked(kwargs: dict[str, object], message: str) -> None:

@@ -12,7 +12,7 @@ whichever decides the microtask withdraws the rest.
 
 Patience is :data:`FACTOR` times the median time of this kind's last
 :data:`SAMPLES` results, never under the ``floor`` setting nor over half the
-lease, so slow kinds (large matmul tiles in a phone's browser) are not
+lease (a ``floor`` of 0 turns companions off), so slow kinds (large matmul tiles in a phone's browser) are not
 duplicated for being slow, only for being far slower than usual. A median,
 not a mean: a miner's first result after it starts, or one copy that waited
 long, must not make every later copy wait long too.
@@ -61,6 +61,8 @@ class Stragglers:
         return min(wait, lease_seconds / 2)
 
     def watch(self, lease: Lease) -> None:
+        if self.floor == 0:  # companions turned off
+            return
         patience = self.patience(lease.microtask.kind, lease.microtask.policy.lease_seconds)
         self._due.add(lease.issued_at + patience, lease.id)
 

@@ -16,6 +16,7 @@ import pytest
 from qortex.core import lifecycle
 from qortex.core.credibility import Vote
 from qortex.core.dispatch import SCAN_LIMIT, DispatchTable
+from qortex.core.stragglers import Stragglers
 from qortex.core.work import NO_GOLD, Lease
 from tests.core.tables import LEASE, F, connect, policy, queued, refusal, result, table
 
@@ -439,3 +440,11 @@ def test_patience_follows_how_long_results_take_within_its_bounds() -> None:
         s.observe("x", 20.0)
     assert s.patience("x", 30.0) == 15.0  # never over half the lease
     assert s.patience("y", 30.0) == 15.0  # each kind its own
+
+
+def test_a_floor_of_zero_turns_companions_off() -> None:
+    t = DispatchTable(random.Random(0), stragglers=Stragglers(0.0))
+    connect(t, 2)
+    t.add_task("t1", "x", policy(), ["a"])
+    (held,) = t.fill(0.0)
+    assert t.nudge(LEASE - 0.01) == 0 and not held.slow and t.fill(LEASE - 0.01) == []
