@@ -326,6 +326,7 @@ def test_every_field_can_be_set_from_env(empty_dir: Path) -> None:
         "check_rate": ("0.5", 0.5),
         "checker": ("false", False),
         "lease_seconds": ("3.5", 3.5),
+        "patience_seconds": ("0", 0.0),
         "result_timeout_ms": ("99", 99),
         "max_tweets_per_task": ("8", 8),
         "matmul_tile": ("16", 16),

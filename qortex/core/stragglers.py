@@ -11,9 +11,9 @@ copy stays leased: if its result comes first it counts as any other, and
 whichever decides the microtask withdraws the rest.
 
 Patience is :data:`FACTOR` times the median time of this kind's last
-:data:`SAMPLES` results, never under the ``floor`` setting nor over half the
-lease (a ``floor`` of 0 turns companions off), so slow kinds (large matmul tiles in a phone's browser) are not
-duplicated for being slow, only for being far slower than usual. A median,
+:data:`SAMPLES` results, never under the ``floor`` setting (0 turns companions
+off) nor over half the lease, so slow kinds (large matmul tiles in a phone's
+browser) are not duplicated for being slow, only for being far slower than usual. A median,
 not a mean: a miner's first result after it starts, or one copy that waited
 long, must not make every later copy wait long too.
 """
