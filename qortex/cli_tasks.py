@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import msgspec
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -118,11 +119,9 @@ def submit_all(client: Client, bodies: list[dict[str, Any]]) -> list[dict[str, A
                 where = f"task {len(created) + 1} of {len(bodies)}; created: {ids}"
                 raise CliError(f"HTTP {exc.status}: {exc.message} ({where})") from None
             raise refused(exc) from None
-        answer = {"taskId": made.task_id, "status": made.status, "kind": made.kind}
-        answer["microtasks"] = made.microtasks
-        if made.not_before is not None:
-            answer["notBefore"] = made.not_before
-        created.append(answer)
+        # The API's answer, as it came: the client's own ``replayed`` flag left out.
+        answer = msgspec.to_builtins(made)
+        created.append({k: v for k, v in answer.items() if v is not None and k != "replayed"})
     return created
 
 

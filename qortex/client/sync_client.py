@@ -11,16 +11,15 @@ import httpx
 from qortex.client import calls
 from qortex.client.types import (
     FINISHED,
-    RECONNECT_SECONDS,
     ApiKeyCreated,
     Event,
     EventPage,
     EventReader,
+    Reconnects,
+    Retries,
     Task,
     TaskCreated,
     check,
-    retry_delay,
-    should_retry,
     task_body,
     verify_proof,
 )
@@ -48,20 +47,20 @@ class Client:
         self, method: str, path: str, retry: bool = False, **kwargs: Any
     ) -> httpx.Response:
         """One call; with ``retry``, repeated after transport errors, 429 and 5xx."""
-        attempt = 0
+        pacing = Retries(self.retries if retry else 0)
         while True:
-            attempt += 1
             try:
                 response: httpx.Response | None = self._http.request(method, path, **kwargs)
                 error: httpx.TransportError | None = None
             except httpx.TransportError as exc:
                 response, error = None, exc
-            if not retry or attempt > self.retries or not should_retry(response):
+            delay = pacing.after(response)
+            if delay is None:
                 if response is None:
                     assert error is not None
                     raise error
                 return response
-            time.sleep(retry_delay(attempt, response))
+            time.sleep(delay)
 
     def _call(self, call: calls.Call) -> Any:
         response = self._request(call.method, call.path, call.retry, **call.request())
@@ -125,7 +124,7 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         reader = EventReader()
-        attempt, lost = 0, None
+        reconnects = Reconnects()
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -142,17 +141,16 @@ class Client:
                         event = reader.feed(line)
                         if event is None:
                             continue
-                        attempt, lost = 0, None
+                        reconnects.heard()
                         if on_event is not None:
                             on_event(event)
                         if event.type in FINISHED:
                             return self.status(task_id)
             except httpx.TransportError:
-                attempt += 1
-                lost = lost or time.monotonic()
-                if time.monotonic() - lost > RECONNECT_SECONDS:
+                delay = reconnects.dropped()
+                if delay is None:
                     raise
-                time.sleep(retry_delay(attempt, None))
+                time.sleep(delay)
 
     # -- the event log ----------------------------------------------------
 

@@ -8,7 +8,9 @@ clients only add the I/O.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -144,6 +146,45 @@ def retry_delay(attempt: int, response: httpx.Response | None) -> float:
 def should_retry(response: httpx.Response | None) -> bool:
     """Retry after a transport error (no response) or a busy or failing coordinator."""
     return response is None or response.status_code in RETRY_STATUSES or response.status_code >= 500
+
+
+class Retries:
+    """One request's pacing: after a transport error, a 429 or a 5xx, wait and send it
+    again, at most ``retries`` times; both clients ask :meth:`after` and only sleep."""
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+        self.attempt = 0
+
+    def after(self, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before sending again, or ``None``: this answer is final."""
+        self.attempt += 1
+        if self.attempt > self.retries or not should_retry(response):
+            return None
+        return retry_delay(self.attempt, response)
+
+
+class Reconnects:
+    """A followed event stream's pacing: each drop waits longer, and after
+    :data:`RECONNECT_SECONDS` without an event in between, ``wait`` gives up."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.attempt = 0
+        self.lost: float | None = None
+
+    def heard(self) -> None:
+        """An event arrived: the stream is up."""
+        self.attempt, self.lost = 0, None
+
+    def dropped(self) -> float | None:
+        """Seconds to wait before reconnecting, or ``None``: lost for too long."""
+        self.attempt += 1
+        now = self._clock()
+        self.lost = self.lost if self.lost is not None else now
+        if now - self.lost > RECONNECT_SECONDS:
+            return None
+        return retry_delay(self.attempt, None)
 
 
 def check(response: httpx.Response) -> Any:

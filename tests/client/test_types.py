@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from qortex.client.types import ApiError, EventReader, retry_delay, should_retry, task_body
+from qortex.client.types import (
+    RECONNECT_SECONDS,
+    ApiError,
+    EventReader,
+    Reconnects,
+    Retries,
+    retry_delay,
+    should_retry,
+    task_body,
+)
 
 
 def test_task_body_names_fields_as_the_api_does() -> None:
@@ -65,3 +74,25 @@ def test_a_revoked_stream_raises() -> None:
     with pytest.raises(ApiError) as raised:
         reader.feed("")
     assert raised.value.status == 401 and "revoked" in raised.value.message
+
+
+def test_retries_wait_on_busy_or_failing_answers_then_give_the_last_one() -> None:
+    pacing = Retries(2)
+    busy = httpx.Response(503, headers={"retry-after": "3"})
+    assert pacing.after(busy) == 3
+    assert pacing.after(None) == 0.5  # a transport error: doubling
+    assert pacing.after(busy) is None  # two retries were all
+    assert Retries(3).after(httpx.Response(422)) is None  # a refusal is final at once
+    assert Retries(0).after(None) is None  # a call that must not be repeated
+
+
+def test_reconnects_grow_and_give_up_only_after_a_long_silence() -> None:
+    now = [0.0]
+    pacing = Reconnects(clock=lambda: now[0])
+    assert [pacing.dropped() for _ in range(3)] == [0.25, 0.5, 1.0]
+    now[0] = RECONNECT_SECONDS
+    assert pacing.dropped() is not None
+    pacing.heard()  # an event: the count and the silence start again
+    assert pacing.dropped() == 0.25
+    now[0] = 2 * RECONNECT_SECONDS + 1
+    assert pacing.dropped() is None
