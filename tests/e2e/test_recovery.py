@@ -124,7 +124,9 @@ def _count(server: Server) -> int:
 def _complete_with_third_miner(
     tmp_path: Path, lease: float, leave: bool
 ) -> tuple[list[dict], float]:
-    server = Server(tmp_path, replicas=3, quorum=3).start()
+    # Companions off: these tests watch the stuck miner's copies expire or be released,
+    # which a companion on an honest miner would pre-empt (docs/trust.md).
+    server = Server(tmp_path, replicas=3, quorum=3, patience_seconds=0).start()
     stuck = StuckMiner(server, slots=5)
     two = MinerProcesses(server, 2, tmp_path / "keys")
     try:
