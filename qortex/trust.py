@@ -33,6 +33,9 @@ log = logging.getLogger("qortex.trust")
 class Trust:
     def __init__(self, coord: Coordinator) -> None:
         self._coord = coord
+        # One re-examination at a time: two that both load a finished task
+        # would each put a copy of it in the table, and decide an orphan.
+        self._examining = asyncio.Lock()
 
     def passed(self, miner_id: str, now: float, unit: list[f.Fact], events: list[BusEvent]) -> None:
         """A miner's result passed a check: more credibility, one more slot."""
@@ -106,17 +109,24 @@ class Trust:
 
     async def _backtrack(self, miner_id: str, after: asyncio.Future[None]) -> None:
         await after
+        async with self._examining:
+            await self._reexamine(miner_id)
+
+    async def _reexamine(self, miner_id: str) -> None:
         coord = self._coord
         await coord.control.revoke_credit(miner_id)  # its results are revoked, so is their credit
         voted = await coord.store.voted(miner_id)
         task_ids = list(dict.fromkeys(task_id for _, task_id in voted))
-        missing = [t for t in task_ids if t not in coord.table.tasks]
-        borrowed = set()
-        if missing:
-            # Finished tasks: load them whole; the banned miner's results are
-            # revoked in the store, so they come back without its votes.
-            work = await coord.store.load_tasks(missing)
-            borrowed = {task.id for task in rebuild(coord.table, coord.kinds, work)}
+        borrowed: set[str] = set()
+        # Finished tasks are loaded whole; the banned miner's results are
+        # revoked in the store, so they come back without its votes. A task
+        # may finish (and leave the table) while another loads: ask again
+        # until none is missing, so what follows sees every one of them.
+        while missing := [t for t in task_ids if t not in coord.table.tasks]:
+            loaded = rebuild(coord.table, coord.kinds, await coord.store.load_tasks(missing))
+            borrowed |= {task.id for task in loaded}
+            gone = set(missing) - borrowed  # no longer in the file either: nothing to examine
+            task_ids = [t for t in task_ids if t not in gone]
         now = coord.clock()
         unit: list[f.Fact] = []
         events: list[BusEvent] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import msgspec
@@ -13,7 +14,7 @@ from qortex.protocol import messages as m
 from qortex.signing import Signer
 from qortex.web.tasks import GoldItem
 from tests.coordinator.conftest import Start
-from tests.coordinator.harness import FakeClock
+from tests.coordinator.harness import FakeClock, ListMiner
 from tests.helpers import TWEETS, labels
 
 WRONG = {"positive": "negative", "negative": "neutral", "neutral": "positive"}
@@ -113,3 +114,43 @@ async def test_a_restart_from_the_same_file_carries_on(start: Start) -> None:
     [(status, output)] = h.rows("SELECT status, output FROM tasks WHERE id = ?", task_id)
     assert status == lifecycle.COMPLETED
     assert [item["label"] for item in json.loads(output)] == labels(TWEETS[:2])
+
+
+async def test_two_liars_banned_at_once_revise_their_finished_task_once(start: Start) -> None:
+    # Both liars voted on a finished task and are caught in the same moment:
+    # their re-examinations must not each load the task anew, or the copies
+    # issued by the first would decide an orphan and the task never finish.
+    h = await start(replicas=3, quorum=3, max_replicas=3, target_error=0.05)
+    liars = [h.miner(slots=2), h.miner(slots=2)]
+    honest = h.miner(slots=2)
+    first = await h.submit(TWEETS[:1])
+    await h.until(lambda: all(x.work() for x in [*liars, honest]), "every miner has a copy")
+    for miner in [*liars, honest]:
+        await miner.answer(miner.work()[0])  # honest, this time
+    await h.until(lambda: h.events("task.completed"), "the first task completes")
+
+    known = GoldItem(TWEETS[2], labels(TWEETS[2:3])[0])
+    await h.submit(TWEETS[1:2], gold=[known])
+    await h.until(lambda: all(len(x.work()) == 3 for x in liars), "the liars have the gold item")
+    caught = []
+    for liar in liars:
+        [gold] = [w for w in liar.work() if msgspec.json.decode(w.input) == known.input]
+        caught.append(liar.answer(gold, WRONG[known.output]))  # both before either ban settles
+    for refusal in await asyncio.gather(*caught, return_exceptions=True):
+        assert isinstance(refusal, ResultRefused) and refusal.reason == "failed_check"
+    await h.until(lambda: len(h.events("miner.banned")) == 2, "both liars are banned")
+    await h.until(lambda: h.events("task.revised"), "the finished task runs again")
+
+    newcomers = [h.miner(slots=3), h.miner(slots=3)]
+
+    def reissued() -> list[tuple[ListMiner, m.Assign]]:
+        return [(x, w) for x in newcomers for w in x.work() if w.microtask_id == f"{first}:0"]
+
+    await h.until(lambda: len(reissued()) == 2, "the reopened microtask is issued again")
+    for miner, assign in reissued():
+        await miner.answer(assign)
+    await h.until(lambda: len(h.events("task.completed")) >= 2, "the revised task completes")
+    await h.durable()
+    [(status,)] = h.rows("SELECT status FROM tasks WHERE id = ?", first)
+    assert status == lifecycle.COMPLETED
+    assert first not in h.coord.table.tasks, "a finished task is not kept in memory"
