@@ -131,9 +131,7 @@ class Control:
             return
         now = coord.clock()
         report = coord.ledger.set_status(miner_id, status, note or f"made {status} by the operator")
-        standing = coord.ledger.get(miner_id)
-        if miner_id in coord.table.miners:
-            coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
+        coord.trust.rate(miner_id)
         unit = [
             *noted,
             f.reputation(miner_id, now, report.reputation, report.passes, report.reason),

@@ -22,10 +22,10 @@ import msgspec
 from qortex.connections import Connection, MinerLink, Stats
 from qortex.control import Control
 from qortex.core import lifecycle
-from qortex.core.credibility import network_of
+from qortex.core.credibility import SUSPECT_SECONDS, network_of
 from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
-from qortex.core.ledger import Ledger
+from qortex.core.ledger import BANNED, Ledger
 from qortex.core.stragglers import Stragglers
 from qortex.core.work import Lease, Outcome
 from qortex.errors import ProtocolViolation
@@ -88,8 +88,10 @@ class Coordinator:
 
     async def start(self) -> None:
         """Take over what the file holds (see :mod:`qortex.recovery`), then start the timers."""
-        for miner_id, passes, status, allowance in await self.store.standings():
+        for miner_id, passes, status, allowance, address, seen in await self.store.standings():
             self.ledger.load(miner_id, passes, status, allowance)
+            if status == BANNED and address:  # its network stays suspect a while after it
+                self.ledger.suspect(network_of(address, miner_id), seen + SUSPECT_SECONDS)
         recovered = await recover(self.store, self.kinds, self.table, self.clock())
         self.events = recovered.events
         if recovered.notices:
@@ -136,7 +138,7 @@ class Coordinator:
             info.slots,
             info.kinds,
             network,
-            self.ledger.error(info.miner_id),
+            self.ledger.vote_error(info.miner_id, network, now),
             standing.allowance,
         )
         kinds = list(info.kinds)

@@ -120,7 +120,7 @@ class Intake:
             raise
         mt = lease.microtask
         kind = coord.kinds.get(mt.kind)
-        error = coord.ledger.error(miner_id)
+        error = coord.ledger.vote_error(miner_id, network, now)
         # Work out every verdict first: plugin code may raise.
         plan = failure = None
         checked: bool | None = None

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from qortex.core import lifecycle
+from qortex.core.credibility import SUSPECT_SECONDS
 from qortex.core.ledger import Report
 from qortex.core.work import Outcome
 from qortex.events import BusEvent
@@ -56,7 +57,15 @@ class Trust:
         coord = self._coord
         standing = coord.ledger.get(miner_id)
         unit.append(f.standing(miner_id, standing.passes, standing.allowance))
-        coord.table.rate(miner_id, coord.ledger.error(miner_id), standing.allowance)
+        self.rate(miner_id)
+
+    def rate(self, miner_id: str) -> None:
+        """Tell placement what a connected miner's next result will count as."""
+        coord = self._coord
+        conn = coord.connections.get(miner_id)
+        if conn is not None:
+            error = coord.ledger.vote_error(miner_id, conn.network, coord.clock())
+            coord.table.rate(miner_id, error, coord.ledger.get(miner_id).allowance)
 
     def _report(
         self, report: Report, now: float, unit: list[f.Fact], events: list[BusEvent]
@@ -92,6 +101,11 @@ class Trust:
         self._report(report, now, unit, events)
         committed = coord.write(unit, events)
         conn = coord.connections.get(miner_id)
+        if conn is not None:  # its network's other identities are worth nothing for a while
+            coord.ledger.suspect(conn.network, now + SUSPECT_SECONDS)
+            for other in list(coord.connections.values()):
+                if other.network == conn.network:
+                    self.rate(other.info.miner_id)
         if conn is not None:
             link = conn.link
             coord.stats.closed[m.BANNED] += 1

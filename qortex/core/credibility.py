@@ -34,6 +34,12 @@ from dataclasses import dataclass
 CHECKED_ERROR = 1e-12
 #: The error rate of a machine the operator vouches for (miner status ``verified``).
 VERIFIED_ERROR = 1e-6
+#: What a vote from a suspect network counts as: a coin toss, which moves no
+#: decision either way. A network is suspect once a liar on it was banned: a
+#: liar's next identity from the same address inherits that, not a clean slate.
+SUSPECT_ERROR = 0.5
+#: How long a network stays suspect after a ban on it.
+SUSPECT_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qortex.core.credibility import VERIFIED_ERROR, error_rate, reputation
+from qortex.core.credibility import SUSPECT_ERROR, VERIFIED_ERROR, error_rate, reputation
 
 ACTIVE = "active"
 BANNED = "banned"
@@ -44,6 +44,7 @@ class Ledger:
     def __init__(self, fault_fraction: float) -> None:
         self.fault_fraction = fault_fraction
         self._standing: dict[str, Standing] = {}
+        self._suspect: dict[str, float] = {}  # network -> until when it is suspect
 
     def load(self, miner_id: str, passes: int, status: str, allowance: int) -> None:
         standing = Standing(passes, status, max(1, allowance))
@@ -74,6 +75,19 @@ class Ledger:
             standing.rated = standing.passes
             standing.error = error_rate(standing.passes, self.fault_fraction)
         return standing.error
+
+    def vote_error(self, miner_id: str, network: str, now: float) -> float:
+        """What a result of this miner counts as now: its error rate, or a coin toss
+        while its network is suspect (the operator's verified machines excepted)."""
+        error = self.error(miner_id)
+        if error <= VERIFIED_ERROR or self._suspect.get(network, 0.0) <= now:
+            return error
+        return max(error, SUSPECT_ERROR)
+
+    def suspect(self, network: str, until: float) -> None:
+        """A liar on ``network`` was banned: its other identities are worth nothing until then."""
+        if network:
+            self._suspect[network] = max(until, self._suspect.get(network, 0.0))
 
     def reputation(self, miner_id: str, standing: Standing | None = None) -> int:
         standing = standing or self._standing.get(miner_id) or Standing()

@@ -240,11 +240,12 @@ class Store:
             ).fetchall()
         )
 
-    async def standings(self) -> list[tuple[str, int, str, int]]:
-        """(miner, passes, status, allowance) of every miner with a record worth keeping."""
+    async def standings(self) -> list[tuple[str, int, str, int, str, float]]:
+        """(miner, passes, status, allowance, address, last seen) of every miner with a
+        record worth keeping."""
         return await self.writer.run(
             lambda conn: conn.execute(
-                "SELECT id, passes, status, allowance FROM miners"
+                "SELECT id, passes, status, allowance, address, last_seen FROM miners"
                 " WHERE passes > 0 OR status != 'active'"
             ).fetchall()
         )
