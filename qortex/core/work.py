@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qortex.core import lifecycle
-from qortex.core.credibility import CHECKED_ERROR, Vote
+from qortex.core.credibility import CHECKED_ERROR, SUSPECT_ERROR, Vote
 from qortex.core.quorum import Policy, QuorumVerdict, Tally
 from qortex.core.randomset import ByNetwork
 from qortex.errors import ResultRefused
@@ -53,6 +53,12 @@ class Microtask:
 
     def has_slow_copy(self) -> bool:
         return any(lease.slow for lease in self.holders.values())
+
+    def has_suspect(self) -> bool:
+        """Whether a copy is out to, or a result came from, a miner on a suspect network."""
+        if any(lease.projected.error >= SUSPECT_ERROR for lease in self.holders.values()):
+            return True
+        return any(v.error >= SUSPECT_ERROR for g in self.tally.groups for v in g.votes)
 
     def networks(self) -> set[str]:
         used = {lease.projected.network for lease in self.holders.values()}
@@ -157,8 +163,15 @@ def wants_copy(mt: Microtask) -> bool:
 
 
 def eligible(miner: Miner, mt: Microtask) -> bool:
-    """Whether a miner may get a copy of this microtask (networks aside)."""
-    return miner.id not in mt.holders and miner.id not in mt.excluded
+    """Whether a miner may get a copy of this microtask (networks aside).
+
+    A miner on a suspect network gets a copy only of a microtask no other
+    suspect miner has touched: its result counts for nothing unless checked,
+    so suspect networks, however many, cost a microtask one copy at most.
+    """
+    if miner.id in mt.holders or miner.id in mt.excluded:
+        return False
+    return miner.error < SUSPECT_ERROR or not mt.has_suspect()
 
 
 def choose(

@@ -155,14 +155,16 @@ class Harness:
         await self.coord.stop()
         await self.store.close()
 
-    def miner(self, slots: int = 1, signer: Signer | None = None) -> ListMiner:
+    def miner(
+        self, slots: int = 1, signer: Signer | None = None, address: str = ADDRESS
+    ) -> ListMiner:
         """A new miner (or one more connection of ``signer``), connected.
 
         A new miner is given one copy at a time until it passes checks; one
         with more ``slots`` here has earned them already, as if its standing
         had been loaded from the file at start.
         """
-        miner = ListMiner(self.coord, signer or Signer(), slots, ADDRESS)
+        miner = ListMiner(self.coord, signer or Signer(), slots, address)
         if slots > 1:
             self.coord.ledger.load(miner.miner_id, 0, "active", slots)
         miner.connect()

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from qortex.core import lifecycle
+from qortex.core.credibility import SUSPECT_ERROR
 from qortex.errors import ProtocolViolation, ResultRefused
 from qortex.protocol import messages as m
 from qortex.signing import Signer
@@ -154,3 +155,35 @@ async def test_two_liars_banned_at_once_revise_their_finished_task_once(start: S
     [(status,)] = h.rows("SELECT status FROM tasks WHERE id = ?", first)
     assert status == lifecycle.COMPLETED
     assert first not in h.coord.table.tasks, "a finished task is not kept in memory"
+
+
+async def test_a_liars_next_key_from_the_same_network_counts_for_nothing(start: Start) -> None:
+    # Without suspicion, a banned liar's fresh key on the same /24 would count
+    # as a new identity (the fault fraction) at once, and again after a restart.
+    h = await start(replicas=1, quorum=1, max_replicas=3)
+    liar = h.miner(slots=2, address="198.51.100.7")
+    known = GoldItem(TWEETS[2], labels(TWEETS[2:3])[0])
+    await h.submit(TWEETS[1:2], gold=[known])
+    await h.until(lambda: len(liar.work()) == 2, "the liar has both copies")
+    [gold] = [w for w in liar.work() if msgspec.json.decode(w.input) == known.input]
+    with pytest.raises(ResultRefused):
+        await liar.answer(gold, WRONG[known.output])
+
+    async def unchecked(miner: ListMiner, copies: int) -> list[float]:
+        """What the miner's results that no check proved were counted as."""
+        await h.until(lambda: len(miner.work()) == copies, "the miner gets its copies")
+        for assign in miner.work():
+            await miner.answer(assign)
+        await h.durable()
+        sql = "SELECT error FROM results WHERE miner_id = ? AND NOT coalesce(checked, 0)"
+        return [error for (error,) in h.rows(sql, miner.miner_id)]
+
+    assert await unchecked(h.miner(slots=2, address="198.51.100.200"), 2) == [SUSPECT_ERROR]
+    await h.submit(TWEETS[3:4])
+    elsewhere = h.miner(address="203.0.113.9")
+    assert await unchecked(elsewhere, 1) == [h.settings.fault_fraction]
+    await h.stop()
+
+    h = await start(replicas=1, quorum=1, max_replicas=3)
+    await h.submit(TWEETS[4:5])
+    assert await unchecked(h.miner(address="198.51.100.31"), 1) == [SUSPECT_ERROR]

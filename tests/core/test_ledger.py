@@ -6,7 +6,13 @@ import itertools
 
 import pytest
 
-from qortex.core.credibility import VERIFIED_ERROR, error_rate, passes_needed, reputation
+from qortex.core.credibility import (
+    SUSPECT_ERROR,
+    VERIFIED_ERROR,
+    error_rate,
+    passes_needed,
+    reputation,
+)
 from qortex.core.dispatch import DispatchTable
 from qortex.core.ledger import ACTIVE, BANNED, REPORT_STEP, VERIFIED, Ledger
 from tests.core.tables import TARGET, F, policy, result, table
@@ -23,6 +29,22 @@ def test_a_stranger_starts_with_the_prior_and_one_slot() -> None:
     assert not ledger.banned("new")
     standing = ledger.get("new")
     assert (standing.passes, standing.status, standing.allowance) == (0, ACTIVE, 1)
+
+
+def test_a_suspect_networks_results_count_as_a_coin_toss_until_it_is_cleared() -> None:
+    ledger = Ledger(F)
+    for _ in range(50):
+        ledger.passed("veteran", slots=4)
+    ledger.set_status("mine", VERIFIED, "the operator's own")
+    ledger.suspect("10.0.0.0/24", until=100.0)
+    assert ledger.vote_error("new", "10.0.0.0/24", 50.0) == SUSPECT_ERROR
+    assert ledger.vote_error("veteran", "10.0.0.0/24", 50.0) == SUSPECT_ERROR
+    assert ledger.vote_error("mine", "10.0.0.0/24", 50.0) == VERIFIED_ERROR
+    assert ledger.vote_error("new", "10.0.1.0/24", 50.0) == F  # other networks as before
+    assert ledger.vote_error("new", "10.0.0.0/24", 100.0) == F  # suspicion lapses
+    assert ledger.vote_error("veteran", "10.0.0.0/24", 100.0) == ledger.error("veteran")
+    ledger.suspect("10.0.0.0/24", until=60.0)  # an earlier end never shortens it
+    assert ledger.vote_error("new", "10.0.0.0/24", 80.0) == SUSPECT_ERROR
 
 
 def test_each_pass_lowers_the_error_and_earns_a_slot_up_to_the_declared_ones() -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from qortex.core import lifecycle
-from qortex.core.credibility import CHECKED_ERROR, Vote
+from qortex.core.credibility import CHECKED_ERROR, SUSPECT_ERROR, Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.work import Microtask, evaluate
 from tests.core.tables import (
@@ -57,6 +57,25 @@ def test_a_crowd_on_one_network_gets_one_copy_per_microtask(seed: int) -> None:
     for mt in t.tasks["t"].microtasks:
         nets = holders_networks(t, mt)
         assert len(nets) == len(set(nets)) and nets.count("10.9.9.0/24") <= 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_suspect_networks_together_get_one_copy_of_a_microtask(seed: int) -> None:
+    # Three networks where liars were banned, each with a fresh identity that
+    # answers at once: only one of them may spend a copy of each microtask.
+    t = table(seed)
+    connect(t, 3, slots=4, prefix="suspect", error=SUSPECT_ERROR)
+    connect(t, 5, slots=4, prefix="honest", error=F)
+    t.add_task("t", "x", policy(), [f"i{i}" for i in range(3)])
+    t.fill(0.0)
+    for mt in t.tasks["t"].microtasks:
+        suspects = [m for m in mt.holders if m.startswith("suspect")]
+        assert len(suspects) <= 1, suspects  # free and fast, but one is all it may have
+        assert len(mt.holders) - len(suspects) == 4  # the new miners a decision needs
+    for lease in list(t.leases.values()):
+        if lease.miner_id.startswith("suspect"):
+            result(t, lease, "lie")  # answered: it stays the microtask's one suspect vote
+    assert [lease.miner_id for lease in t.fill(1.0) if lease.miner_id.startswith("suspect")] == []
 
 
 @pytest.mark.parametrize("seed", range(20))
