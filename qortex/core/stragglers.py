@@ -15,7 +15,10 @@ Patience is :data:`FACTOR` times the median time of this kind's last
 off) nor over half the lease, so slow kinds (large matmul tiles in a phone's
 browser) are not duplicated for being slow, only for being far slower than usual. A median,
 not a mean: a miner's first result after it starts, or one copy that waited
-long, must not make every later copy wait long too.
+long, must not make every later copy wait long too. Copies issued before any
+result of their kind came back wait half the lease, until that first result
+says what usual is: then their patience is worked out again, so the first
+task on a fresh coordinator is not held for half a lease by a hoarder.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from qortex.core.work import Lease
 FACTOR = 4.0
 #: How many recent results of a kind its usual time is the median of.
 SAMPLES = 32
+#: Copies watched before a kind's first result beyond which closed ones are dropped.
+UNSURE_KEPT = 1024
 
 
 class Stragglers:
-    __slots__ = ("_due", "_recent", "_usual", "floor", "proven_below")
+    __slots__ = ("_due", "_recent", "_unsure", "_usual", "floor", "proven_below")
 
     def __init__(self, floor: float = 1.0, proven_below: float = 0.1) -> None:
         self.floor = floor
@@ -45,6 +50,8 @@ class Stragglers:
         self._recent: dict[str, deque[float]] = {}  # kind -> its last result times
         self._usual: dict[str, float] = {}  # kind -> their median
         self._due = Deadlines()
+        # Per kind: copies watched before any of its results came back.
+        self._unsure: dict[str, list[Lease]] = {}
 
     def observe(self, kind: str, seconds: float) -> None:
         """A result of ``kind`` came back ``seconds`` after its copy went out."""
@@ -53,6 +60,9 @@ class Stragglers:
             recent = self._recent[kind] = deque(maxlen=SAMPLES)
         recent.append(seconds)
         self._usual[kind] = statistics.median(recent)
+        for lease in self._unsure.pop(kind, ()):
+            if lease.state == lifecycle.LEASED:
+                self._watch(lease)
 
     def patience(self, kind: str, lease_seconds: float) -> float:
         """How long a copy of ``kind`` may be out before it gets a companion."""
@@ -63,6 +73,15 @@ class Stragglers:
     def watch(self, lease: Lease) -> None:
         if self.floor == 0:  # companions turned off
             return
+        kind = lease.microtask.kind
+        if kind not in self._usual:
+            unsure = self._unsure.setdefault(kind, [])
+            if len(unsure) >= UNSURE_KEPT:  # no result for a long while: keep live ones only
+                unsure[:] = [held for held in unsure if held.state == lifecycle.LEASED]
+            unsure.append(lease)
+        self._watch(lease)
+
+    def _watch(self, lease: Lease) -> None:
         patience = self.patience(lease.microtask.kind, lease.microtask.policy.lease_seconds)
         self._due.add(lease.issued_at + patience, lease.id)
 

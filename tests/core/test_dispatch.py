@@ -427,6 +427,20 @@ def test_a_slow_copy_that_answers_first_still_counts() -> None:
     assert t.stragglers.patience("x", LEASE) == LEASE / 2  # four times 5.1 s, capped at half
 
 
+def test_copies_out_before_the_first_result_get_its_patience_once_it_comes() -> None:
+    # On a fresh table nothing says how long copies take: the first ones
+    # would wait half the lease, for a hoarder among them too.
+    t = table()
+    connect(t, 3, slots=1)
+    t.add_task("t1", "x", policy(), ["a", "b"])
+    first, held = t.fill(0.0)
+    result(t, first, "out", now=0.05)  # usual is now 50 ms; the floor says 1 s
+    assert t.nudge(0.9) == 0
+    assert t.nudge(1.0) == 1 and held.slow  # not LEASE / 2
+    (companion,) = t.fill(1.0)
+    assert companion.microtask is held.microtask
+
+
 def test_patience_follows_how_long_results_take_within_its_bounds() -> None:
     t = table()
     s = t.stragglers
