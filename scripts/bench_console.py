@@ -166,6 +166,13 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0, help="seconds per CPU measurement")
     parser.add_argument("--renders", type=int, default=5)
     parser.add_argument("--procs", type=int, default=2, help="load processes for the miners")
+    parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=19,
+        help="niceness of the load processes: the miners stand for machines elsewhere,"
+        " so they yield the cores to the coordinator and the browser (0: compete)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="qortex-console-"))
@@ -217,6 +224,7 @@ def main() -> int:
                         env=base_env(tmp),
                         stdout=subprocess.DEVNULL,
                         stderr=log,
+                        preexec_fn=lambda: os.nice(args.load_nice),
                     )
                 )
         began = time.monotonic()

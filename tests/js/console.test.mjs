@@ -56,6 +56,11 @@ test("formatting", () => {
   assert.equal(number(1234.5), "1,235");
   assert.equal(number(0.25), "0.3");
   assert.equal(number(null), "—");
+  for (const value of [0, 3, 0.5, 1.96, 9.99, -2.5, 12, 999.5, 1e6, 123456789.4, -98765.5]) {
+    const expected = value.toLocaleString("en", { maximumFractionDigits: Math.abs(value) < 10 && !Number.isInteger(value) ? 1 : 0 });
+    assert.equal(number(value), expected, String(value));
+  }
+  assert.equal(number(-0.04), "0"); // never a minus zero
   assert.equal(duration(3725), "1 h 2 min");
   assert.equal(progress({ microtasks: 4, decided: 1 }), 25);
   assert.equal(progress({ microtasks: 0 }), 0);

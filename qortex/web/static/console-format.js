@@ -16,11 +16,20 @@ export function ago(then, now) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-/** 0.5 → "0.5", 1234.5 → "1,235", 3 → "3". */
+const THOUSANDS = /\B(?=(\d{3})+(?!\d))/g;
+
+/**
+ * 0.5 → "0.5", 1234.5 → "1,235", 3 → "3", 1.96 → "2". Written out rather than
+ * with toLocaleString: a fresh tab's first call to it loads the locale tables,
+ * which cost about 100 ms of the console's first render.
+ */
 export function number(value) {
   if (value === null || value === undefined) return "—";
   const digits = Math.abs(value) < 10 && !Number.isInteger(value) ? 1 : 0;
-  return value.toLocaleString("en", { maximumFractionDigits: digits });
+  const [whole, fraction] = Math.abs(value).toFixed(digits).split(".");
+  const sign = value < 0 && Number(`${whole}.${fraction || 0}`) !== 0 ? "-" : "";
+  const tail = fraction && fraction !== "0" ? `.${fraction}` : "";
+  return sign + whole.replace(THOUSANDS, ",") + tail;
 }
 
 export function duration(seconds) {
