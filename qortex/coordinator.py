@@ -274,13 +274,17 @@ class Coordinator:
 
     async def _expire_loop(self) -> None:
         silence = 3 * self.settings.heartbeat_seconds
-        swept = self.clock()
+        # Silent miners are looked for 3 times a heartbeat: each look reads every connection.
+        every = self.settings.heartbeat_seconds / 3
+        sampled = swept = self.clock()
         while True:
             now = self.clock()
-            if now - swept >= 1.0:
+            if now - sampled >= 1.0:
+                sampled = now
+                self.control.sample(now)
+            if now - swept >= every:
                 swept = now
                 self._close_silent(now, silence)
-                self.control.sample(now)
             self.control.expire_tasks(now)
             expired = self.table.expire(now)
             if expired:
