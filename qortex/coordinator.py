@@ -66,16 +66,14 @@ class Coordinator:
         self.rng = rng or random.Random()
         self.ledger = Ledger(settings.fault_fraction)
         self.verifier: Any = None  # set by the web layer: checks signatures on threads
+        self.loop = asyncio.get_running_loop()  # kept: see web/wire.py
         self.intake = Intake(self)
         self.trust = Trust(self)
         self.book = TaskBook(self)
         self.control = Control(self)
         self.scheduler = Scheduler(self.book.start_scheduled, clock)
-        self.table = DispatchTable(
-            self.rng,
-            checkable=self.intake.checkable,
-            stragglers=Stragglers(settings.patience_seconds, settings.fault_fraction),
-        )
+        patience = Stragglers(settings.patience_seconds, settings.fault_fraction)
+        self.table = DispatchTable(self.rng, checkable=self.intake.checkable, stragglers=patience)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
         self.events = EventLog(0)
@@ -335,14 +333,14 @@ class Coordinator:
         """Coalesce every change of this loop iteration into one placement pass."""
         if not self._fill_pending:
             self._fill_pending = True
-            asyncio.get_running_loop().call_soon(self._fill)
+            self.loop.call_soon(self._fill)
 
     def _fill(self) -> None:
         self._fill_pending = False
         now = self.clock()
         leases = self.table.fill(now)
         if self.table.backlogged:
-            asyncio.get_running_loop().call_later(0.005, self.schedule_fill)
+            self.loop.call_later(0.005, self.schedule_fill)
         if not leases:
             return
         events: list[BusEvent] = []

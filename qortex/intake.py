@@ -67,7 +67,7 @@ class Intake:
         doing (over its own socket) or could be anyone's (over HTTP).
         """
         coord = self._coord
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = coord.loop.create_future()
         try:
             lease = coord.table.take(miner_id, assignment_id, microtask_id, coord.clock())
         except ResultRefused as refusal:

@@ -91,6 +91,8 @@ class Writer:
         self._units: deque[tuple[list[Fact], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Kept: on Python 3.11 each get_running_loop() is a getpid system call.
+        self._loop = asyncio.get_running_loop()
         self.failure: BaseException | None = None
         #: Why commits are refused for now (disk full, read-only file), or ``None``.
         self.unavailable: str | None = None
@@ -120,7 +122,7 @@ class Writer:
 
     def write(self, facts: list[Fact]) -> asyncio.Future[None]:
         """Queue a unit of facts; the future resolves once they are committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         if self.failure is not None:
             future.set_exception(StoreFailed(str(self.failure)))
             return future

@@ -68,6 +68,7 @@ class MinerChannel:
         "_frames",
         "_held",
         "_limits",
+        "_loop",
         "address",
         "closed",
         "coord",
@@ -87,6 +88,8 @@ class MinerChannel:
         self.wire = wire
         self.address = address
         self.session = ServerSession(secrets.token_hex(16), frozenset(self.coord.kinds))
+        # Kept: on Python 3.11 each get_running_loop() is a getpid system call.
+        self._loop = asyncio.get_running_loop()
         self._budget = Bucket(self.settings.miner_rate, self.settings.miner_burst)
         self._frames: list[bytes] = []
         self._held: list[bytes] | None = None  # messages that arrive while admission reads
@@ -110,8 +113,7 @@ class MinerChannel:
         except ProtocolViolation as exc:
             self._violated(exc)
             return
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self.settings.handshake_seconds, self._too_slow)
+        self._deadline = self._loop.call_later(self.settings.handshake_seconds, self._too_slow)
 
     def received(self, data: bytes | str) -> None:
         """One whole message from the miner."""
@@ -153,7 +155,7 @@ class MinerChannel:
             self.close(m.SLOW_READER, f"more than {SEND_QUEUE} frames unread")
             return
         if not self._frames:
-            asyncio.get_running_loop().call_soon(self._seal)
+            self._loop.call_soon(self._seal)
         self._frames.append(frame)
 
     def close(self, code: int, reason: str) -> None:
@@ -163,7 +165,7 @@ class MinerChannel:
         self.closed = True
         self.wire.close(code, short_reason(reason))
         # The miner's leases are released at once, not when its close frame comes back.
-        asyncio.get_running_loop().call_soon(self.ended, f"disconnected ({code})")
+        self._loop.call_soon(self.ended, f"disconnected ({code})")
 
     def _seal(self) -> None:
         if self._frames and not self.closed:

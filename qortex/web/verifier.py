@@ -27,15 +27,17 @@ class Verifier:
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="qortex-verify")
         self._pending: list[tuple[Check, Done]] = []
+        # Kept: on Python 3.11 each get_running_loop() is a getpid system call.
+        self._loop = asyncio.get_running_loop()
 
     def submit(self, check: Check, done: Done) -> None:
         """Run ``check`` on a worker thread, then ``done(verdict)`` on the event loop."""
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._pending.append((check, done))
 
     def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), BATCH):
             batch = pending[start : start + BATCH]

@@ -72,6 +72,7 @@ class MinerWire(asyncio.Protocol):
         "_connections",
         "_heard",
         "_held",
+        "_loop",
         "_on_lost",
         "_parts",
         "_paused",
@@ -107,6 +108,8 @@ class MinerWire(asyncio.Protocol):
         self._held = False
         self._unsent = 0
         self.transport: asyncio.Transport | None = None
+        # Kept: on Python 3.11 each get_running_loop() is a getpid system call.
+        self._loop = asyncio.get_running_loop()
 
     def start(
         self, transport: asyncio.Transport, request: Request, address: str, endpoint: Endpoint
@@ -282,12 +285,11 @@ class MinerWire(asyncio.Protocol):
             self._closer.cancel()
         assert self.transport is not None
         delay = DRAIN_SECONDS if self._paused else CLOSE_SECONDS
-        self._closer = asyncio.get_running_loop().call_later(delay, self.transport.abort)
+        self._closer = self._loop.call_later(delay, self.transport.abort)
 
     def _arm_ping(self) -> None:
         if self._ping_seconds > 0:
-            loop = asyncio.get_running_loop()
-            self._ping = loop.call_later(self._ping_seconds, self._keepalive)
+            self._ping = self._loop.call_later(self._ping_seconds, self._keepalive)
 
     def _keepalive(self) -> None:
         """Every ``ws_ping_seconds``: ping a peer that sent nothing since the last tick.
