@@ -32,12 +32,6 @@ class QortexError(Exception):
         self.message = message
         self.detail = detail
 
-    def to_json(self) -> dict[str, object]:
-        body: dict[str, object] = {"error": type(self).__name__, "message": self.message}
-        if self.detail:
-            body["detail"] = self.detail
-        return body
-
 
 class InvalidInput(QortexError):
     status = 400

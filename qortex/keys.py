@@ -21,11 +21,12 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from qortex import shapes
 from qortex.errors import Conflict, InvalidInput, NotFound
+from qortex.shapes import SCOPES
 from qortex.store import facts as f
 from qortex.store.database import Store
 
-SCOPES = ("read", "submit", "admin")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CONFIGURED = "configured"  # the key given in settings: held in memory, never stored
 MAX_KEYS = 1000
@@ -66,14 +67,15 @@ class ApiKey:
     def allows(self, scope: str) -> bool:
         return self.revoked_at is None and (scope in self.scopes or "admin" in self.scopes)
 
-    def public(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "scopes": list(self.scopes),
-            "createdAt": self.created_at,
-            "revokedAt": self.revoked_at,
-            "configured": self.name == CONFIGURED,
-        }
+    def public(self) -> shapes.ApiKey:
+        """The key as the API shows it: never its secret."""
+        return shapes.ApiKey(
+            name=self.name,
+            scopes=list(self.scopes),
+            created_at=self.created_at,
+            revoked_at=self.revoked_at,
+            configured=self.name == CONFIGURED,
+        )
 
 
 class KeyRing:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import msgspec
 
 from qortex.client.types import (
     ApiKeyCreated,
@@ -22,6 +21,7 @@ from qortex.client.types import (
     Task,
     check,
     created,
+    decoded,
     new_idempotency_key,
 )
 
@@ -45,7 +45,7 @@ class Call:
 
 
 def _as(struct: type) -> Callable[[httpx.Response], Any]:
-    return lambda response: msgspec.convert(check(response), struct)
+    return lambda response: decoded(response, struct)
 
 
 def _item(name: str) -> Callable[[httpx.Response], Any]:

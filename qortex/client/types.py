@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
 
+from qortex import shapes
 from qortex.errors import QortexError
+
+T = TypeVar("T")
 
 FINISHED = ("task.completed", "task.failed")
 RETRY_STATUSES = (429, 502, 503, 504)
@@ -36,72 +39,19 @@ class ApiError(QortexError):
         self.detail = detail or {}
 
 
-class TaskCreated(msgspec.Struct, rename="camel"):
-    task_id: str
-    status: str
-    kind: str
-    microtasks: int | None = None
-    not_before: float | None = None
-    callback_secret: str | None = None
-    replayed: bool = False  # True when the answer was a 200 for a retried Idempotency-Key
+class TaskCreated(shapes.TaskCreated):
+    """The submit's answer, and whether it was a retry's (a 200 for a known Idempotency-Key)."""
+
+    replayed: bool = False
 
 
-class Vote(msgspec.Struct, rename="camel"):
-    miner_id: str
-    agrees: bool | None
-    output: Any = None
-
-
-class MicrotaskDetail(msgspec.Struct, rename="camel"):
-    microtask_id: str
-    index: int
-    status: str
-    decision: Any
-    votes: list[Vote]
-
-
-class Task(msgspec.Struct, rename="camel"):
-    task_id: str
-    kind: str
-    status: str
-    microtasks: int
-    created_at: float
-    finished_at: float | None
-    replicas: int
-    quorum: int
-    max_replicas: int
-    lease_seconds: float
-    decided: int
-    output: Any
-    microtask_details: list[MicrotaskDetail]
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("completed", "failed")
-
-
-class Event(msgspec.Struct, rename="camel"):
-    id: int
-    type: str
-    data: dict[str, Any]
-    task_id: str | None = None
-    miner_id: str | None = None
-    at: float | None = None
-
-
-class EventPage(msgspec.Struct, rename="camel"):
-    events: list[Event]
-    next: int
-    more: bool
-
-
-class ApiKeyCreated(msgspec.Struct, rename="camel"):
-    name: str
-    scopes: list[str]
-    created_at: float
-    key: str
-    revoked_at: float | None = None
-    configured: bool = False
+# The answers' shapes are the API's own (``qortex.shapes``), under the client's names.
+Vote = shapes.Vote
+MicrotaskDetail = shapes.Decision
+Task = shapes.Task
+Event = shapes.Event
+EventPage = shapes.EventPage
+ApiKeyCreated = shapes.ApiKeyCreated
 
 
 def task_body(
@@ -191,18 +141,29 @@ def check(response: httpx.Response) -> Any:
     """The JSON of a 2xx answer; an :class:`ApiError` for anything else."""
     if response.is_success:
         return response.json()
+    raise _error(response)
+
+
+def decoded(response: httpx.Response, shape: type[T]) -> T:
+    """A 2xx answer decoded straight into its struct; an :class:`ApiError` for anything else."""
+    if response.is_success:
+        return msgspec.json.decode(response.content, type=shape)
+    raise _error(response)
+
+
+def _error(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
         error, message, detail = body["error"], body["message"], body.get("detail")
     except (ValueError, KeyError, TypeError):
         error, message, detail = "HTTPError", response.text[:500], None
-    raise ApiError(response.status_code, error, message, detail)
+    return ApiError(response.status_code, error, message, detail)
 
 
 def created(response: httpx.Response) -> TaskCreated:
-    body = check(response)
-    body["replayed"] = response.status_code == 200
-    return msgspec.convert(body, TaskCreated)
+    answer = decoded(response, TaskCreated)
+    answer.replayed = response.status_code == 200
+    return answer
 
 
 class EventReader:
@@ -239,7 +200,9 @@ class EventReader:
                 self.last_id = self._id
             # An event without an id is live only (not in the log): id 0, and no resume point.
             event_id = self._id or 0
-            event = Event(event_id, self._type, data, data.get("taskId"), data.get("minerId"))
+            event = Event(
+                event_id, self._type, data.get("taskId"), data.get("minerId"), at=None, data=data
+            )
         self._id, self._type, self._data = None, "message", []
         return event
 

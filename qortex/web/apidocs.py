@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from qortex.web import openapi
-from qortex.web.schemas import JSON_TYPE
+from qortex.web.openapi_parts import JSON_TYPE
 
 _NULL = {"type": "null"}
 

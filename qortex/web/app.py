@@ -32,6 +32,7 @@ from qortex.keys import KeyRing
 from qortex.logs import AccessLog
 from qortex.plugins import load_kinds
 from qortex.settings import Settings
+from qortex.shapes import Error, Health
 from qortex.store.database import Store
 from qortex.web import (
     apidocs,
@@ -84,18 +85,18 @@ async def health(request: Request) -> JSON:
     writes = "ok" if writer.unavailable is None else f"refused: {writer.unavailable}"
     status = "ok" if ok and writer.unavailable is None else "degraded" if ok else "failing"
     return JSON(
-        {
-            "status": status,
-            "version": __version__,
-            "baseUrl": str(request.base_url),  # as clients see it, behind a trusted proxy too
-            "database": database,
-            "writes": writes,
-            "uptimeSeconds": round(seen.uptime_seconds, 3),
-            "minersConnected": seen.miners_connected,
-            "tasksRunning": seen.tasks_running,
-            "leasesOut": seen.leases_out,
-            "kinds": list(seen.kinds),
-        },
+        Health(
+            status=status,
+            version=__version__,
+            base_url=str(request.base_url),  # as clients see it, behind a trusted proxy too
+            database=database,
+            writes=writes,
+            uptime_seconds=round(seen.uptime_seconds, 3),
+            miners_connected=seen.miners_connected,
+            tasks_running=seen.tasks_running,
+            leases_out=seen.leases_out,
+            kinds=list(seen.kinds),
+        ),
         status_code=200 if status == "ok" else 503,
     )
 
@@ -107,16 +108,13 @@ async def _qortex_error(request: Request, exc: Exception) -> JSON:
         request.app.state.coordinator.count_throttled()
     if isinstance(exc, TooManyRequests | ServiceUnavailable):
         headers = {"retry-after": str(exc.retry_after)}
-    return JSON(exc.to_json(), status_code=exc.status, headers=headers)
+    error = Error(type(exc).__name__, exc.message, exc.detail or None)
+    return JSON(error, status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, HTTPException)
-    return JSON(
-        {"error": "HTTPError", "message": exc.detail},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return JSON(Error("HTTPError", exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
@@ -127,7 +125,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> JSON:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSON({"error": "InternalError", "message": "internal server error"}, status_code=500)
+    return JSON(Error("InternalError", "internal server error"), status_code=500)
 
 
 def create_app(

@@ -18,6 +18,19 @@ from starlette.routing import Route
 from qortex.control import MINER_STATUSES
 from qortex.core import lifecycle
 from qortex.errors import InvalidInput, NotFound
+from qortex.shapes import (
+    Leader,
+    Leaderboard,
+    Miner,
+    MinerDetail,
+    MinerPage,
+    MinerStatus,
+    Place,
+    RecentResult,
+    Stats,
+    TaskCancelled,
+    Work,
+)
 from qortex.store.reader import MINER_ORDERS
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int, read_json
@@ -33,13 +46,13 @@ class MinerStatusChange(msgspec.Struct, rename="camel", forbid_unknown_fields=Tr
     note: Annotated[str, Meta(max_length=500)] = ""
 
 
-def miner_view(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """A miner as the API shows it: the stored row, its connection if it has one, and
-    its standing with the trust engine."""
+def _miner_fields(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """A miner's fields (keyword arguments of ``Miner``): the stored row, its connection if
+    it has one, and its standing with the trust engine."""
     live = coord.control.live(row["id"])
     return {
-        "minerId": row["id"],
-        "publicKey": row["public_key"],
+        "miner_id": row["id"],
+        "public_key": row["public_key"],
         "name": row["name"],
         "software": row["software"],
         "kinds": msgspec.json.decode(row["kinds"]),
@@ -50,8 +63,8 @@ def miner_view(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
         "accepted": row["accepted"],
         "refused": row["refused"],
         "credit": row["credit"] - row["credit_revoked"],
-        "firstSeen": row["first_seen"],
-        "lastSeen": row["last_seen"],
+        "first_seen": row["first_seen"],
+        "last_seen": row["last_seen"],
         **standing(coord, row),
     }
 
@@ -65,21 +78,19 @@ async def get_miner(request: Request) -> JSON:
     if row is None:
         raise NotFound(f"no miner {miner_id!r}", minerId=miner_id)
     live = coord.control.live(miner_id)
-    body = miner_view(coord, row)
-    body.update(
-        note=row["note"],
-        connectedSince=live["since"] if live else None,
-        working=live["working"] if live else [],
-        recentResults=[
-            {
-                "assignmentId": r["assignment_id"],
-                "microtaskId": r["microtask_id"],
-                "receivedAt": r["received_at"],
-            }
-            for r in await reader.miner_results(miner_id, RECENT_RESULTS)
-        ],
+    recent = await reader.miner_results(miner_id, RECENT_RESULTS)
+    return JSON(
+        MinerDetail(
+            **_miner_fields(coord, row),
+            note=row["note"],
+            connected_since=live["since"] if live else None,
+            working=msgspec.convert(live["working"], list[Work]) if live else [],
+            recent_results=[
+                RecentResult(r["assignment_id"], r["microtask_id"], r["received_at"])
+                for r in recent
+            ],
+        )
     )
-    return JSON(body)
 
 
 async def patch_miner(request: Request) -> JSON:
@@ -88,7 +99,7 @@ async def patch_miner(request: Request) -> JSON:
     change = await read_json(request, MinerStatusChange)
     coord = request.app.state.coordinator
     await coord.control.set_miner_status(miner_id, change.status, change.note)
-    return JSON({"minerId": miner_id, "status": change.status, "note": change.note})
+    return JSON(MinerStatus(miner_id, change.status, change.note))
 
 
 def _flag(request: Request, name: str) -> bool | None:
@@ -129,16 +140,15 @@ async def list_miners(request: Request) -> JSON:
         among=online if connected else None,
         outside=online if connected is False else None,
     )
-    miners = [miner_view(coord, row) for row in rows]
-    connected_now = coord.snapshot().miners_connected
-    return JSON({"miners": miners, "total": total, "connected": connected_now})
+    miners = [Miner(**_miner_fields(coord, row)) for row in rows]
+    return JSON(MinerPage(miners, total, coord.snapshot().miners_connected))
 
 
 async def cancel_task(request: Request) -> JSON:
     require_scope(request, "admin")
     task_id = request.path_params["task_id"]
     await request.app.state.coordinator.control.cancel(task_id)
-    return JSON({"taskId": task_id, "status": lifecycle.CANCELLED})
+    return JSON(TaskCancelled(task_id, lifecycle.CANCELLED))
 
 
 async def stats(request: Request) -> JSON:
@@ -149,7 +159,7 @@ async def stats(request: Request) -> JSON:
     body = coord.control.overview()
     body["tasks"] = {status: counts.get(status, 0) for status in lifecycle.TASK_STATES}
     body["uptimeSeconds"] = round(coord.snapshot().uptime_seconds, 3)
-    return JSON(body)
+    return JSON(msgspec.convert(body, Stats))
 
 
 async def leaderboard(request: Request) -> JSON:
@@ -159,21 +169,16 @@ async def leaderboard(request: Request) -> JSON:
     reader = request.app.state.store.reader
     rows = await reader.leaderboard(limit, offset)
     leaders = [
-        {
-            "rank": offset + i + 1,
-            "name": row["name"] or "anonymous",
-            "credit": row["earned"],
-            "accepted": row["accepted"],
-        }
+        Leader(offset + i + 1, row["name"] or "anonymous", row["earned"], row["accepted"])
         for i, row in enumerate(rows)
     ]
-    body: dict[str, Any] = {"leaders": leaders, "you": None}
+    you = None
     miner_id = request.query_params.get("minerId")
     if miner_id:
         place = await reader.rank(miner_id)
         if place is not None:
-            body["you"] = {"rank": place[0], "credit": place[1]}
-    return JSON(body)
+            you = Place(rank=place[0], credit=place[1])
+    return JSON(Leaderboard(leaders, you))
 
 
 routes = [

@@ -16,21 +16,16 @@ from starlette.routing import Route
 
 from qortex.errors import InvalidInput
 from qortex.events import EVENT_TYPES, LIVE_ONLY
+from qortex.shapes import Event, EventPage, EventStats
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int
 
 MAX_EVENT_ID = 2**63 - 1
 
 
-def _event(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "type": row["type"],
-        "taskId": row["task_id"],
-        "minerId": row["miner_id"],
-        "at": row["at"],
-        "data": msgspec.json.decode(row["data"]),
-    }
+def _event(row: dict[str, Any]) -> Event:
+    data = msgspec.json.decode(row["data"])
+    return Event(row["id"], row["type"], row["task_id"], row["miner_id"], row["at"], data)
 
 
 async def log_page(request: Request) -> JSON:
@@ -50,21 +45,16 @@ async def log_page(request: Request) -> JSON:
         after, type_, query.get("taskId") or None, query.get("minerId") or None, limit
     )
     events = [_event(row) for row in rows]
-    following = events[-1]["id"] if events else after
-    return JSON({"events": events, "next": following, "more": len(events) == limit})
+    following = events[-1].id if events else after
+    return JSON(EventPage(events, following, len(events) == limit))
 
 
 async def stats(request: Request) -> JSON:
     require_scope(request, "read")
     reader = request.app.state.store.reader
     counts = await reader.event_counts()
-    return JSON(
-        {
-            "total": sum(counts.values()),
-            "lastEventId": await reader.last_event_id(),
-            "byType": {n: counts.get(n, 0) for n in EVENT_TYPES if n not in LIVE_ONLY},
-        }
-    )
+    by_type = {n: counts.get(n, 0) for n in EVENT_TYPES if n not in LIVE_ONLY}
+    return JSON(EventStats(sum(counts.values()), await reader.last_event_id(), by_type))
 
 
 routes = [

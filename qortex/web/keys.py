@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.keys import parse_scopes
+from qortex.shapes import ApiKeyCreated, ApiKeys
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, read_json
 
@@ -25,7 +26,7 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 async def list_keys(request: Request) -> JSON:
     require_scope(request, "admin")
-    return JSON({"keys": [key.public() for key in request.app.state.keys.list()]})
+    return JSON(ApiKeys([key.public() for key in request.app.state.keys.list()]))
 
 
 async def create_key(request: Request) -> JSON:
@@ -34,7 +35,8 @@ async def create_key(request: Request) -> JSON:
     scopes = parse_scopes(body.scopes)
     state = request.app.state
     secret, key = await state.keys.create(body.name, scopes, state.coordinator.clock())
-    return JSON({**key.public(), "key": secret}, status_code=201)
+    public = key.public()
+    return JSON(ApiKeyCreated(**msgspec.structs.asdict(public), key=secret), status_code=201)
 
 
 async def revoke_key(request: Request) -> JSON:

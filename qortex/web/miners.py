@@ -16,6 +16,7 @@ from qortex.protocol.formats import (
     PublicKey,
     is_miner_id,
 )
+from qortex.shapes import Registered, ResultAccepted
 from qortex.signing import miner_id_of, parse_public_key, result_message, verify
 from qortex.web.http import JSON, read_json, require_writable
 
@@ -48,10 +49,10 @@ async def register(request: Request) -> JSON:
     coord = request.app.state.coordinator
     if await coord.store.reader.miner(miner_id) is not None:
         # Registration proves nothing about who sends it, so it never rewrites a miner.
-        return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=200)
+        return JSON(Registered(miner_id, public_key), status_code=200)
     limits.check("identity", request)
     await coord.register(miner_id, public_key, body.name, body.software, body.kinds)
-    return JSON({"minerId": miner_id, "publicKey": public_key}, status_code=201)
+    return JSON(Registered(miner_id, public_key), status_code=201)
 
 
 async def post_result(request: Request) -> JSON:
@@ -97,7 +98,7 @@ async def post_result(request: Request) -> JSON:
         if refusal.reason == "bad_signature":
             raise Unauthorized(refusal.message, reason=refusal.reason) from None
         raise
-    return JSON({"status": "accepted", "assignmentId": body.assignment_id})
+    return JSON(ResultAccepted("accepted", body.assignment_id))
 
 
 routes = [

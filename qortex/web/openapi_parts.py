@@ -1,17 +1,29 @@
-"""The pieces the OpenAPI document is built from: errors, parameters, examples, operations.
+"""What the OpenAPI document is built from: a route as data, and how one becomes an operation.
 
-Each route that needs a key states its scope three ways from one argument,
-``scoped(scope)``: the security requirement (``apiKey: [scope]``, as OpenAPI
-3.1 allows for role names), an ``x-scope`` extension a client generator can
-read, and a sentence in the description. Such routes also answer 401, 403 and
-429.
+An :class:`Endpoint` says everything the document tells about one method on
+one path: its summary, the scope its key needs, its parameters, the struct
+its body decodes into and the structs its answers encode. ``openapi_routes``
+lists them all in one table; :func:`operation` turns one into the document's
+operation. So an answer's schema is never written by hand: it is a
+``qortex.shapes`` struct, named here and derived by msgspec in ``openapi``.
+
+Each route that needs a key states its scope three ways from ``scope``: the
+security requirement (``apiKey: [scope]``, as OpenAPI 3.1 allows for role
+names), an ``x-scope`` extension a client generator can read, and a sentence
+in the description. Such routes also answer 401, 403 and 429.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from qortex.web.schemas import JSON_TYPE, Schema, ref
+from qortex.web.examples import EXAMPLES
+
+REF = "#/components/schemas/{name}"
+JSON_TYPE = "application/json"
+
+Schema = dict[str, Any]
 
 ERRORS = {
     400: "Invalid input: the body, a parameter or the task does not validate",
@@ -26,17 +38,53 @@ ERRORS = {
     503: "Writes are refused for now (a full disk, a read-only file); reads still work",
 }
 RETRY_AFTER = {"retry-after": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+TEXT: Schema = {"type": "string"}
 
 
-def json(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
+def ref(name: str) -> Schema:
+    return {"$ref": REF.format(name=name)}
 
 
-def responses(ok: dict[int, Schema], errors: tuple[int, ...]) -> Schema:
-    answers: Schema = {str(status): response for status, response in ok.items()}
-    for status in errors:
-        answers[str(status)] = json(ERRORS[status], ref("Error"))
-    return answers
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One status's answer: a ``qortex.shapes`` struct as JSON, or other content."""
+
+    description: str
+    shape: type | None = None
+    content: Schema | None = None  # media type -> {"schema": ...}, when not a struct
+    headers: Schema | None = None
+
+    def document(self) -> Schema:
+        answer: Schema = {"description": self.description}
+        if self.shape is not None:
+            answer["content"] = {JSON_TYPE: {"schema": ref(self.shape.__name__)}}
+        elif self.content is not None:
+            answer["content"] = self.content
+        if self.headers:
+            answer["headers"] = self.headers
+        return answer
+
+
+def text(description: str, *media: str) -> Answer:
+    """An answer that is not JSON: a page, a script, a text format."""
+    return Answer(description, content={m: {"schema": TEXT} for m in media})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One method on one path, as the document describes it."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    answers: dict[int, Answer]
+    errors: tuple[int, ...] = ()
+    scope: str | None = None  # None: public
+    params: tuple[Schema, ...] = ()
+    body: type | None = None  # the request struct
+    limited: bool = False  # a public route with quotas per address: it answers 429 too
+    query_key: bool = False  # ``apiKey=`` in the query works too (EventSource)
 
 
 def query(name: str, schema: Schema, description: str) -> Schema:
@@ -62,102 +110,52 @@ def path(name: str, description: str, pattern: str | None = None) -> Schema:
     }
 
 
-RFC8032_KEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-EXAMPLES: dict[str, dict[str, Any]] = {
-    "TaskRequest": {
-        "sentiment": {"value": {"tweets": ["I love this", "This is awful"]}},
-        "checked": {
-            "value": {
-                "kind": "sentiment",
-                "input": {"tweets": ["I love this"]},
-                "targetError": 0.0001,
-                "gold": [{"input": "I hate this", "output": "negative"}],
-            }
-        },
-        "matmul": {
-            "value": {
-                "kind": "matmul",
-                "input": {"a": [[1, 2], [3, 4]], "b": [[5, 6], [7, 8]]},
-                "replicas": 3,
-                "deadlineSeconds": 600,
-            }
-        },
-        "scheduled": {"value": {"tweets": ["good morning"], "delaySeconds": 60}},
-    },
-    "KeyRequest": {"reader": {"value": {"name": "dashboard", "scopes": ["read"]}}},
-    "WebhookRequest": {
-        "completed": {
-            "value": {"url": "https://hooks.example.invalid/qortex", "events": ["task.completed"]}
-        }
-    },
-    "Registration": {
-        "miner": {"value": {"publicKey": RFC8032_KEY, "name": "laptop", "kinds": ["sentiment"]}}
-    },
-    "MinerStatusChange": {
-        "ban": {"value": {"status": "banned", "note": "returned wrong labels"}},
-        "verify": {"value": {"status": "verified", "note": "my own desktop"}},
-    },
-    "SignedResult": {
-        "result": {
-            "value": {
-                "assignmentId": "5f0c3a9e1b2d4c6e8a7f9b10",
-                "microtaskId": "3f0c0d4e-0000-4000-8000-000000000000:0",
-                "output": '"positive"',
-                "signature": "00" * 64,
-            }
-        }
-    },
-}
+def header(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
-def request_body(struct: type) -> Schema:
-    name = struct.__name__
-    content = {JSON_TYPE: {"schema": ref(name), "examples": EXAMPLES[name]}}
-    return {"required": True, "content": content}
+def _error(status: int) -> Schema:
+    answer: Schema = {
+        "description": ERRORS[status],
+        "content": {JSON_TYPE: {"schema": ref("Error")}},
+    }
+    if status in (429, 503):
+        answer["headers"] = RETRY_AFTER
+    return answer
 
 
-PUBLIC: list[Schema] = []
-TASK_ID = path("taskId", "the id returned by POST /api/v1/tasks")
-TEXT: Schema = {"type": "string"}
-IDEMPOTENCY_KEY: Schema = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-    "description": "a retry with the same key and body returns the original task (200)",
-}
-
-
-def scoped(scope: str, query: bool = False) -> list[Schema]:
-    """Security for a route that needs a key with ``scope`` (``query``: ``apiKey=`` works too)."""
-    schemes = ["apiKey", "apiKeyQuery"] if query else ["apiKey"]
-    return [{name: [scope]} for name in schemes]
-
-
-def operation(
-    summary: str,
-    tag: str,
-    responses: Schema,
-    security: list[Schema],
-    parameters: list[Schema] | None = None,
-    body: type | None = None,
-    limited: bool = False,
-) -> Schema:
-    operation: Schema = {"summary": summary, "tags": [tag], "security": security}
-    if parameters:
-        operation["parameters"] = parameters
-    if body is not None:
-        operation["requestBody"] = request_body(body)
-    if security:
-        scope = next(iter(security[0].values()))[0]
-        operation["x-scope"] = scope
-        operation["description"] = (
-            f"Needs a key with the `{scope}` scope (`admin` holds every scope)."
+def operation(endpoint: Endpoint) -> Schema:
+    """The document's operation for one endpoint."""
+    answers = {str(status): answer.document() for status, answer in endpoint.answers.items()}
+    errors = set(endpoint.errors)
+    security: list[Schema] = []
+    if endpoint.scope is not None:
+        schemes = ["apiKey", "apiKeyQuery"] if endpoint.query_key else ["apiKey"]
+        security = [{name: [endpoint.scope]} for name in schemes]
+        errors.add(403)
+    if endpoint.scope is not None or endpoint.limited:  # a key's rate, or a quota per address
+        errors.add(429)
+    for status in sorted(errors):
+        answers[str(status)] = _error(status)
+    if "503" in answers and "headers" not in answers["503"]:
+        answers["503"] = {**answers["503"], "headers": RETRY_AFTER}
+    result: Schema = {"summary": endpoint.summary, "tags": [endpoint.tag], "security": security}
+    if endpoint.params:
+        result["parameters"] = list(endpoint.params)
+    if endpoint.body is not None:
+        name = endpoint.body.__name__
+        content = {JSON_TYPE: {"schema": ref(name), "examples": EXAMPLES[name]}}
+        result["requestBody"] = {"required": True, "content": content}
+    if endpoint.scope is not None:
+        result["x-scope"] = endpoint.scope
+        result["description"] = (
+            f"Needs a key with the `{endpoint.scope}` scope (`admin` holds every scope)."
         )
-        responses["403"] = json(ERRORS[403], ref("Error"))
-    if security or limited:  # a key's rate, or a quota per address
-        responses["429"] = {**json(ERRORS[429], ref("Error")), "headers": RETRY_AFTER}
-    if "503" in responses:
-        responses["503"] = {**responses["503"], "headers": RETRY_AFTER}
-    operation["responses"] = responses
-    return operation
+    result["responses"] = answers
+    return result

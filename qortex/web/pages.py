@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from qortex.core.kinds import Kind
 from qortex.errors import NotFound
+from qortex.shapes import KindInfo, Kinds
 from qortex.web.http import JSON
 
 _FILE = re.compile(r"[A-Za-z0-9_.-]+\.(js|txt|json)")
@@ -89,8 +90,8 @@ async def list_kinds(request: Request) -> JSON:
     for name in kinds:
         kind = kinds.get(name)
         limits = dict(getattr(kind, "limits", None) or {})
-        listed.append({"name": name, "browser": kind.browser_module is not None, "limits": limits})
-    return JSON({"kinds": listed})
+        listed.append(KindInfo(name, kind.browser_module is not None, limits))
+    return JSON(Kinds(listed))
 
 
 routes = [

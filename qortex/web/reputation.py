@@ -9,21 +9,23 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput, NotFound
+from qortex.shapes import ReputationHistory, ReputationStep
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int
 
 
 def standing(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """The trust fields of one miner, from its row and the coordinator's ledger."""
+    """The trust fields of one miner (keyword arguments of ``Miner``), from its row and the
+    coordinator's ledger."""
     miner_id = row["id"]
     error = coord.ledger.error(miner_id) if row["status"] == "active" else None
     return {
         "status": row["status"],
         "reputation": coord.ledger.reputation(miner_id),
         "credibility": None if error is None else 1.0 - error,
-        "checksPassed": row["passes"],
-        "checksFailed": row["failures"],
-        "earnedSlots": row["allowance"],
+        "checks_passed": row["passes"],
+        "checks_failed": row["failures"],
+        "earned_slots": row["allowance"],
     }
 
 
@@ -43,24 +45,9 @@ async def reputation_history(request: Request) -> JSON:
     except ValueError:
         raise InvalidInput("before must be a timestamp from a previous page's 'next'") from None
     rows = await coord.store.reader.reputation_history(miner_id, limit, before)
-    history = [
-        {
-            "at": r["at"],
-            "reputation": r["reputation"],
-            "checksPassed": r["passes"],
-            "reason": r["reason"],
-        }
-        for r in rows
-    ]
-    following = history[-1]["at"] if len(history) == limit else None
-    return JSON(
-        {
-            "minerId": miner_id,
-            "reputation": coord.ledger.reputation(miner_id),
-            "history": history,
-            "next": following,
-        }
-    )
+    history = [ReputationStep(r["at"], r["reputation"], r["passes"], r["reason"]) for r in rows]
+    following = history[-1].at if len(history) == limit else None
+    return JSON(ReputationHistory(miner_id, coord.ledger.reputation(miner_id), history, following))
 
 
 routes = [

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from qortex.errors import InvalidInput, Unprocessable
+from qortex.shapes import TaskCreated
 from qortex.store.reader import Reader
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -119,16 +120,13 @@ class Idempotency:
         return release
 
 
-def created(row: dict[str, Any]) -> dict[str, Any]:
+def created(row: dict[str, Any]) -> TaskCreated:
     """The answer to a submit, first time or replayed, from ``Reader.submitted``."""
-    body: dict[str, Any] = {
-        "taskId": row["id"],
-        "status": row["status"],
-        "kind": row["kind"],
-        "microtasks": row["microtasks"],
-    }
-    if row.get("not_before") is not None:
-        body["notBefore"] = row["not_before"]
-    if row.get("callback_secret") is not None:
-        body["callbackSecret"] = row["callback_secret"]
-    return body
+    return TaskCreated(
+        task_id=row["id"],
+        status=row["status"],
+        kind=row["kind"],
+        microtasks=row["microtasks"],
+        not_before=row.get("not_before"),
+        callback_secret=row.get("callback_secret"),
+    )

@@ -16,6 +16,19 @@ from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR
 from qortex.errors import InvalidInput, NotFound
 from qortex.proof import PROOF_FORMAT
+from qortex.shapes import (
+    Decision,
+    GoldDecision,
+    GoldReport,
+    Proof,
+    ProvenMicrotask,
+    SignedVote,
+    Task,
+    TaskListed,
+    TaskPage,
+    TaskSummary,
+    Vote,
+)
 from qortex.taskbook import Callback, IdempotencyRecord
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, decode_json, query_bool, query_int, read_body, require_writable
@@ -116,14 +129,15 @@ async def create_task(request: Request) -> JSON:
     return JSON(created(row), status_code=201, headers={"location": f"/api/v1/tasks/{task_id}"})
 
 
-def _task_summary(row: dict[str, Any]) -> dict[str, Any]:
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields every view of a task starts with (``TaskSummary``'s), from its row."""
     return {
-        "taskId": row["id"],
+        "task_id": row["id"],
         "kind": row["kind"],
         "status": row["status"],
         "microtasks": row["microtasks"],
-        "createdAt": row["created_at"],
-        "finishedAt": row["finished_at"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
     }
 
 
@@ -162,61 +176,61 @@ async def get_task(request: Request) -> JSON:
     with_outputs = query_bool(request, "outputs")
     agree = request.app.state.coordinator.kinds.get(row["kind"]).agree
     votes_of = _votes(results)
-    microtasks, gold = [], []
+    microtasks: list[Decision] = []
+    gold: list[GoldDecision] = []
     for mt in await reader.microtasks(row["id"]):
         decision = None if mt["decision"] is None else msgspec.json.decode(mt["decision"])
         votes = []
         for r in votes_of.get(mt["id"], []):
             output = msgspec.json.decode(r["output"])
-            vote: dict[str, Any] = {
-                "minerId": r["miner_id"],
-                "agrees": None if decision is None else agree(decision, output),
-                "credibility": None if r["error"] is None else 1.0 - r["error"],
-                "checked": _checked(r["checked"]),
-                "revoked": bool(r["revoked"]),
-            }
-            if with_outputs:
-                vote["output"] = output
-            votes.append(vote)
+            votes.append(
+                Vote(
+                    miner_id=r["miner_id"],
+                    agrees=None if decision is None else agree(decision, output),
+                    credibility=None if r["error"] is None else 1.0 - r["error"],
+                    checked=_checked(r["checked"]),
+                    revoked=bool(r["revoked"]),
+                    output=output if with_outputs else None,
+                )
+            )
         detail = {
-            "microtaskId": mt["id"],
+            "microtask_id": mt["id"],
             "index": mt["idx"],
             "status": mt["status"],
             "decision": decision,
             "error": mt["error"],
             "votes": votes,
+            "reason": mt["reason"] or None,
         }
-        if mt["reason"]:
-            detail["reason"] = mt["reason"]
         if mt["gold"] is None:
-            microtasks.append(detail)
+            microtasks.append(Decision(**detail))
         else:
+            checked = [v.checked for v in votes if v.checked is not None]
+            passed = all(checked) if checked else None
             expected = msgspec.json.decode(mt["gold"])
-            checked = [v["checked"] for v in votes if v["checked"] is not None]
-            gold.append(
-                {**detail, "expected": expected, "passed": all(checked) if checked else None}
-            )
-    body = _task_summary(row)
-    body.update(
-        replicas=row["replicas"],
-        quorum=row["quorum"],
-        maxReplicas=row["max_replicas"],
-        leaseSeconds=row["lease_seconds"],
-        targetError=row["target_error"],
-        revision=row["revision"],
-        deadline=row["deadline"],
-        reason=row["reason"],
-        decided=sum(mt["status"] == lifecycle.DECIDED for mt in microtasks),
-        output=None if row["output"] is None else msgspec.json.decode(row["output"]),
-        microtaskDetails=microtasks,
-        gold={
-            "items": len(gold),
-            "passed": sum(g["passed"] is True for g in gold),
-            "failed": sum(g["passed"] is False for g in gold),
-            "details": gold,
-        },
+            gold.append(GoldDecision(**detail, expected=expected, passed=passed))
+    return JSON(
+        Task(
+            **_summary(row),
+            replicas=row["replicas"],
+            quorum=row["quorum"],
+            max_replicas=row["max_replicas"],
+            lease_seconds=row["lease_seconds"],
+            target_error=row["target_error"],
+            revision=row["revision"],
+            deadline=row["deadline"],
+            reason=row["reason"],
+            decided=sum(mt.status == lifecycle.DECIDED for mt in microtasks),
+            output=None if row["output"] is None else msgspec.json.decode(row["output"]),
+            microtask_details=microtasks,
+            gold=GoldReport(
+                items=len(gold),
+                passed=sum(g.passed is True for g in gold),
+                failed=sum(g.passed is False for g in gold),
+                details=gold,
+            ),
+        )
     )
-    return JSON(body)
 
 
 async def get_proof(request: Request) -> JSON:
@@ -225,10 +239,10 @@ async def get_proof(request: Request) -> JSON:
     votes_of = _votes(results)
     microtasks = await request.app.state.store.reader.microtasks(row["id"])
     return JSON(
-        {
-            "format": PROOF_FORMAT,
-            "task": {
-                **_task_summary(row),
+        Proof(
+            format=PROOF_FORMAT,
+            task={
+                **msgspec.to_builtins(TaskSummary(**_summary(row))),
                 "input": msgspec.json.decode(row["input"]),
                 "replicas": row["replicas"],
                 "quorum": row["quorum"],
@@ -237,36 +251,36 @@ async def get_proof(request: Request) -> JSON:
                 "revision": row["revision"],
                 "output": None if row["output"] is None else msgspec.json.decode(row["output"]),
             },
-            "rule": {"checkedError": CHECKED_ERROR, "network": "IPv4 /24, IPv6 /48"},
-            "microtasks": [
-                {
-                    "microtaskId": mt["id"],
-                    "index": mt["idx"],
-                    "input": mt["input"],
-                    "status": mt["status"],
-                    "decision": mt["decision"],
-                    "error": mt["error"],
-                    "reason": mt["reason"],
-                    "gold": mt["gold"],
-                    "votes": [
-                        {
-                            "assignmentId": r["assignment_id"],
-                            "minerId": r["miner_id"],
-                            "publicKey": r["public_key"],
-                            "output": r["output"],
-                            "signature": r["signature"],
-                            "version": r["version"],
-                            "network": r["network"],
-                            "error": r["error"],
-                            "checked": _checked(r["checked"]),
-                            "revoked": bool(r["revoked"]),
-                        }
+            rule={"checkedError": CHECKED_ERROR, "network": "IPv4 /24, IPv6 /48"},
+            microtasks=[
+                ProvenMicrotask(
+                    microtask_id=mt["id"],
+                    index=mt["idx"],
+                    input=mt["input"],
+                    status=mt["status"],
+                    decision=mt["decision"],
+                    error=mt["error"],
+                    reason=mt["reason"],
+                    gold=mt["gold"],
+                    votes=[
+                        SignedVote(
+                            assignment_id=r["assignment_id"],
+                            miner_id=r["miner_id"],
+                            public_key=r["public_key"],
+                            output=r["output"],
+                            signature=r["signature"],
+                            version=r["version"],
+                            network=r["network"],
+                            error=r["error"],
+                            checked=_checked(r["checked"]),
+                            revoked=bool(r["revoked"]),
+                        )
                         for r in votes_of.get(mt["id"], [])
                     ],
-                }
+                )
                 for mt in microtasks
             ],
-        }
+        )
     )
 
 
@@ -288,9 +302,9 @@ async def list_tasks(request: Request) -> JSON:
     if prefix is not None and not TASK_ID_PREFIX.fullmatch(prefix):
         raise InvalidInput("prefix must be the start of a task id (hex digits and '-')")
     rows = await request.app.state.store.reader.tasks(status, kind, limit, before, prefix)
-    tasks = [{**_task_summary(row), "decided": row["decided"]} for row in rows]
-    following = tasks[-1]["createdAt"] if len(tasks) == limit else None
-    return JSON({"tasks": tasks, "next": following})
+    tasks = [TaskListed(**_summary(row), decided=row["decided"]) for row in rows]
+    following = tasks[-1].created_at if len(tasks) == limit else None
+    return JSON(TaskPage(tasks=tasks, next=following))
 
 
 async def tasks(request: Request) -> JSON:

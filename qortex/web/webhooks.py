@@ -9,7 +9,7 @@ deleting it cancels the deliveries still pending.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from qortex.errors import Conflict, InvalidInput, NotFound
 from qortex.events import EVENT_TYPES, LIVE_ONLY
+from qortex.shapes import Deliveries, Delivery, Webhook, WebhookDeleted, Webhooks
 from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int, read_json
 from qortex.web.submit import new_secret
@@ -34,14 +35,8 @@ class WebhookRequest(msgspec.Struct, forbid_unknown_fields=True):
     events: Annotated[list[str], Meta(min_length=1, max_length=len(EVENT_TYPES))]
 
 
-def _public(sub: Subscription) -> dict[str, Any]:
-    return {
-        "webhookId": sub.id,
-        "url": sub.url,
-        "events": sub.events,
-        "secret": sub.secret,
-        "createdAt": sub.created_at,
-    }
+def _public(sub: Subscription) -> Webhook:
+    return Webhook(sub.id, sub.url, sub.events, sub.secret, sub.created_at)
 
 
 async def create_webhook(request: Request) -> JSON:
@@ -74,7 +69,7 @@ async def create_webhook(request: Request) -> JSON:
 async def list_webhooks(request: Request) -> JSON:
     require_scope(request, "admin")
     subs = sorted(request.app.state.outbox.subscriptions.values(), key=lambda s: s.created_at)
-    return JSON({"webhooks": [_public(sub) for sub in subs]})
+    return JSON(Webhooks([_public(sub) for sub in subs]))
 
 
 def _subscription(request: Request) -> Subscription:
@@ -89,7 +84,7 @@ async def delete_webhook(request: Request) -> JSON:
     require_scope(request, "admin")
     sub = _subscription(request)
     await request.app.state.outbox.unsubscribe(sub.id)
-    return JSON({"webhookId": sub.id, "deleted": True})
+    return JSON(WebhookDeleted(sub.id, deleted=True))
 
 
 async def deliveries(request: Request) -> JSON:
@@ -103,23 +98,23 @@ async def deliveries(request: Request) -> JSON:
         (sub.id, limit),
     )
     return JSON(
-        {
-            "deliveries": [
-                {
-                    "deliveryId": f"msg_{row['id']}",
-                    "eventId": row["event_id"],
-                    "type": row["type"],
-                    "status": row["status"],
-                    "attempts": row["attempts"],
-                    "lastStatus": row["last_status"],
-                    "lastError": row["last_error"],
-                    "nextAt": row["next_at"] if row["status"] == "pending" else None,
-                    "createdAt": row["created_at"],
-                    "deliveredAt": row["delivered_at"],
-                }
+        Deliveries(
+            [
+                Delivery(
+                    delivery_id=f"msg_{row['id']}",
+                    event_id=row["event_id"],
+                    type=row["type"],
+                    status=row["status"],
+                    attempts=row["attempts"],
+                    last_status=row["last_status"],
+                    last_error=row["last_error"],
+                    next_at=row["next_at"] if row["status"] == "pending" else None,
+                    created_at=row["created_at"],
+                    delivered_at=row["delivered_at"],
+                )
                 for row in rows
             ]
-        }
+        )
     )
 
 
