@@ -1,11 +1,12 @@
 """``GET /openapi.json``, and schemathesis fuzzing the app in-process against it.
 
 The document must be valid OpenAPI 3.1, list every HTTP route, and carry the
-request schemas msgspec derives from the Structs that decode them. The fuzz
-run (examples, coverage and fuzzing phases, then a short stateful phase;
-``deterministic`` so CI sees the same requests every time) asserts no 5xx,
-only documented status codes and content types, a JSON ``message`` on every
-4xx, and a database that only accepted 201s have changed. The long mode is
+request and answer schemas msgspec derives from the structs that decode
+requests and encode answers. The fuzz run (examples, coverage and fuzzing
+phases, then a short stateful phase; ``deterministic`` so CI sees the same
+requests every time) asserts no 5xx, only documented status codes and content
+types, a JSON ``message`` on every 4xx, and a database that only accepted
+201s have changed. The long mode is
 ``scripts/fuzz_http.py`` against a real ``qortex serve``.
 
 The last tests pin three 500s found while building the fuzzing, one focused
@@ -32,6 +33,7 @@ from schemathesis.engine import events
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 
+from qortex import shapes
 from qortex.errors import InvalidInput
 from qortex.keys import SCOPES
 from qortex.settings import Settings
@@ -123,6 +125,26 @@ def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
         ("/api/v1/keys", "post"): {"$ref": "#/components/schemas/KeyRequest"},
         ("/api/v1/webhooks", "post"): {"$ref": "#/components/schemas/WebhookRequest"},
     }
+
+
+def test_answer_schemas_are_derived_from_the_shapes(client: TestClient) -> None:
+    """Every JSON answer names a ``qortex.shapes`` struct, and its schema is msgspec's own."""
+    document = _document(client)
+    named = {
+        answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for item in document["paths"].values()
+        for operation in item.values()
+        for answer in operation["responses"].values()
+        if "$ref" in answer.get("content", {}).get("application/json", {}).get("schema", {})
+    }
+    assert {"Error", "Task", "TaskCreated", "MinerDetail", "Stats", "Health"} <= named
+    structs = [getattr(shapes, name) for name in sorted(named)]
+    _, expected = msgspec.json.schema_components(
+        structs, ref_template="#/components/schemas/{name}"
+    )
+    schemas = document["components"]["schemas"]
+    for name, schema in expected.items():
+        assert schemas[name] == schema, name
 
 
 def test_the_api_key_is_declared_exactly_where_it_is_required(settings: Settings) -> None:
