@@ -14,9 +14,12 @@ from qortex.core.ledger import STATUSES
 MinerStatusName = Annotated[str, Meta(extra_json_schema={"enum": list(STATUSES)})]
 
 
-class Miner(msgspec.Struct, rename="camel", kw_only=True):
+class Miner(msgspec.Struct, rename="camel"):
     """A miner as the API shows it: its stored row, its connection if it has one, and its
-    standing with the trust engine (status, reputation and the checks behind them)."""
+    standing with the trust engine (status, reputation and the checks behind them).
+
+    ``qortex.web.control`` builds it by position: a new field goes where it is built too.
+    """
 
     miner_id: str
     public_key: str
@@ -57,7 +60,7 @@ class RecentResult(msgspec.Struct, rename="camel"):
     received_at: float
 
 
-class MinerDetail(Miner, kw_only=True):
+class MinerDetail(Miner):
     """One miner: its connection, address, slots, current work, credit and recent results."""
 
     note: str

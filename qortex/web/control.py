@@ -46,27 +46,32 @@ class MinerStatusChange(msgspec.Struct, rename="camel", forbid_unknown_fields=Tr
     note: Annotated[str, Meta(max_length=500)] = ""
 
 
-def _miner_fields(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """A miner's fields (keyword arguments of ``Miner``): the stored row, its connection if
-    it has one, and its standing with the trust engine."""
+def _miner(coord: Any, row: dict[str, Any], shape: type[Miner] = Miner, *more: Any) -> Miner:
+    """A miner as the API shows it: the stored row, its connection if it has one, and its
+    standing with the trust engine; ``shape`` and ``more`` make it a ``MinerDetail``.
+
+    Its fields are passed by position, in ``Miner``'s order: a page holds up to 1000
+    miners, and keywords cost twice as much.
+    """
     live = coord.control.live(row["id"])
-    return {
-        "miner_id": row["id"],
-        "public_key": row["public_key"],
-        "name": row["name"],
-        "software": row["software"],
-        "kinds": msgspec.json.decode(row["kinds"]),
-        "connected": live is not None,
-        "address": live["address"] if live else row["address"],
-        "slots": live["slots"] if live else None,
-        "busy": len(live["working"]) if live else 0,
-        "accepted": row["accepted"],
-        "refused": row["refused"],
-        "credit": row["credit"] - row["credit_revoked"],
-        "first_seen": row["first_seen"],
-        "last_seen": row["last_seen"],
-        **standing(coord, row),
-    }
+    return shape(
+        row["id"],
+        row["public_key"],
+        row["name"],
+        row["software"],
+        msgspec.json.decode(row["kinds"]),
+        live is not None,  # connected
+        live["address"] if live else row["address"],
+        live["slots"] if live else None,
+        len(live["working"]) if live else 0,  # busy
+        row["accepted"],
+        row["refused"],
+        row["credit"] - row["credit_revoked"],
+        row["first_seen"],
+        row["last_seen"],
+        *standing(coord, row),
+        *more,
+    )
 
 
 async def get_miner(request: Request) -> JSON:
@@ -80,15 +85,14 @@ async def get_miner(request: Request) -> JSON:
     live = coord.control.live(miner_id)
     recent = await reader.miner_results(miner_id, RECENT_RESULTS)
     return JSON(
-        MinerDetail(
-            **_miner_fields(coord, row),
-            note=row["note"],
-            connected_since=live["since"] if live else None,
-            working=msgspec.convert(live["working"], list[Work]) if live else [],
-            recent_results=[
-                RecentResult(r["assignment_id"], r["microtask_id"], r["received_at"])
-                for r in recent
-            ],
+        _miner(
+            coord,
+            row,
+            MinerDetail,
+            row["note"],
+            live["since"] if live else None,  # connected since
+            msgspec.convert(live["working"], list[Work]) if live else [],
+            [RecentResult(r["assignment_id"], r["microtask_id"], r["received_at"]) for r in recent],
         )
     )
 
@@ -140,7 +144,7 @@ async def list_miners(request: Request) -> JSON:
         among=online if connected else None,
         outside=online if connected is False else None,
     )
-    miners = [Miner(**_miner_fields(coord, row)) for row in rows]
+    miners = [_miner(coord, row) for row in rows]
     return JSON(MinerPage(miners, total, coord.snapshot().miners_connected))
 
 

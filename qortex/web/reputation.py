@@ -14,19 +14,20 @@ from qortex.web.auth import require_scope
 from qortex.web.http import JSON, query_int
 
 
-def standing(coord: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """The trust fields of one miner (keyword arguments of ``Miner``), from its row and the
-    coordinator's ledger."""
+def standing(coord: Any, row: dict[str, Any]) -> tuple[str, int, float | None, int, int, int]:
+    """The trust fields of one miner, from its row and the coordinator's ledger: status,
+    reputation, credibility, checks passed and failed, earned slots (``Miner``'s last six
+    fields, in its order)."""
     miner_id = row["id"]
     error = coord.ledger.error(miner_id) if row["status"] == "active" else None
-    return {
-        "status": row["status"],
-        "reputation": coord.ledger.reputation(miner_id),
-        "credibility": None if error is None else 1.0 - error,
-        "checks_passed": row["passes"],
-        "checks_failed": row["failures"],
-        "earned_slots": row["allowance"],
-    }
+    return (
+        row["status"],
+        coord.ledger.reputation(miner_id),
+        None if error is None else 1.0 - error,
+        row["passes"],
+        row["failures"],
+        row["allowance"],
+    )
 
 
 async def reputation_history(request: Request) -> JSON:

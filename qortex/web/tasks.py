@@ -302,7 +302,18 @@ async def list_tasks(request: Request) -> JSON:
     if prefix is not None and not TASK_ID_PREFIX.fullmatch(prefix):
         raise InvalidInput("prefix must be the start of a task id (hex digits and '-')")
     rows = await request.app.state.store.reader.tasks(status, kind, limit, before, prefix)
-    tasks = [TaskListed(**_summary(row), decided=row["decided"]) for row in rows]
+    tasks = [
+        TaskListed(
+            task_id=row["id"],
+            kind=row["kind"],
+            status=row["status"],
+            microtasks=row["microtasks"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            decided=row["decided"],
+        )
+        for row in rows
+    ]
     following = tasks[-1].created_at if len(tasks) == limit else None
     return JSON(TaskPage(tasks=tasks, next=following))
 
