@@ -87,37 +87,29 @@ class Endpoint:
     query_key: bool = False  # ``apiKey=`` in the query works too (EventSource)
 
 
-def query(name: str, schema: Schema, description: str) -> Schema:
+def _parameter(where: str, name: str, schema: Schema, description: str) -> Schema:
     return {
         "name": name,
-        "in": "query",
-        "required": False,
+        "in": where,
+        "required": where == "path",
         "schema": schema,
         "description": description,
     }
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return _parameter("query", name, schema, description)
+
+
+def header(name: str, schema: Schema, description: str) -> Schema:
+    return _parameter("header", name, schema, description)
 
 
 def path(name: str, description: str, pattern: str | None = None) -> Schema:
     schema: Schema = {"type": "string", "minLength": 1}
     if pattern is not None:
         schema["pattern"] = pattern
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def header(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
+    return _parameter("path", name, schema, description)
 
 
 def _error(status: int) -> Schema:
