@@ -767,14 +767,17 @@ class Bench:
     async def profile(self, server: Server, name: str, seconds: float) -> Any:
         if not self.args.profile:
             return None
-        pyspy = shutil.which("py-spy")
+        # On PATH, or installed beside this Python (a virtual environment not activated).
+        pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=Path(sys.executable).parent)
         if pyspy is None:
             log("[yellow]--profile: py-spy is not installed (pip install py-spy)[/]")
             return None
         target = Path(self.args.profile).resolve()
         target.mkdir(parents=True, exist_ok=True)
+        # Raw (collapsed) stacks: benchmarks/engine_share.py reads them, flame graph tools too.
         argv = [pyspy, "record", "--pid", str(server.pid), "--duration", str(int(seconds))]
-        argv += ["--rate", "100", "--nonblocking", "-o", str(target / f"{name}.svg")]
+        argv += ["--rate", "100", "--nonblocking", "--format", "raw"]
+        argv += ["-o", str(target / f"{name}.txt")]
         return await spawn(argv, base_env(self.tmp), self.tmp, self.tmp / "py-spy.log")
 
     # 4. connections -------------------------------------------------------------
