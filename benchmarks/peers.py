@@ -14,7 +14,7 @@ from just before the first submit to the last decision; every decision is
 checked against the kind's own label.
 
 - Qortex (``benchmarks/peers_qortex.py``): ``qortex serve`` on a loopback
-  port with ``sync = "full"``, miners from ``scripts/bench_load.py``.
+  port with ``sync = "full"``, miners from ``benchmarks/bench_load.py``.
 - Celery (``benchmarks/peers_celery.py``): Redis broker and result backend
   (``redis-server`` started here on a free loopback port, persistence off),
   ``celery worker -P threads``.
@@ -40,15 +40,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import bench
+import bench_load
+import peers_qortex
+import peers_work
+import processes
 from rich.console import Console
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "scripts")]
-import bench  # noqa: E402
-import bench_load  # noqa: E402
-import peers_qortex  # noqa: E402
-import peers_work  # noqa: E402
 
 PEERS = ("celery", "dask")
 EXTRA = ("celery", "redis", "dask", "distributed")
@@ -127,7 +127,7 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 result["errors"][name] = f"{type(exc).__name__}: {exc}"
                 bench.log(f"[red]{name} failed:[/] {exc}")
     finally:
-        await asyncio.gather(*(bench.end(p, grace=3.0) for p in bench._children))
+        await processes.end_all(grace=3.0)
     result["ratios"] = ratios(result["legs"], "decidedPerSecond")
     result["cpuRatios"] = ratios(result["legs"], "decidedPerCpuSecond")
     return result
@@ -200,7 +200,7 @@ def main() -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        bench.kill_all()
+        processes.kill_all()
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
         else:

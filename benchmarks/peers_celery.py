@@ -22,11 +22,10 @@ from pathlib import Path
 
 import peers_work
 import redis
-from bench import end, spawn
 from celery import Celery
 from celery.result import ResultSet
-from loopback import free_port
 from peers_cpu import CpuMeter
+from processes import end, free_port, spawn
 
 URL_VARIABLE = "PEERS_REDIS_URL"
 QUEUE = "peers-w{}"  # one per worker process

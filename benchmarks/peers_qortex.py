@@ -1,8 +1,8 @@
 """Qortex's leg of ``benchmarks/peers.py``: the real coordinator and real miner processes.
 
 ``qortex serve`` runs as its own process on a loopback port (``sync = "full"``,
-replicas 3), started and supervised by ``scripts/bench.py``'s :class:`Server`;
-the miners are ``scripts/bench_load.py`` processes (each WebSocket connection
+replicas 3), started and supervised by ``benchmarks/processes.py``'s :class:`Server`;
+the miners are ``benchmarks/bench_load.py`` processes (each WebSocket connection
 its own ed25519 identity speaking the miner protocol), started by its
 :class:`LoadGroup`. The driver submits the tweets as tasks of 500 over HTTP;
 the clock runs from just before the first submit until a read-only reader of
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench import LoadGroup, Server, log, post_task
+from bench import LoadGroup, bench_server, log, post_task
 from peers_cpu import CpuMeter
 from peers_work import Job, expected, figures
+from processes import Server
 
 PENDING = "SELECT count(*) FROM microtasks WHERE status = 'pending'"  # a partial index
 DECIDED = "SELECT count(*) FROM microtasks WHERE status = 'decided' AND gold IS NULL"
@@ -36,7 +34,7 @@ async def run(
     tmp: Path, work: list[Job], replicas: int, workers: int, identities: int, slots: int
 ) -> dict:
     """Decided microtasks per second for ``work`` on a fresh coordinator and miners."""
-    server = Server(tmp, "qortex")
+    server = bench_server(tmp, "qortex")
     await server.start()
     try:
         connections = workers * identities

@@ -26,13 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCHMARKS.parent / "scripts"))
-sys.path.insert(0, str(BENCHMARKS))
-
-from bench import kill_all, raise_nofile  # noqa: E402
-from trust.cell import Cell, CellRun, Plan  # noqa: E402
-from trust.strategies import STRATEGIES  # noqa: E402
+from bench import raise_nofile
+from processes import kill_all
+from trust.cell import Cell, CellRun, Plan
+from trust.strategies import STRATEGIES
 
 FULL = Plan(
     name="full",

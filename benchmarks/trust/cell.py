@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import end, spawn
+from processes import Server, end, spawn
 
 from qortex.signing import Signer
 from trust.adversary import BANNED, Swarm
 from trust.judge import Tally, catch_times, figures, judge_task, microtasks_of
-from trust.service import Api, Coordinator, Events, follow
+from trust.service import Api, Events, api_of, coordinator, follow
 from trust.strategies import Shared
 from trust.workload import Task, Workload
 
@@ -117,7 +117,7 @@ class CellRun:
 
     async def run(self) -> dict[str, Any]:
         began = time.monotonic()
-        coordinator = Coordinator(self.folder, self.cell.settings)
+        server = coordinator(self.folder, self.cell.settings)
         honest_procs: list[asyncio.subprocess.Process] = []
         swarm: Swarm | None = None
         follower: asyncio.Task[None] | None = None
@@ -127,13 +127,13 @@ class CellRun:
         workload = Workload(self.cell.kind, self.rng)
         try:
             # Honest processes load while the coordinator starts; they retry until it listens.
-            honest_procs = await self._start_honest(coordinator, honest)
-            await coordinator.start()
+            honest_procs = await self._start_honest(server, honest)
+            await server.start(30.0)
             self._phase("start")
-            api = coordinator.client()
+            api = api_of(server)
             follower = asyncio.create_task(follow(api, self.events))
             swarm = Swarm(
-                coordinator.url,
+                server.url,
                 workload.kind,
                 self.cell.strategy,
                 Shared(random.Random(self.rng.random())),
@@ -160,14 +160,14 @@ class CellRun:
                 follower.cancel()
             if api is not None:
                 await api.close()
-            await coordinator.stop()
+            await server.stop()
         seconds = time.monotonic() - began
         if self.events.errors:
             self.notes.append(f"the event stream dropped {self.events.errors} time(s)")
         return self._report(workload.kind, swarm, reports, honest, adversaries, seconds)
 
     async def _start_honest(
-        self, coordinator: Coordinator, operators: Addresses
+        self, server: Server, operators: Addresses
     ) -> list[asyncio.subprocess.Process]:
         """Honest operators, spread over ``plan.honest_processes`` processes of their own.
 
@@ -185,10 +185,10 @@ class CellRun:
             path = self.folder / f"honest-{n}.json"
             path.write_text(json.dumps(keys))
             path.chmod(0o600)
-            argv = [sys.executable, str(HONEST), "--url", coordinator.url, "--kind"]
+            argv = [sys.executable, str(HONEST), "--url", server.url, "--kind"]
             argv += [self.cell.kind, "--keys", str(path), "--slots", str(self.plan.honest_slots)]
             log = self.folder / f"honest-{n}.log"
-            procs.append(await spawn(argv, coordinator.env, self.folder, log, pipe=True))
+            procs.append(await spawn(argv, server.env, self.folder, log, pipe=True))
         return procs
 
     async def _stop_honest(self, procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any]]:

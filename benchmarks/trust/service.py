@@ -1,6 +1,6 @@
 """The coordinator under test: a real ``qortex serve``, its REST API and its event stream.
 
-Processes are started and stopped by ``scripts/bench.py``'s supervision (own
+Processes are started and stopped by ``benchmarks/processes.py``'s supervision (own
 process group, killed with the harness). The API client waits out 429s as
 their ``Retry-After`` asks, so the default rate limits stay in force. The
 event follower reads ``GET /api/v1/events`` from the start and resumes after
@@ -10,10 +10,8 @@ the last id it saw if the stream drops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,58 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench import end, spawn
-from loopback import HOST, base_env, free_port
+from processes import Server
 
 #: Sentiment tasks may hold more tweets than the default 5, so a cell needs fewer requests.
 MAX_TWEETS = 50
 
 
-class Coordinator:
+def coordinator(folder: Path, settings: dict[str, str]) -> Server:
     """``qortex serve`` on a free loopback port with a fresh database in ``folder``."""
-
-    def __init__(self, folder: Path, settings: dict[str, str]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.api_key = secrets.token_hex(16)  # 32 characters
-        self.log = folder / "serve.log"
-        self.env = base_env(folder) | {
-            "QORTEX_API_KEY": self.api_key,
-            "QORTEX_DB": str(folder / "qortex.db"),
-            "QORTEX_HOST": HOST,
-            "QORTEX_PORT": str(self.port),
-            "QORTEX_LOG_LEVEL": "warning",
+    return Server(
+        folder.parent,
+        folder.name,
+        secrets.token_hex(16),  # 32 characters
+        {
             "QORTEX_MAX_TWEETS_PER_TASK": str(MAX_TWEETS),
             **{f"QORTEX_{k.upper()}": v for k, v in settings.items()},
-        }
-        self.proc: asyncio.subprocess.Process | None = None
+        },
+    )
 
-    async def start(self, seconds: float = 30.0) -> None:
-        self.proc = await spawn(
-            [sys.executable, "-m", "qortex", "serve"], self.env, self.folder, self.log
-        )
-        deadline = time.monotonic() + seconds
-        async with httpx.AsyncClient(trust_env=False, timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    raise RuntimeError(f"qortex serve exited: {self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url + "/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"qortex serve did not come up: {self.tail()}")
 
-    async def stop(self) -> None:
-        if self.proc is not None:
-            await end(self.proc, grace=5.0)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-
-    def client(self) -> Api:
-        return Api(self.url, self.api_key)
+def api_of(server: Server) -> Api:
+    """The REST API of ``server``, waiting out rate limits."""
+    return Api(server.url, server.api_key)
 
 
 class Api:

@@ -1,11 +1,11 @@
 """Benchmark Qortex end to end with real processes on loopback.
 
-    python scripts/bench.py [--quick] [--json]
+    python benchmarks/bench.py [--quick] [--json]
 
 Five figures, in one run (docs/performance.md explains each):
 
 1. ceiling: verified round trips per second that a bare uvicorn + Starlette
-   WebSocket app (``scripts/bench_ceiling.py``) sustains with the same load
+   WebSocket app (``benchmarks/bench_ceiling.py``) sustains with the same load
    clients, i.e. what the machine allows before Qortex does anything;
 2. throughput: results per second Qortex acknowledges (verified, quorum
    applied, committed with ``sync = "full"``, events written), and its ratio
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -45,25 +44,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_load
 import httpx
-from loopback import HOST, base_env, free_port
+from processes import Server, base_env, end, end_all, kill_all, spawn
 from rich.console import Console
 from rich.table import Table
 
-SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS))
-import bench_load  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 API_KEY = "bench-" + secrets.token_hex(12)
-SEED_ALIASES = ("API_KEY_SECRET", "DISPATCH_REPLICAS", "RESULT_TIMEOUT_MS", "MAX_TWEETS_PER_TASK")
 REPLICAS = 3
 BIG_TASK = 20_000  # tweets per task when seeding a backlog
 FEED_TASK = 500  # tweets per task when keeping the queue just busy
 FEED_RUNNING = 3  # tasks kept running by the feeder: at most 1,500 microtasks pending
 
 err = Console(stderr=True)
-_children: list[asyncio.subprocess.Process] = []
-_libc: Any = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 @dataclass(frozen=True)
@@ -93,184 +88,24 @@ def log(message: str) -> None:
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
 
 
-# -- processes ----------------------------------------------------------------
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _libc is not None:
-        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-async def spawn(
-    argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, pipe: bool = False
-) -> asyncio.subprocess.Process:
-    """A child in its own process group, killed with us, output to ``log_path``."""
-    with open(log_path, "ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if pipe else out,
-            stderr=out,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    _children.append(proc)
-    return proc
-
-
-def signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-
-
-async def end(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
-    """SIGTERM the process group, SIGKILL it if it is still there after ``grace``."""
-    signal_group(proc, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-    except TimeoutError:
-        signal_group(proc, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 5)
-
-
-def kill_all() -> None:
-    """Last resort, synchronous: SIGKILL every process group still running."""
-    for proc in _children:
-        signal_group(proc, signal.SIGKILL)
-
-
-def raise_nofile() -> int:
-    return bench_load.raise_nofile()
-
-
-class Server:
-    """``qortex serve`` (or the ceiling app) as a real process on a free loopback port."""
-
-    def __init__(self, tmp: Path, name: str, argv: list[str] | None = None) -> None:
-        self.dir = tmp / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.db = self.dir / "qortex.db"
-        self.log = self.dir / "server.log"
-        self.argv = argv or [sys.executable, "-m", "qortex", "serve"]
-        self.env = base_env(tmp) | {
-            "QORTEX_API_KEY": API_KEY,
-            "QORTEX_DB": str(self.db),
-            "QORTEX_HOST": HOST,
-            "QORTEX_PORT": str(self.port),
-            "QORTEX_LOG_LEVEL": "warning",
+def bench_server(tmp: Path, name: str, argv: list[str] | None = None) -> Server:
+    """``qortex serve`` (or the ceiling app) as the bench runs it: ``sync = "full"``, replicas 3."""
+    return Server(
+        tmp,
+        name,
+        API_KEY,
+        {
             "QORTEX_SYNC": "full",
             "QORTEX_REPLICAS": str(REPLICAS),
             "QORTEX_MAX_TWEETS_PER_TASK": str(BIG_TASK),
             "QORTEX_MAX_REQUEST_BYTES": str(64 << 20),
-        }
-        self.proc: asyncio.subprocess.Process | None = None
-        self.expected_kill: int | None = None  # the signal the bench sent, if any
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, timeout: float = 30.0, health: bool = True) -> float:
-        """Start and wait until it answers; returns the seconds that took."""
-        began = time.perf_counter()
-        self.expected_kill = None
-        self.proc = await spawn(self.argv, self.env, self.dir, self.log)
-        deadline = began + timeout
-        async with httpx.AsyncClient(trust_env=False, timeout=1.0) as client:
-            while time.perf_counter() < deadline:
-                if self.proc.returncode is not None:
-                    self.check()
-                if health:
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get(self.url + "/health")).status_code == 200:
-                            return time.perf_counter() - began
-                elif await _port_open(self.port):
-                    return time.perf_counter() - began
-                await asyncio.sleep(0.02)
-        raise RuntimeError(f"{self.name} did not come up in {timeout:.0f}s: {self.tail()}")
-
-    async def kill9(self) -> None:
-        assert self.proc is not None
-        self.expected_kill = signal.SIGKILL
-        signal_group(self.proc, signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None:
-            self.expected_kill = signal.SIGTERM
-            await end(self.proc, grace=8.0)
-
-    def check(self) -> None:
-        """Raise if the process is gone, with how it ended and the end of its log."""
-        if self.proc is not None and self.proc.returncode is not None:
-            code = self.proc.returncode
-            how = f"status {code}"
-            if code < 0:
-                how = f"signal {signal.Signals(-code).name}"
-                if self.expected_kill is None:
-                    how += " (not sent by the bench: another process killed it)"
-            raise RuntimeError(f"{self.name} server ended with {how}: {self.tail()}")
-
-    def rss(self) -> int:
-        self.check()
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def cpu_seconds(self) -> float:
-        self.check()
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    async def cpu_percent(self, seconds: float) -> float:
-        c0, t0 = self.cpu_seconds(), time.perf_counter()
-        await asyncio.sleep(seconds)
-        self.check()
-        return 100 * (self.cpu_seconds() - c0) / (time.perf_counter() - t0)
-
-    def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-1500:]
-        return ""
-
-    def client(self, timeout: float = 30.0) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.url,
-            headers={"x-api-key": API_KEY},
-            timeout=timeout,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-        )
-
-    def query(self, sql: str) -> Any:
-        """One value from the live database, read-only (WAL: no lock on the writer)."""
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(sql).fetchone()[0]
-        finally:
-            conn.close()
+        },
+        argv,
+    )
 
 
-async def _port_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection(HOST, port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+def raise_nofile() -> int:
+    return bench_load.raise_nofile()
 
 
 class LoadGroup:
@@ -302,7 +137,7 @@ class LoadGroup:
         for i, share in enumerate(shares):
             argv = [
                 sys.executable,
-                str(SCRIPTS / "bench_load.py"),
+                str(HERE / "bench_load.py"),
                 "--url",
                 self.url,
                 "--mode",
@@ -586,8 +421,8 @@ class Bench:
     # 1. ceiling ---------------------------------------------------------------
 
     async def ceiling(self) -> None:
-        argv = [sys.executable, str(SCRIPTS / "bench_ceiling.py")]
-        server = Server(self.tmp, "ceiling", argv)
+        argv = [sys.executable, str(HERE / "bench_ceiling.py")]
+        server = bench_server(self.tmp, "ceiling", argv)
         try:
             await server.start(health=False)
             load = await self.load(server.url, "ceiling", "ceiling").start()
@@ -604,7 +439,7 @@ class Bench:
     # 2 and 3. throughput, then latency on the same coordinator ----------------
 
     async def throughput_and_latency(self) -> None:
-        server = Server(self.tmp, "throughput")
+        server = bench_server(self.tmp, "throughput")
         try:
             started = await server.start()
             self.result["start_seconds_empty"] = round(started, 3)
@@ -785,7 +620,7 @@ class Bench:
     async def connections(self) -> None:
         plan = self.plan
         out = self.result["connections"]
-        server = Server(self.tmp, "connections")
+        server = bench_server(self.tmp, "connections")
         groups: list[LoadGroup] = []
         miners, rss, cpu = [0], [], []
         try:
@@ -845,7 +680,7 @@ class Bench:
         out["rss_bytes"] = [None]
         for size in plan.backlogs:
             largest = size == plan.backlogs[-1]
-            server = Server(self.tmp, f"backlog{size}")
+            server = bench_server(self.tmp, f"backlog{size}")
             try:
                 await server.start()
                 seeded = await self.seed(server, size)
@@ -1065,7 +900,7 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             plan = dataclasses.replace(plan, miners=args.miners)
         return await Bench(args, plan, tmp).run()
     finally:
-        await asyncio.gather(*(end(p, grace=3.0) for p in _children), return_exceptions=True)
+        await end_all(grace=3.0)
 
 
 def main() -> int:

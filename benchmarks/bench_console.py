@@ -8,7 +8,7 @@ then heartbeats), and measures the coordinator's CPU (its own process, from
 page's first render (navigation to every panel filled) ``--renders`` times.
 Prints the figures and a JSON line; docs/console.md records a run.
 
-    .test-env/bin/python scripts/bench_console.py --miners 10000 --tasks 100000
+    .test-env/bin/python benchmarks/bench_console.py --miners 10000 --tasks 100000
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loopback import HOST, base_env, free_port
+from processes import HOST, base_env, free_port
 
 from qortex.store.schema import migrate
 
-SCRIPTS = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent
 KEY = "bench-console-key-0123456789"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
@@ -207,7 +205,7 @@ def main() -> int:
                     subprocess.Popen(
                         [
                             sys.executable,
-                            str(SCRIPTS / "bench_load.py"),
+                            str(HERE / "bench_load.py"),
                             "--url",
                             url,
                             "--mode",

@@ -1,4 +1,4 @@
-"""Load-generating miner process for ``scripts/bench.py``: N WebSocket connections in one process.
+"""Load-generating miner process for ``benchmarks/bench.py``: N WebSocket connections a process.
 
 Each connection is its own ed25519 identity and speaks the real miner protocol
 through :class:`qortex.protocol.client.ClientSession` (hello, challenge,
@@ -11,7 +11,7 @@ answer, welcome, heartbeats every ``heartbeatSeconds``). Modes:
     connect, authenticate and heartbeat; nothing else (any work pushed is
     still answered, so an idle miner never holds a lease hostage).
 ``ceiling``
-    drive ``scripts/bench_ceiling.py``: after its welcome, keep ``slots``
+    drive ``benchmarks/bench_ceiling.py``: after its welcome, keep ``slots``
     signed results in flight per connection, each built from a synthetic
     assignment through exactly the code that answers a real ``assign``.
 

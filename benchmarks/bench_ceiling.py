@@ -1,4 +1,4 @@
-"""The ceiling for ``scripts/bench.py``: the least a server must do per signed result.
+"""The ceiling for ``benchmarks/bench.py``: the least a server must do per signed result.
 
 A bare Starlette app whose ``/ws/miner`` is served the way ``qortex serve``
 serves the coordinator's, run by ``qortex serve`` itself with only the
@@ -20,7 +20,7 @@ no queue, no placement, no quorum, no database and no event: the difference
 between this and the coordinator is what those cost. Signatures are checked on
 the event loop, one at a time (the coordinator may use ``verify_threads``).
 
-Run: ``QORTEX_PORT=8765 python scripts/bench_ceiling.py``.
+Run: ``QORTEX_PORT=8765 python benchmarks/bench_ceiling.py``.
 """
 
 from __future__ import annotations
