@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.processes import free_port
 from qortex.kinds.sentiment import SentimentKind
 from qortex.signing import Signer
 
@@ -25,12 +25,6 @@ WORK_TABLES = ("tasks", "microtasks", "results")
 
 def timeout(seconds: float) -> float:
     return seconds * SCALE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def snapshot(db: str | Path, tables: tuple[str, ...] | None = None) -> dict[str, list[Any]]:

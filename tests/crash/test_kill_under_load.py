@@ -230,7 +230,8 @@ async def kills_under_load(run: Run) -> None:
     )
 
 
-@pytest.mark.timeout(timeout(900))
+# The fence for a hang outside the event loop; the run itself has its own budget below.
+@pytest.mark.timeout(timeout(3600))
 async def test_kills_under_load_lose_nothing_acknowledged(tmp_path: Path, long: bool) -> None:
     plan = LONG if long else QUICK
     seed = random.SystemRandom().randrange(1 << 32)
