@@ -184,7 +184,7 @@ class Server:
         self.starts += 1
         return self.proc
 
-    async def start(self, timeout: float = 60.0, health: bool = True) -> float:
+    async def start(self, timeout: float = 30.0, health: bool = True) -> float:
         """Start and wait until it answers (``/health``, or an open port); the seconds it took."""
         began = time.perf_counter()
         proc = await self.spawn()

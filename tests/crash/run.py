@@ -39,12 +39,16 @@ LONG = Plan(kills=100, large_kills=4, migration_kills=20, large_window=0.6)
 
 @dataclass
 class Check:
+    """One named promise checked against the file, and what was found."""
+
     ok: bool
     detail: str
 
 
 @dataclass
 class Run:
+    """What one run did (kills, restarts, large submits) and found (checks, figures)."""
+
     plan: Plan
     seed: int
     tmp: Path
@@ -68,6 +72,7 @@ class Run:
 
 
 def report(run: Run) -> dict[str, Any]:
+    """Every figure and check of the run, as one object (docs/reliability.md names each)."""
     f = run.figures
     restarts = run.restart_seconds
     return {
@@ -94,6 +99,7 @@ def report(run: Run) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
+    """The machine the figures come from."""
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -138,6 +144,7 @@ FIGURES = [
 
 
 def show(out: dict[str, Any]) -> None:
+    """The figures and checks as two tables, for a long run's reader."""
     console = Console()
     table = Table(title="Crash campaign", show_header=True)
     table.add_column("figure")

@@ -121,7 +121,7 @@ async def migration_kills(run: Run, attempts: int) -> None:
         if problem:
             problems.append(f"attempt {attempt} ({db.name}): {problem}")
     # The last file must still start, and end up at the latest version.
-    elapsed = await server.start()
+    elapsed = await server.start(60.0)
     await server.stop()
     version, problem = inspect_file(db, references)
     if problem or version != LATEST:

@@ -117,11 +117,12 @@ def last_event_id(db: Path) -> int:
 
 
 async def kills_under_load(run: Run) -> None:
-    args = run.plan
+    """The kills of ``run.plan`` under load, the drain, then every check on the file."""
+    plan = run.plan
     db = run.tmp / "qortex.db"
     server = coordinator(run.tmp, "serve", db)
     log(f"coordinator on {server.url}, file {db}")
-    await server.start()
+    await server.start(60.0)
     miners_out = run.tmp / "miners.log"
     cli = await spawn(
         [
@@ -132,7 +133,7 @@ async def kills_under_load(run: Run) -> None:
             "--url",
             server.url,
             "--count",
-            str(args.cli_miners),
+            str(plan.cli_miners),
             "--concurrency",
             "4",
             "--key-dir",
@@ -146,21 +147,21 @@ async def kills_under_load(run: Run) -> None:
     )
     trigger = Trigger()
     protocol_miners = [
-        ProtocolMiner(server.url, i, 2, trigger) for i in range(args.protocol_miners)
+        ProtocolMiner(server.url, i, 2, trigger) for i in range(plan.protocol_miners)
     ]
-    submitter = Submitter(server.url, random.Random(run.rng.random()), args.rate, trigger)
+    submitter = Submitter(server.url, random.Random(run.rng.random()), plan.rate, trigger)
     follower = Follower(server.url, trigger)
     background = [asyncio.create_task(p.run()) for p in protocol_miners]
     follow_task = asyncio.create_task(follower.run())
     submit_task = asyncio.create_task(submitter.run())
     try:
         large_at = {
-            round((i + 1) * args.kills / (args.large_kills + 1)) for i in range(args.large_kills)
+            round((i + 1) * plan.kills / (plan.large_kills + 1)) for i in range(plan.large_kills)
         }
-        for i in range(args.kills):
+        for i in range(plan.kills):
             if i in large_at:
-                await large_submit_kill(run, server, args.large_window)
-                run.restart_seconds.append(await server.start())
+                await large_submit_kill(run, server, plan.large_window)
+                run.restart_seconds.append(await server.start(60.0))
                 run.restarts += 1
             await asyncio.sleep(run.rng.uniform(*KILL_DELAY))
             how = run.rng.choice(Trigger.KINDS)
@@ -173,11 +174,11 @@ async def kills_under_load(run: Run) -> None:
             await server.kill9(sent=how != "timer")
             run.kills += 1
             run.kills_by[how] += 1
-            run.restart_seconds.append(await server.start())
+            run.restart_seconds.append(await server.start(60.0))
             run.restarts += 1
-            if (i + 1) % 10 == 0 or i + 1 == args.kills:
+            if (i + 1) % 10 == 0 or i + 1 == plan.kills:
                 log(
-                    f"kill {i + 1}/{args.kills}: {len(submitter.accepted)} tasks accepted, "
+                    f"kill {i + 1}/{plan.kills}: {len(submitter.accepted)} tasks accepted, "
                     f"{len(follower.ids)} events seen, {sum(len(p.acked) for p in protocol_miners)}"
                     " acks"
                 )
@@ -188,7 +189,7 @@ async def kills_under_load(run: Run) -> None:
                 run.errors.append(f"a campaign client stopped: {task.exception()!r}")
         submitter.stopping = True
         await asyncio.wait_for(submit_task, 30)
-        idle = await wait_healthy_idle(server, args.drain_seconds)
+        idle = await wait_healthy_idle(server, plan.drain_seconds)
         run.figures["drainHealth"] = {
             k: idle.get(k) for k in ("tasksRunning", "leasesOut", "minersConnected")
         }
