@@ -34,7 +34,7 @@ from tests.helpers import API_KEY, Server
 
 @dataclass(frozen=True)
 class FaultRun:
-    """The coordinator every fault class attacks (with four honest CLI miners), and the sizes."""
+    """The coordinator every fault class attacks (with six honest CLI miners), and the sizes."""
 
     server: Server
     long: bool

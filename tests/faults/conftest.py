@@ -1,6 +1,6 @@
-"""The coordinator the fault classes attack: one per test process, with four honest CLI miners.
+"""The coordinator the fault classes attack: one per test process, with six honest CLI miners.
 
-Its deadlines are short (1 s leases, 0.5 s heartbeats, 2 s handshake) so every
+Its deadlines are short (1.5 s leases, 0.5 s heartbeats, 2 s handshake) so every
 one of them comes within a test; companions are off, so a copy an attacker
 holds stays out until its deadline; the keepalive ping is pushed out of the
 unread flood's window; the client's request rate is not under test here.
@@ -36,9 +36,10 @@ def fault_server(tmp_path_factory: pytest.TempPathFactory, long: bool) -> Iterat
         miner_burst=MINER_BURST,
     ).start()
     try:
-        # Four, so that a quorum of 3 of 3 still finds three miners for a copy that one
-        # honest miner let expire on a busy machine (a miner never gets that copy again).
-        miners = start_miners(server, 4, tmp / "honest-keys")
+        # Six: a miner never gets a copy it let expire again, and on a busy machine (a
+        # flood keeps the coordinator's loop busy for a second or more) all three copies
+        # of a microtask may expire at once; a quorum of 3 of 3 still finds three others.
+        miners = start_miners(server, 6, tmp / "honest-keys")
         try:
             yield FaultRun(server, long)
         finally:

@@ -1,6 +1,6 @@
 """What every fault class sends: the campaign's settings, frames built by hand, generated inputs.
 
-The coordinator under attack runs with replicas 3, 1 s leases, 0.5 s heartbeats
+The coordinator under attack runs with replicas 3, 1.5 s leases, 0.5 s heartbeats
 and a 2 s handshake deadline, so every deadline comes quickly; all of them
 stretch with ``QORTEX_TEST_TIMEOUT_SCALE``, the suite's one knob for a slow
 machine.
@@ -23,7 +23,7 @@ from tests.helpers import SCALE
 
 SOFTWARE = "qortex-fault/1"
 REPLICAS = 3
-LEASE = 1.0 * SCALE
+LEASE = 1.5 * SCALE
 HEARTBEAT = 0.5 * SCALE
 HANDSHAKE = 2.0 * SCALE
 MAX_MESSAGE = 1024 * 1024
