@@ -57,8 +57,6 @@ class Peer:
         self.assign_order: list[str] = []
         self.verdicts: dict[str, list[str]] = {}
         self.cancels: dict[str, tuple[str, float]] = {}
-        self.frames = 0
-        self.messages = 0
         self._changed = asyncio.Event()
 
     # -- plumbing
@@ -103,7 +101,6 @@ class Peer:
 
     def _on(self, raw: str | bytes) -> None:
         """One message: a frame, or an array of frames handled in order (§1)."""
-        self.messages += 1
         message = json.loads(raw)
         for frame in message if isinstance(message, list) else [message]:
             self._frame(frame)
@@ -111,7 +108,6 @@ class Peer:
 
     def _frame(self, frame: dict[str, Any]) -> None:
         now = time.time()
-        self.frames += 1
         kind = frame.get("type")
         if kind == "heartbeat":
             self.heartbeats += 1

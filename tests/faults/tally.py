@@ -77,10 +77,9 @@ class Identity:
     tally: Tally
     refused: Counter[str] = field(default_factory=Counter)  # over the socket
     acks: int = 0
+    # Results it got accepted over HTTP. Its 401s, and 409s for assignments that are
+    # not live (no input digest to check the signature by), are not counted.
     http_accepted: int = 0
-    # 401s, and 409s for assignments that are not live (no input digest to check
-    # the signature by): not counted
-    http_unattributed: int = 0
     # Closed for not reading (4008): answers still queued were dropped, by design,
     # so it saw fewer answers than the server counted.
     dropped_unread: bool = False

@@ -69,7 +69,6 @@ async def late_results(c: Campaign, t: Tally, rnd: int) -> None:
         t, "POST", f"/internal/miner/{peer.signer.miner_id}/result", json=body
     )
     reason = (response.json().get("detail") or {}).get("reason")
-    peer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "late result over HTTP",
         "§13.1 409 late",

@@ -78,7 +78,6 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
     path = f"/internal/miner/{signer.miner_id}/result"
     response = await c.request(t, "POST", path, json=body)
     reason = (response.json().get("detail") or {}).get("reason")
-    claimer.identity.http_unattributed += response.status_code == 409
     t.expect(
         "made-up assignment over HTTP",
         "§13.1 409 unknown_assignment",
