@@ -64,6 +64,9 @@ async def same_key_two_sockets(c: Campaign, t: Tally, rnd: int) -> None:
             a.send(json.dumps({"type": "answer", "signature": a.sign_nonce()})),
             b.send(json.dumps({"type": "answer", "signature": b.sign_nonce()})),
         )
+        # Like any miner, both keep up their heartbeats: the one left must not fall silent.
+        a.heartbeat()
+        b.heartbeat()
         await asyncio.gather(a.closing(2), b.closing(2))
         outcome = sorted([await a.alive(), await b.alive()])
         t.expect(
