@@ -1,6 +1,6 @@
 """What share of the coordinator's CPU the trust engine takes, from a py-spy profile.
 
-``scripts/bench.py --only throughput --profile DIR`` records the coordinator
+``benchmarks/bench.py --only throughput --profile DIR`` records the coordinator
 with py-spy during its throughput window and leaves ``DIR/throughput.txt``
 (py-spy's raw format: one collapsed stack and its sample count per line).
 This reads such a file and counts the samples whose stack passes through the
