@@ -33,7 +33,7 @@ class Plan:
     drain_seconds: float = 240.0  # bound on the final wait
 
 
-QUICK = Plan(kills=3, large_kills=1, migration_kills=4, large_window=0.3)
+QUICK = Plan(kills=3, large_kills=1, migration_kills=3, large_window=0.3)
 LONG = Plan(kills=100, large_kills=4, migration_kills=20, large_window=0.6)
 
 

@@ -54,7 +54,7 @@ class Campaign:
         # The floods' sizes: the long mode's, or smaller ones that still pass the burst.
         self.flood_heartbeats = 3000
         self.flood_results = 1000
-        self.flood_unread = 16000 if run.long else 8000
+        self.flood_unread = 16000 if run.long else 6000
         self.paced_seconds = 4 if run.long else 1
         self.http = httpx.AsyncClient(base_url=self.url, headers={"x-api-key": API_KEY}, timeout=20)
         self.tally: dict[str, Tally] = {}

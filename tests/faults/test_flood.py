@@ -157,13 +157,16 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
     async def unread() -> None:
         """A miner that stops reading, within the rate: 4096 unread frames, then 4008 (§10).
 
-        Results with 1 KB made-up assignment ids, 700 to an array, at 90% of the
+        Results with 1 KB made-up assignment ids, 700 to an array, at 75% of the
         rate: each is refused at once with a frame echoing the id, so every
         buffer on the way fills with few frames and the bound is tight.
         """
         peer = await Peer(c, t).open(rcvbuf=UNREAD_RCVBUF)
         if not await peer.handshake():
             t.notes["handshake failed"] += 1
+        # It still writes: heartbeats go on, so silence (4009) is never why it is closed,
+        # and a close it cannot read is not cut short by the end of the closing handshake.
+        peer.heartbeat()
         assert peer.ws is not None
         ids = [f"{i:08x}{rng.getrandbits(64):016x}" for i in range(c.flood_unread)]
         batches = [ids[i : i + UNREAD_ARRAY] for i in range(0, len(ids), UNREAD_ARRAY)]
@@ -179,8 +182,10 @@ async def message_flood(c: Campaign, t: Tally, rnd: int) -> None:
             # ~1 KB frames, as ever: the output carries the bulk the bounded ids no longer can.
             bulk = json.dumps("x" * 970).encode()
             body = ",".join(result_frame(peer.signer, aid, f"{NO_TASK}:0", bulk) for aid in batch)
-            # Stay under the rate: the burst first, then 90% of miner_rate.
-            due = started + max(0.0, (sent + len(batch) - MINER_BURST) / (0.9 * MINER_RATE))
+            # Stay under the rate: the burst first, then 75% of miner_rate, with room for
+            # the coordinator's own clock: 700 frames read late and then at once must not
+            # look faster than the rate to it (it would close 4010, which we could not read).
+            due = started + max(0.0, (sent + len(batch) - MINER_BURST) / (0.75 * MINER_RATE))
             await asyncio.sleep(max(0.0, due - loop.time()))
             if await c.closes(4008) > closed_before:
                 # Closed already: read its close before the server's close handshake

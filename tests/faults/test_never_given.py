@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(timeout(600))]
 
 
 async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
-    holder = await ready_peer(c, t, 2)
+    # Slots enough that two of the first copies it gets are of quorum-3 tasks.
+    holder = await ready_peer(c, t, 6)
     holder.heartbeat()
     claimer = await ready_peer(c, t, 1)
     claimer.heartbeat()

@@ -67,7 +67,12 @@ async def same_key_two_sockets(c: Campaign, t: Tally, rnd: int) -> None:
         # Like any miner, both keep up their heartbeats: the one left must not fall silent.
         a.heartbeat()
         b.heartbeat()
-        await asyncio.gather(a.closing(2), b.closing(2))
+        # Until the replacement is over: one socket closed (its welcome came before its
+        # close), and the one left has had its welcome.
+        await a.wait(lambda: a.closed.is_set() or b.closed.is_set(), 2)
+        await asyncio.gather(
+            *(p.wait(lambda p=p: p.welcome, 1) for p in (a, b) if not p.closed.is_set())
+        )
         outcome = sorted([await a.alive(), await b.alive()])
         t.expect(
             "two sockets authenticate at once",
