@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "scripts/abuse_campaign.py", "--short", "--json"],
+        [sys.executable, "benchmarks/abuse_campaign.py", "--short", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,

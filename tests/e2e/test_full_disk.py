@@ -7,8 +7,6 @@ tests are skipped with that reason.
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.abuse_full_disk import fill
 from tests.helpers import (
     API_KEY,
     TWEETS,
@@ -47,26 +46,6 @@ def small_disk(where: Path, size: str = "16m") -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a file until the disk has no room left; removing it gives the space back."""
-    filler = disk / "filler"
-    chunk = b"\0" * 65536
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    break
-                chunk = chunk[: len(chunk) // 2]
-    finally:
-        os.close(fd)
-    return filler
 
 
 def _health(client: httpx.Client) -> dict[str, Any]:

@@ -7,7 +7,7 @@ phases, then a short stateful phase; ``deterministic`` so CI sees the same
 requests every time) asserts no 5xx, only documented status codes and content
 types, a JSON ``message`` on every 4xx, and a database that only accepted
 201s have changed. The long mode is
-``scripts/fuzz_http.py`` against a real ``qortex serve``.
+``benchmarks/fuzz_http.py`` against a real ``qortex serve``.
 
 The last tests pin three 500s found while building the fuzzing, one focused
 test each: inputs schemathesis does not generate (bytes that are not UTF-8,

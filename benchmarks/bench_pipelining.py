@@ -12,8 +12,8 @@ two seconds after it, and how many requests were answered.
 
 Usage::
 
-    python scripts/bench_pipelining.py                      # 30 x 3000, as in docs/security.md
-    python scripts/bench_pipelining.py --requests 500 --json
+    python benchmarks/bench_pipelining.py                      # 30 x 3000, as in docs/security.md
+    python benchmarks/bench_pipelining.py --requests 500 --json
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from abuse_attacks import Target, pipelined
 from abuse_campaign import Sampler
-from loopback import HOST, base_env, free_port
+from processes import HOST, base_env, free_port
 
 SERVE = """
 import sys, uvicorn

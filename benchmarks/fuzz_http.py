@@ -1,6 +1,6 @@
 """Fuzz a real ``qortex serve`` over HTTP with schemathesis, against its own /openapi.json.
 
-    python scripts/fuzz_http.py [--examples N] [--max-time S] [--no-stateful] [--seed N] [--json]
+    python benchmarks/fuzz_http.py [--examples N] [--max-time S] [--no-stateful] [--seed N] [--json]
 
 The long mode of ``tests/web/test_openapi.py``: a coordinator subprocess on a
 free loopback port with a fresh SQLite file, and schemathesis' whole run
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -43,7 +42,7 @@ from typing import Any
 
 import httpx
 import schemathesis
-from loopback import HOST, free_port
+from processes import HOST, die_with_parent, free_port
 from rich.console import Console
 from rich.table import Table
 from schemathesis.config import SchemathesisConfig
@@ -82,7 +81,6 @@ CHECKS = (
 )
 
 err = Console(stderr=True)
-_libc: Any = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 def log(message: str) -> None:
@@ -107,11 +105,6 @@ def error_has_json_message(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 # -- the server ---------------------------------------------------------------
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _libc is not None:
-        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: even if we are killed -9
 
 
 class Server:
@@ -146,7 +139,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """Abuse campaign: attack a real ``qortex serve`` as a stranger without a key would.
 
-One scenario per way in (scripts/abuse_attacks.py holds the attacks). Each
+One scenario per way in (benchmarks/abuse_attacks.py holds the attacks). Each
 starts its own coordinator with the shipped defaults on a fresh file and five
 honest CLI miners (``qortex miner --count 5``), times an honest 5-tweet task
 from submit to completion, then attacks and times the same task again during
@@ -25,9 +25,9 @@ space returns.
 
 Usage::
 
-    python scripts/abuse_campaign.py              # every scenario, the sizes of docs/security.md
-    python scripts/abuse_campaign.py --short      # small sizes: the suite's mode
-    python scripts/abuse_campaign.py --only hoarders --json
+    python benchmarks/abuse_campaign.py              # every scenario, the sizes of docs/security.md
+    python benchmarks/abuse_campaign.py --short      # small sizes: the suite's mode
+    python benchmarks/abuse_campaign.py --only hoarders --json
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from typing import Any
 import abuse_attacks as attacks
 import httpx
 from abuse_attacks import SCENARIOS, Target, Traffic
-from loopback import HOST, base_env, free_port
+from processes import HOST, base_env, free_port
 from rich.console import Console
 from rich.table import Table
 

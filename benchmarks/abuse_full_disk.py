@@ -29,7 +29,8 @@ import httpx
 SCENARIO = "2. a full disk"
 
 
-def _fill(disk: Path) -> Path:
+def fill(disk: Path) -> Path:
+    """Write a file until the disk has no room left; removing it gives the space back."""
     filler = disk / "filler"
     chunk = b"\0" * 65536
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
@@ -93,7 +94,7 @@ def full_disk(coordinator: Any, honest_task: Any, short: bool) -> dict[str, Any]
         submitter = Submitter(server.url, server.target().api_key)
         submitter.start()
         time.sleep(0.5)
-        filler = _fill(disk)
+        filler = fill(disk)
         filled = time.monotonic()
         server.wait(lambda h: h.status_code == 503, 30, "writes refused")
         detected = time.monotonic() - filled
