@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fuzzing
 import httpx
 import schemathesis
 from processes import HOST, die_with_parent, free_port
@@ -48,60 +49,16 @@ from rich.table import Table
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
-from qortex.errors import InvalidInput
-from qortex.signing import Signer, result_message
-from qortex.webhooks.destinations import check_url
-
-
-def loopback_webhooks(body: Any) -> None:
-    """Webhook and callback URLs the coordinator would accept go to a closed loopback port,
-    so the fuzzing reaches nothing beyond this machine."""
-    if not isinstance(body, dict):
-        return
-    for field in ("url", "callbackUrl"):
-        url = body.get(field)
-        if isinstance(url, str):
-            try:
-                check_url(url, [])
-            except InvalidInput:
-                continue
-            body[field] = f"http://{HOST}:9/hook"
-
+from qortex.signing import Signer
 
 API_KEY = "fuzz-" + os.urandom(12).hex()
-RESULT = "/internal/miner/{minerId}/result"
 TABLES = ("tasks", "microtasks", "results", "miners")
-CHECKS = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_schema_conformance",
-    "ignored_auth",
-    "error_has_json_message",
-)
 
 err = Console(stderr=True)
 
 
 def log(message: str) -> None:
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
-
-
-def _json_message(response: Any) -> str | None:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return None
-    message = body.get("message") if isinstance(body, dict) else None
-    return message if isinstance(message, str) and message else None
-
-
-@schemathesis.check
-def error_has_json_message(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx says what was wrong, as JSON with a non-empty ``message``."""
-    if 400 <= response.status_code < 500:
-        assert _json_message(response), f"{response.status_code} without a JSON message"
-    return None
 
 
 # -- the server ---------------------------------------------------------------
@@ -179,24 +136,8 @@ def count_rows(db: Path) -> dict[str, int]:
 
 
 def config(args: argparse.Namespace) -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict(
-        {
-            "seed": args.seed,
-            "generation": {
-                "mode": "all",
-                "max-examples": args.examples,
-                "deterministic": True,
-                "database": "none",
-            },
-            "auth": {"openapi": {"apiKey": {"api_key": API_KEY}}},
-            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
-            "phases": {"stateful": {"enabled": args.stateful}},
-            "request-timeout": 10,
-            "operations": [
-                # An event stream never ends: keep what arrives in 0.25 s, or the first event.
-                {"include-path": "/api/v1/events", "request-timeout": 0.25, "max-stream-events": 1}
-            ],
-        }
+    return fuzzing.config(
+        API_KEY, args.seed, args.examples, stateful=args.stateful, request_timeout=10
     )
 
 
@@ -215,20 +156,8 @@ def fuzz(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     errors: list[str] = []
 
     def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-        body = case.body
-        loopback_webhooks(body)
-        fields = ("assignmentId", "microtaskId", "output", "signature")
-        if (
-            case.operation.path == RESULT
-            and isinstance(body, dict)
-            and all(isinstance(body.get(f), str) for f in fields)
-            and len(body["output"]) % 2
-        ):
-            case.path_parameters = {"minerId": signer.miner_id}
-            message = result_message(
-                body["assignmentId"], body["microtaskId"], "", body["output"].encode()
-            )
-            body["signature"] = signer.sign(message)
+        fuzzing.keep_on_loopback(case.body)
+        fuzzing.sign_some_results(case, signer)
 
     def after_call(context: Any, case: Any, response: Any) -> None:
         nonlocal announced_microtasks
@@ -237,7 +166,7 @@ def fuzz(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         requests[label] += 1
         by_class[label][f"{status // 100}xx"] += 1
         codes[label][status] += 1
-        if 400 <= status < 500 and _json_message(response) is None:
+        if 400 <= status < 500 and fuzzing.json_message(response) is None:
             silent_4xx[label] += 1
         if status == 201:
             created[label] += 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import re
 import sqlite3
 from pathlib import Path
@@ -33,36 +32,21 @@ from schemathesis.engine import events
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 
+from benchmarks import fuzzing
 from qortex import shapes
-from qortex.errors import InvalidInput
 from qortex.keys import SCOPES
 from qortex.settings import Settings
-from qortex.signing import Signer, result_message
+from qortex.signing import Signer
 from qortex.web.app import create_app
 from qortex.web.control import MinerStatusChange
 from qortex.web.keys import KeyRequest
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.tasks import TaskRequest
 from qortex.web.webhooks import WebhookRequest
-from qortex.webhooks.destinations import check_url
 from tests.helpers import API_KEY, WORK_TABLES, timeout
 
 EXAMPLES = 40  # per operation and generation mode; the long mode uses many more
-RESULT = "/internal/miner/{minerId}/result"
 UNDOCUMENTED = {"/ws/miner", "/static", "/docs/static"}  # a WebSocket, mounts of fixed files
-
-
-@schemathesis.check
-def error_has_json_message(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx says what was wrong, as JSON with a non-empty ``message``."""
-    if 400 <= response.status_code < 500:
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            raise AssertionError(f"{response.status_code} without a JSON body") from None
-        message = body.get("message") if isinstance(body, dict) else None
-        assert isinstance(message, str) and message, f"{response.status_code} without a message"
-    return None
 
 
 def _document(client: TestClient) -> dict[str, Any]:
@@ -120,7 +104,7 @@ def test_request_bodies_are_msgspecs_own_schemas(client: TestClient) -> None:
     assert bodies == {
         ("/api/v1/tasks", "post"): {"$ref": "#/components/schemas/TaskRequest"},
         ("/api/v1/miners/register", "post"): {"$ref": "#/components/schemas/Registration"},
-        (RESULT, "post"): {"$ref": "#/components/schemas/SignedResult"},
+        (fuzzing.RESULT, "post"): {"$ref": "#/components/schemas/SignedResult"},
         ("/api/v1/miners/{minerId}", "patch"): {"$ref": "#/components/schemas/MinerStatusChange"},
         ("/api/v1/keys", "post"): {"$ref": "#/components/schemas/KeyRequest"},
         ("/api/v1/webhooks", "post"): {"$ref": "#/components/schemas/WebhookRequest"},
@@ -192,50 +176,7 @@ def test_each_scope_is_stated_and_enforced(client: TestClient) -> None:
 
 
 def _config(examples: int) -> SchemathesisConfig:
-    checks = (
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_schema_conformance",
-        "ignored_auth",
-        "error_has_json_message",
-    )
-    return SchemathesisConfig.from_dict(
-        {
-            "seed": 20240601,
-            "generation": {
-                "mode": "all",
-                "max-examples": examples,
-                "deterministic": True,
-                "database": "none",
-            },
-            "auth": {"openapi": {"apiKey": {"api_key": API_KEY}}},
-            "checks": {"enabled": False, **{name: {"enabled": True} for name in checks}},
-            "phases": {"stateful": {"enabled": True, "max-steps": 6}},
-            "operations": [
-                # An event stream never ends: keep what arrives in 0.1 s, or the first event.
-                {"include-path": "/api/v1/events", "request-timeout": 0.1, "max-stream-events": 1}
-            ],
-        }
-    )
-
-
-def _keep_webhooks_on_loopback(body: Any) -> None:
-    """A webhook or callback URL the coordinator would accept goes to a closed loopback port.
-
-    Tests reach nothing beyond loopback, and a generated host name would be
-    looked up (and posted to) on the real network.
-    """
-    if not isinstance(body, dict):
-        return
-    for field in ("url", "callbackUrl"):
-        url = body.get(field)
-        if isinstance(url, str):
-            try:
-                check_url(url, [])
-            except InvalidInput:
-                continue
-            body[field] = "http://127.0.0.1:9/hook"
+    return fuzzing.config(API_KEY, 20240601, examples, max_steps=6, stream_seconds=0.1)
 
 
 def _rows(db: str) -> dict[str, int]:
@@ -268,23 +209,8 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
     created_microtasks = 0
 
     def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-        _keep_webhooks_on_loopback(case.body)
-        # Half the well-formed results are signed by a registered miner, so they reach the
-        # coordinator (and are refused there: no such assignment, so no input to sign for).
-        # A hook on the call, not on generation: a map_case hook slows generation 5-fold.
-        body = case.body
-        fields = ("assignmentId", "microtaskId", "output", "signature")
-        if (
-            case.operation.path == RESULT
-            and isinstance(body, dict)
-            and all(isinstance(body.get(f), str) for f in fields)
-            and len(body["output"]) % 2
-        ):
-            case.path_parameters = {"minerId": signer.miner_id}
-            message = result_message(
-                body["assignmentId"], body["microtaskId"], "", body["output"].encode()
-            )
-            body["signature"] = signer.sign(message)
+        fuzzing.keep_on_loopback(case.body)
+        fuzzing.sign_some_results(case, signer)
 
     @schema.hook
     def after_call(context: Any, case: Any, response: Any) -> None:
@@ -322,7 +248,7 @@ def test_fuzz_in_process(tmp_path: Path) -> None:
     operations = {label for label, _ in statuses}
     assert operations >= {op.ok().label for op in schema.get_all_operations()}
     assert statuses[("POST /api/v1/tasks", 201)] > 0, "the body examples were never accepted"
-    assert statuses[(f"POST {RESULT}", 409)] > 0, "no signed result reached the coordinator"
+    assert statuses[(f"POST {fuzzing.RESULT}", 409)] > 0, "no signed result reached the coordinator"
     tasks_created = statuses[("POST /api/v1/tasks", 201)]
     # Rejected requests changed nothing: only the accepted tasks (no miner ran, so no
     # result) are new.
