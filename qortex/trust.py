@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from qortex.core import lifecycle
-from qortex.core.credibility import SUSPECT_SECONDS
+from qortex.core.credibility import SUSPECT_SECONDS, network_of
 from qortex.core.ledger import Report
 from qortex.core.work import Outcome
 from qortex.events import BusEvent
@@ -67,6 +67,13 @@ class Trust:
             error = coord.ledger.vote_error(miner_id, conn.network, coord.clock())
             coord.table.rate(miner_id, error, coord.ledger.get(miner_id).allowance)
 
+    def _suspect(self, network: str, until: float) -> None:
+        """A liar was banned on ``network``: its other identities are worth nothing for a while."""
+        self._coord.ledger.suspect(network, until)
+        for other in list(self._coord.connections.values()):
+            if other.network == network:
+                self.rate(other.info.miner_id)
+
     def _report(
         self, report: Report, now: float, unit: list[f.Fact], events: list[BusEvent]
     ) -> None:
@@ -101,12 +108,8 @@ class Trust:
         self._report(report, now, unit, events)
         committed = coord.write(unit, events)
         conn = coord.connections.get(miner_id)
-        if conn is not None:  # its network's other identities are worth nothing for a while
-            coord.ledger.suspect(conn.network, now + SUSPECT_SECONDS)
-            for other in list(coord.connections.values()):
-                if other.network == conn.network:
-                    self.rate(other.info.miner_id)
         if conn is not None:
+            self._suspect(conn.network, now + SUSPECT_SECONDS)
             link = conn.link
             coord.stats.closed[m.BANNED] += 1
             coord.disconnect(miner_id, link, "banned")
@@ -117,12 +120,17 @@ class Trust:
                 link.close(m.BANNED, f"banned: {reason}")
 
             committed.add_done_callback(tell)
-        coord.spawn(self._backtrack(miner_id, committed))
+        coord.spawn(self._backtrack(miner_id, committed, conn is None))
         log.warning("miner %s banned: %s", miner_id, reason)
         return committed
 
-    async def _backtrack(self, miner_id: str, after: asyncio.Future[None]) -> None:
+    async def _backtrack(self, miner_id: str, after: asyncio.Future[None], away: bool) -> None:
         await after
+        if away:  # banned while not connected: its network is the one it was last seen on
+            row = await self._coord.store.reader.miner(miner_id)
+            if row and row["address"]:
+                network = network_of(row["address"], miner_id)
+                self._suspect(network, row["last_seen"] + SUSPECT_SECONDS)
         async with self._examining:
             await self._reexamine(miner_id)
 

@@ -187,3 +187,28 @@ async def test_a_liars_next_key_from_the_same_network_counts_for_nothing(start: 
     h = await start(replicas=1, quorum=1, max_replicas=3)
     await h.submit(TWEETS[4:5])
     assert await unchecked(h.miner(address="198.51.100.31"), 1) == [SUSPECT_ERROR]
+
+
+async def test_an_operators_ban_of_an_absent_miner_makes_its_last_network_suspect(
+    start: Start,
+) -> None:
+    h = await start(replicas=1, quorum=1, max_replicas=3)
+    gone = h.miner(address="198.51.100.7")
+    await h.durable()  # its row, with the address it was seen at
+    gone.disconnect()
+    await h.coord.control.set_miner_status(gone.miner_id, "banned", "not welcome here")
+    await h.until(lambda: h.events("miner.banned"), "the ban is made")
+    newcomer = h.miner(address="198.51.100.99")
+    await h.until(
+        lambda: (
+            h.coord.ledger.vote_error(newcomer.miner_id, "198.51.100.0/24", h.clock())
+            == SUSPECT_ERROR
+        ),
+        "its network is suspect",
+    )
+    await h.submit(TWEETS[:1])
+    await h.until(newcomer.work, "the newcomer gets the copy")
+    await newcomer.answer(newcomer.work()[0])
+    await h.durable()
+    [(error,)] = h.rows("SELECT error FROM results WHERE miner_id = ?", newcomer.miner_id)
+    assert error == SUSPECT_ERROR
