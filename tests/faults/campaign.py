@@ -102,6 +102,16 @@ class Campaign:
                 tally.http_5xx += 1
         return response
 
+    async def post_result(self, tally: Tally, miner_id: str, frame: str) -> tuple[Any, str]:
+        """A result frame's body sent over HTTP in ``miner_id``'s name: the response, and
+        ``HTTP <status> <refusal reason>`` as the expectations write it."""
+        body = json.loads(frame)
+        del body["type"]
+        path = f"/internal/miner/{miner_id}/result"
+        response = await self.request(tally, "POST", path, json=body)
+        reason = (response.json().get("detail") or {}).get("reason")
+        return response, f"HTTP {response.status_code} {reason}"
+
     async def closes(self, code: int) -> int:
         """How many miner sockets the coordinator has closed with ``code`` (``/metrics``)."""
         return await self._metric(f'qortex_miner_closes_total{{code="{code}"}} ')

@@ -7,7 +7,6 @@ must all complete with the right labels, with no 5xx and no error in the log.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
@@ -61,18 +60,14 @@ async def late_results(c: Campaign, t: Tally, rnd: int) -> None:
             "cancel expired",
         )
     assign = held[0]
-    body = json.loads(
-        result_frame(peer.signer, assign.assignment_id, assign.microtask_id, honest_output(assign))
+    frame = result_frame(
+        peer.signer, assign.assignment_id, assign.microtask_id, honest_output(assign)
     )
-    del body["type"]
-    response = await c.request(
-        t, "POST", f"/internal/miner/{peer.signer.miner_id}/result", json=body
-    )
-    reason = (response.json().get("detail") or {}).get("reason")
+    _, answer = await c.post_result(t, peer.signer.miner_id, frame)
     t.expect(
         "late result over HTTP",
         "§13.1 409 late",
-        f"HTTP {response.status_code} {reason}",
+        answer,
         "HTTP 409 late",
     )
     await peer.close()

@@ -74,24 +74,24 @@ async def work_never_given(c: Campaign, t: Tally, rnd: int) -> None:
         t.notes["no work received"] += 1
     # Over HTTP: the same refusals, plus the HTTP-only answers.
     aid = f"{rng.getrandbits(96):024x}"
-    body = json.loads(result_frame(signer, aid, f"{NO_TASK}:0", b'"positive"'))
-    del body["type"]
-    path = f"/internal/miner/{signer.miner_id}/result"
-    response = await c.request(t, "POST", path, json=body)
-    reason = (response.json().get("detail") or {}).get("reason")
+    frame = result_frame(signer, aid, f"{NO_TASK}:0", b'"positive"')
+    _, answer = await c.post_result(t, signer.miner_id, frame)
     t.expect(
         "made-up assignment over HTTP",
         "§13.1 409 unknown_assignment",
-        f"HTTP {response.status_code} {reason}",
+        answer,
         "HTTP 409 unknown_assignment",
     )
-    response = await c.request(t, "POST", f"/internal/miner/{'0' * 32}/result", json=body)
+    response, _ = await c.post_result(t, "0" * 32, frame)
     t.expect(
         "result for a miner id that never connected",
         "§13.1",
         f"HTTP {response.status_code}",
         "HTTP 404",
     )
+    body = json.loads(frame)
+    del body["type"]
+    path = f"/internal/miner/{signer.miner_id}/result"
     response = await c.request(t, "POST", path, json={**body, "type": "result"})
     t.expect(
         "HTTP body with an unknown field",

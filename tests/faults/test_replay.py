@@ -40,8 +40,6 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
     first = held[0]
     aid, mid, output = first.assignment_id, first.microtask_id, honest_output(first)
     captured = result_frame(owner.signer, aid, mid, output)  # the owner's signed result
-    body = json.loads(captured)
-    del body["type"]
     got = await thief.result(aid, captured)
     t.expect(
         "another identity's signed result, replayed verbatim (lease live)",
@@ -51,12 +49,8 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
         # On a busy machine the copy may be over (decided or expired) by the time it arrives.
         *(["refused unknown_assignment"] if await over_unless(got, owner, first) else []),
     )
-    response = await c.request(
-        t, "POST", f"/internal/miner/{thief.signer.miner_id}/result", json=body
-    )
-    reason = (response.json().get("detail") or {}).get("reason")
     # A 401 or a 409 is not counted for the thief.
-    answer = f"HTTP {response.status_code} {reason}"
+    _, answer = await c.post_result(t, thief.signer.miner_id, captured)
     t.expect(
         "the same replay over HTTP in the thief's name",
         "§7, §13.1 409 not_your_assignment (the assignment before the signature, uncounted)",
@@ -107,9 +101,7 @@ async def replayed_result(c: Campaign, t: Tally, rnd: int) -> None:
     counted = False
     if live(first):
         # Anyone may deliver the owner's signed result in the owner's name (§13.1).
-        response = await c.request(
-            t, "POST", f"/internal/miner/{owner.signer.miner_id}/result", json=body
-        )
+        response, _ = await c.post_result(t, owner.signer.miner_id, captured)
         if response.status_code == 200:
             owner.identity.http_accepted += 1
             counted = True

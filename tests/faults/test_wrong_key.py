@@ -165,18 +165,14 @@ async def wrong_key(c: Campaign, t: Tally, rnd: int) -> None:
         # Over HTTP a wrong signature on a live lease is answered 401 and not counted
         # against the miner; the lease stays open for what follows.
         assign = held[0]
-        body = json.loads(
-            result_frame(other, assign.assignment_id, assign.microtask_id, honest_output(assign))
+        frame = result_frame(
+            other, assign.assignment_id, assign.microtask_id, honest_output(assign)
         )
-        del body["type"]
-        response = await c.request(
-            t, "POST", f"/internal/miner/{peer.signer.miner_id}/result", json=body
-        )
-        reason = (response.json().get("detail") or {}).get("reason")
+        _, answer = await c.post_result(t, peer.signer.miner_id, frame)
         t.expect(
             "result signed with another key, over HTTP",
             "§13.1 401 bad_signature",
-            f"HTTP {response.status_code} {reason}",
+            answer,
             "HTTP 401 bad_signature",
         )
         await own_lease_refusals(c, t, peer, assign)
