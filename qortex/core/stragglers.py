@@ -56,11 +56,13 @@ class Stragglers:
     def observe(self, kind: str, seconds: float) -> None:
         """A result of ``kind`` came back ``seconds`` after its copy went out."""
         recent = self._recent.get(kind)
-        if recent is None:
-            recent = self._recent[kind] = deque(maxlen=SAMPLES)
-        recent.append(seconds)
-        self._usual[kind] = statistics.median(recent)
-        for lease in self._unsure.pop(kind, ()):
+        if recent is not None:
+            recent.append(seconds)
+            self._usual[kind] = statistics.median(recent)
+            return
+        self._recent[kind] = deque([seconds], maxlen=SAMPLES)
+        self._usual[kind] = seconds
+        for lease in self._unsure.pop(kind, ()):  # the kind's first result: usual is known
             if lease.state == lifecycle.LEASED:
                 self._watch(lease)
 
