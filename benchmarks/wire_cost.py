@@ -58,6 +58,9 @@ class HeartbeatPeer:
     def ended(self, reason: str) -> None:
         pass
 
+    def flush(self) -> None:
+        pass  # every reply was written as it was made
+
     def received(self, data: bytes) -> None:
         m.miner_decoder.decode(data)
         self.wire.send(m.encoder.encode(m.Heartbeat(int(time.time() * 1000))), 1)

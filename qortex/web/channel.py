@@ -69,6 +69,7 @@ class MinerChannel:
         "_held",
         "_limits",
         "_loop",
+        "_reading",
         "address",
         "closed",
         "coord",
@@ -92,6 +93,7 @@ class MinerChannel:
         self._loop = asyncio.get_running_loop()
         self._budget = Bucket(self.settings.miner_rate, self.settings.miner_burst)
         self._frames: list[bytes] = []
+        self._reading = False  # between a read's first message and flush(): replies wait for it
         self._held: list[bytes] | None = None  # messages that arrive while admission reads
         self._admission: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -116,9 +118,10 @@ class MinerChannel:
         self._deadline = self._loop.call_later(self.settings.handshake_seconds, self._too_slow)
 
     def received(self, data: bytes | str) -> None:
-        """One whole message from the miner."""
+        """One whole message from the miner; the wire calls :meth:`flush` after a read's last."""
         if self.closed:
             return
+        self._reading = True
         if self._held is not None:
             self._held.append(data)
             return
@@ -129,6 +132,17 @@ class MinerChannel:
                 self._handshake(data)
         except ProtocolViolation as exc:
             self._violated(exc)
+
+    def flush(self) -> None:
+        """The wire delivered what one read held: what they prompted goes out in one write.
+
+        A heartbeat's answer (and any other reply made while reading) is
+        written here, in the read's own callback, rather than a turn of the
+        loop later: at 10,000 idle miners that is one scheduled callback less
+        per heartbeat.
+        """
+        self._reading = False
+        self._seal()
 
     def ended(self, reason: str) -> None:
         """The socket is gone (or closed by this side): release what the miner held."""
@@ -154,7 +168,7 @@ class MinerChannel:
             self._frames = []
             self.close(m.SLOW_READER, f"more than {SEND_QUEUE} frames unread")
             return
-        if not self._frames:
+        if not self._frames and not self._reading:
             self._loop.call_soon(self._seal)
         self._frames.append(frame)
 

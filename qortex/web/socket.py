@@ -86,6 +86,7 @@ async def _read(ws: WebSocket, channel: MinerChannel, wire: AsgiWire) -> str:
                 return f"disconnected ({message.get('code', 1000)})"
             text = message.get("text")
             channel.received(text if text is not None else message.get("bytes") or b"")
+            channel.flush()
     finally:
         wire.gone()
 

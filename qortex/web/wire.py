@@ -57,6 +57,9 @@ class Peer(Protocol):
 
     def received(self, data: bytes) -> None: ...
 
+    def flush(self) -> None:
+        """Called after the last message of one read."""
+
     def ended(self, reason: str) -> None: ...
 
 
@@ -134,8 +137,15 @@ class MinerWire(asyncio.Protocol):
         if ws.state is OPEN and not ws.reader.buffer and self._parts is None:
             used = self._whole_messages(data)
             if used == len(data) and ws.state is OPEN:
+                if self._peer is not None:
+                    self._peer.flush()
                 return
             data = data[used:]
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Everything the fast path leaves: control frames, fragments, partial frames."""
+        ws = self._ws
         ws.receive_data(data)
         for frame in ws.events_received():
             opcode = frame.opcode
@@ -150,6 +160,8 @@ class MinerWire(asyncio.Protocol):
                 if frame.fin:
                     parts, self._parts = self._parts, None
                     self._deliver(b"".join(parts), self._text)
+        if self._peer is not None:
+            self._peer.flush()
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
