@@ -146,7 +146,7 @@ class Load:
             async with connect(
                 self.url,
                 open_timeout=30,
-                ping_interval=20,
+                ping_interval=None,  # as the reference miner: heartbeats are its liveness check
                 max_size=None,
                 proxy=None,
                 compression=None if args.compression == "none" else "deflate",

@@ -72,8 +72,8 @@ class Settings:
     matmul_tile: int = 64
     max_request_bytes: int = 4 * 1024 * 1024
     max_message_bytes: int = 1024 * 1024
-    ws_ping_seconds: float = 20.0
-    heartbeat_seconds: float = 15.0
+    ws_ping_seconds: float = 45.0
+    heartbeat_seconds: float = 30.0
     handshake_seconds: float = 5.0
     sse_heartbeat_seconds: float = 15.0
     commit_batch: int = 4096

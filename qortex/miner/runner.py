@@ -57,6 +57,9 @@ CLOSE_WORDS = {
     1013: "server busy, try again later",
     **m.CLOSE_CODES,
 }
+# Seconds a connection may stay silent before ``welcome``: the coordinator's
+# handshake deadline is far shorter, so silence this long means it is gone.
+HANDSHAKE_PATIENCE = 60.0
 # The refusal a result gets when its copy was cancelled a moment before it arrived.
 WITHDRAWN = "withdrawn"
 
@@ -127,6 +130,8 @@ class Miner:
         self.stats = MinerStats()
         self._work: dict[str, asyncio.Task[None]] = {}
         self._welcomed_ever = False
+        self._heard = 0.0  # loop time of the last frame from the coordinator
+        self._unanswered = 0.0  # seconds of silence after which the last connection was dropped
 
     @property
     def short_id(self) -> str:
@@ -136,8 +141,10 @@ class Miner:
         self._attempt = 0
         while True:
             try:
+                # No WebSocket pings: the answered heartbeats keep the connection
+                # alive and show it is, at no extra wake-up of the coordinator.
                 async with connect(
-                    self.url, open_timeout=10, ping_interval=20, max_size=None
+                    self.url, open_timeout=10, ping_interval=None, max_size=None
                 ) as ws:
                     self.stats.connects += 1
                     await self._converse(ws)
@@ -145,6 +152,11 @@ class Miner:
             except ConnectionClosed as exc:
                 code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
                 problem = self._closed(code, reason)
+                if self._unanswered:
+                    problem = (
+                        "connection dropped: the coordinator answered nothing"
+                        f" for {self._unanswered:g} s"
+                    )
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 permanent = _permanent(exc, self.url)
                 if permanent is not None and not self._welcomed_ever:
@@ -182,19 +194,22 @@ class Miner:
         session = ClientSession(
             self.signer, self.slots, list(self.kinds), f"qortex/{__version__}", self.name
         )
+        loop = asyncio.get_running_loop()
+        self._heard, self._unanswered = loop.time(), 0.0
         await ws.send(session.hello_frame().decode())
-        heartbeat: asyncio.Task[None] | None = None
+        watch = asyncio.create_task(self._heartbeat(ws, HANDSHAKE_PATIENCE / 3, beat=False))
         try:
             async for raw in ws:
+                self._heard = loop.time()
                 for event in session.receive_all(raw):
                     await self._handle(ws, session, event)
-                    if isinstance(event, Welcomed) and heartbeat is None:
-                        heartbeat = asyncio.create_task(
-                            self._heartbeat(ws, event.heartbeat_seconds)
+                    if isinstance(event, Welcomed):
+                        watch.cancel()
+                        watch = asyncio.create_task(
+                            self._heartbeat(ws, event.heartbeat_seconds, beat=True)
                         )
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
+            watch.cancel()
 
     async def _handle(self, ws: ClientConnection, session: ClientSession, event: Any) -> None:
         if isinstance(event, Reply):
@@ -245,11 +260,25 @@ class Miner:
         finally:
             self._work.pop(assign.assignment_id, None)
 
-    async def _heartbeat(self, ws: ClientConnection, every: float) -> None:
+    async def _heartbeat(self, ws: ClientConnection, every: float, beat: bool) -> None:
+        """Heartbeats (once welcomed), and the end of a connection that went quiet.
+
+        The coordinator answers every heartbeat at once, so silence for three
+        periods means a dead link or a stopped coordinator, which TCP alone
+        would take many minutes to report: the socket is dropped and the
+        runner reconnects. Before ``welcome`` nothing is sent, only watched.
+        """
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(every)
-                await ws.send(session_heartbeat())
+                silent = loop.time() - self._heard
+                if silent > 3 * every:
+                    self._unanswered = round(silent, 1)
+                    ws.transport.abort()
+                    return
+                if beat:
+                    await ws.send(session_heartbeat())
 
     def _abandon(self) -> None:
         """Work in hand is void once the connection is gone: the server reassigned it."""

@@ -160,6 +160,35 @@ def test_a_restart_is_told_once_in_words_and_miners_come_back(
     assert len(problems) <= 2, lines  # the close, then at most "cannot connect" once
 
 
+def test_a_coordinator_that_stops_answering_is_left_and_found_again(tmp_path: Path) -> None:
+    """A stopped coordinator keeps its sockets open: only the heartbeats' answers tell.
+
+    The miner sends no WebSocket pings; three heartbeat periods without a
+    frame end the connection, and it reconnects once the coordinator runs.
+    """
+    server = Server(tmp_path, heartbeat_seconds=0.5).start()
+    miners = MinerProcesses(server, 1, tmp_path / "keys")
+    try:
+        with server.client() as client:
+            wait_until(lambda: len(connected(client)) == 1, 20, "one connected")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: "answered nothing for" in miners.log.read_text(),
+                10,
+                "the miner gives up on the silent connection",
+            )
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: "connected again" in miners.log.read_text(), 30, "the miner is back")
+        with server.client() as client:
+            wait_until(lambda: len(connected(client)) == 1, 20, "connected again")
+    finally:
+        miners.stop()
+        server.stop()
+
+
 def test_a_terminal_shows_one_live_status_line(server: Server, tmp_path: Path) -> None:
     primary, secondary = pty.openpty()
     command = ["miner", "--url", server.url, "--count", "3", "--key-dir", str(tmp_path / "keys")]

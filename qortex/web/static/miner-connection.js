@@ -39,7 +39,7 @@ export class Connection {
     this.opened = false;
     this.welcomed = false;
     this.ended = false;
-    this.heartbeatMs = 15000;
+    this.heartbeatMs = 30000;
     this.maxMessageBytes = 1048576;
     this.nextBeat = 0;
     this.lastHeard = 0;
