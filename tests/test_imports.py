@@ -3,9 +3,11 @@
 A cycle makes the order of imports matter and ties two modules into one that
 cannot be understood, tested or moved apart. Imports are read from the source
 with ``ast``, so nothing is executed. ``from a import b`` counts as an import
-of the module ``a.b`` when it is one, else of ``a``. Imports under
-``if TYPE_CHECKING:`` are left out: they exist for annotations only and never
-run. Imports inside functions count: they run, just later.
+of the module ``a.b`` when it is one, else of ``a``. Every import counts:
+inside functions (they run, just later) and under ``if TYPE_CHECKING:`` too,
+since a module that names another in its annotations depends on it as much
+as one that calls it; a part that needs something of the module importing it
+is handed that as a narrower type.
 """
 
 from __future__ import annotations
@@ -24,25 +26,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement outside ``if TYPE_CHECKING:`` blocks."""
-    found: list[ast.Import | ast.ImportFrom] = []
-    pending: list[ast.AST] = [tree]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            pending.extend(node.orelse)
-            continue
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        pending.extend(ast.iter_child_nodes(node))
-    return found
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, wherever it stands."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -52,7 +38,7 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in paths.items():
         is_package = path.name == "__init__.py"
         targets: set[str] = set()
-        for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
                 continue
@@ -109,7 +95,7 @@ def test_a_cycle_is_found_and_named() -> None:
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
-def test_imports_under_type_checking_are_left_out_and_lazy_ones_count(tmp_path: Path) -> None:
+def test_imports_under_type_checking_and_lazy_ones_count() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"
         "import qortex.a\n"
@@ -118,6 +104,6 @@ def test_imports_under_type_checking_are_left_out_and_lazy_ones_count(tmp_path: 
         "def later():\n"
         "    from qortex import c\n"
     )
-    imports = _runtime_imports(ast.parse(source))
+    imports = _imports(ast.parse(source))
     named = [n.module if isinstance(n, ast.ImportFrom) else n.names[0].name for n in imports]
-    assert sorted(named) == ["qortex", "qortex.a", "typing"]
+    assert sorted(named) == ["qortex", "qortex.a", "qortex.b", "typing"]
