@@ -194,7 +194,7 @@ def miner(
         )
         for k in keys
     ]
-    report.start(miners)
+    report.start([miner.stats for miner in miners])
     stopped = 0
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: say the tally
     try:

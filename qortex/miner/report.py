@@ -12,27 +12,39 @@ volunteer's honest work arriving late, so they are counted apart from refusals.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from qortex.miner.runner import Miner
+
+@dataclass
+class MinerStats:
+    """One miner's counts, kept by the miner and read by the report it shares."""
+
+    connects: int = 0
+    computed: int = 0
+    accepted: int = 0
+    withdrawn: int = 0  # results that arrived after their microtask was decided: no fault
+    refused: int = 0
+    cancelled: int = 0
+    mismatched: int = 0  # assigns skipped because their input did not match its digest
+    connected: bool = False
 
 
 class Report:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console if console is not None else Console(stderr=True)
-        self.miners: Sequence[Miner] = ()
+        self.stats: Sequence[MinerStats] = ()  # one per miner of this process
         self._live: Live | None = None
         self._trouble = ""  # the problem last told, until a miner gets in again
         self._told_connected = False
         self._refusals_told: set[str] = set()
 
-    def start(self, miners: Sequence[Miner]) -> None:
-        self.miners = miners
+    def start(self, stats: Sequence[MinerStats]) -> None:
+        """Show these counts (each miner's ``stats``) from now on."""
+        self.stats = stats
         if self.console.is_terminal:
             self._live = Live(
                 get_renderable=self.line,
@@ -76,7 +88,7 @@ class Report:
             self._live.refresh()
 
     def counts(self) -> dict[str, int]:
-        stats = [miner.stats for miner in self.miners]
+        stats = self.stats
         return {
             "connected": sum(s.connected for s in stats),
             "connections": sum(s.connects for s in stats),
@@ -92,10 +104,10 @@ class Report:
         """The live status line."""
         c = self.counts()
         text = (
-            f"{c['connected']}/{len(self.miners)} connected · {c['computed']} computed ·"
+            f"{c['connected']}/{len(self.stats)} connected · {c['computed']} computed ·"
             f" {c['accepted']} accepted · {c['withdrawn']} withdrawn · {c['refused']} refused"
         )
-        if self._trouble and c["connected"] < len(self.miners):
+        if self._trouble and c["connected"] < len(self.stats):
             text += f" · {self._trouble}"
         return Text(text, no_wrap=True, overflow="ellipsis")
 
@@ -103,7 +115,7 @@ class Report:
         """The last line a miner process writes; scripts read it."""
         c = self.counts()
         return (
-            f"{len(self.miners)} miner(s): {c['connections']} connection(s),"
+            f"{len(self.stats)} miner(s): {c['connections']} connection(s),"
             f" {c['computed']} computed, {c['accepted']} accepted, {c['withdrawn']} withdrawn"
             f" (decided before they arrived), {c['refused']} refused, {c['cancelled']} cancelled,"
             f" {c['mismatched']} skipped for an input digest mismatch"

@@ -19,7 +19,6 @@ import random
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from qortex import __version__
 from qortex.core.kinds import KindRegistry
-from qortex.miner.report import Report
+from qortex.miner.report import MinerStats, Report
 from qortex.protocol import messages as m
 from qortex.protocol.client import (
     ClientSession,
@@ -75,18 +74,6 @@ def socket_url(url: str) -> str:
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
     return base if base.endswith("/ws/miner") else base + "/ws/miner"
-
-
-@dataclass
-class MinerStats:
-    connects: int = 0
-    computed: int = 0
-    accepted: int = 0
-    withdrawn: int = 0  # results that arrived after their microtask was decided: no fault
-    refused: int = 0
-    cancelled: int = 0
-    mismatched: int = 0  # assigns skipped because their input did not match its digest
-    connected: bool = False
 
 
 def _close_words(code: int, reason: str) -> str:
