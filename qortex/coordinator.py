@@ -14,27 +14,25 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
 
-from qortex.connections import Connection, MinerLink, Stats
+from qortex.connections import Connection, MinerLink
 from qortex.control import Control
+from qortex.coordinator_state import SignatureChecker, empty_state
 from qortex.core import lifecycle
 from qortex.core.credibility import SUSPECT_SECONDS, network_of
-from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
-from qortex.core.ledger import BANNED, Ledger
-from qortex.core.stragglers import Stragglers
+from qortex.core.ledger import BANNED
 from qortex.core.work import Lease, Outcome
 from qortex.errors import ProtocolViolation
-from qortex.events import BusEvent, EventBus, EventLog
+from qortex.events import BusEvent, EventBus
 from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
 from qortex.recovery import recover
-from qortex.scheduler import Scheduler
 from qortex.settings import Settings
 from qortex.snapshot import CoordinatorSnapshot, frozen_counts
 from qortex.store import facts as f
@@ -45,7 +43,6 @@ from qortex.trust import Trust
 log = logging.getLogger("qortex.coordinator")
 
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.decode
 
 
 class Coordinator:
@@ -57,26 +54,26 @@ class Coordinator:
         bus: EventBus,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        verifier: SignatureChecker | None = None,
     ) -> None:
+        """``verifier`` checks signatures on threads (the web layer's); without it, inline."""
+        state = empty_state(settings, store, kinds, clock, rng or random.Random(), verifier)
         self.settings = settings
         self.store = store
         self.kinds = kinds
         self.bus = bus
         self.clock = clock
-        self.rng = rng or random.Random()
-        self.ledger = Ledger(settings.fault_fraction)
-        self.verifier: Any = None  # set by the web layer: checks signatures on threads
-        self.loop = asyncio.get_running_loop()  # kept: see web/wire.py
-        self.intake = Intake(self)
-        self.trust = Trust(self)
-        self.book = TaskBook(self)
-        self.control = Control(self)
-        self.scheduler = Scheduler(self.book.start_scheduled, clock)
-        patience = Stragglers(settings.patience_seconds, settings.fault_fraction)
-        self.table = DispatchTable(self.rng, checkable=self.intake.checkable, stragglers=patience)
-        self.connections: dict[str, Connection] = {}
-        self.stats = Stats()
-        self.events = EventLog(0)
+        self.rng = state.rng
+        self.ledger = state.ledger
+        self.loop = state.loop  # kept: see web/wire.py
+        self.table = state.table
+        self.connections = state.connections
+        self.stats = state.stats
+        self.events = state.events
+        self.book = TaskBook(state, self)
+        self.trust = Trust(state, self, self.book)
+        self.control = Control(state, self, self.trust)
+        self.intake = Intake(state, self, self.trust, self.book)
         self.started_at = clock()
         self._fill_pending = False
         self._ticker: asyncio.Task[None] | None = None
@@ -91,19 +88,19 @@ class Coordinator:
             if status == BANNED and address:  # its network stays suspect a while after it
                 self.ledger.suspect(network_of(address, miner_id), seen + SUSPECT_SECONDS)
         recovered = await recover(self.store, self.kinds, self.table, self.clock())
-        self.events = recovered.events
+        self.events.last_id = recovered.events.last_id  # ids go on after the file's last
         if recovered.notices:
             self.write([], recovered.notices)
         for task in recovered.unfinished:
             self.book.finish_later(task, self.store.writer.write([]))
         await self.control.load()
         for task_id, not_before in await self.store.waiting_schedules():
-            self.scheduler.add(task_id, not_before)
+            self.book.scheduler.add(task_id, not_before)
         self._ticker = asyncio.create_task(self._expire_loop(), name="qortex-leases")
-        self.scheduler.start()
+        self.book.scheduler.start()
 
     async def stop(self) -> None:
-        await self.scheduler.stop()
+        await self.book.scheduler.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
@@ -221,7 +218,7 @@ class Coordinator:
             kinds=tuple(self.kinds),
             miners_connected=len(self.connections),
             tasks_running=len(self.table.tasks),
-            tasks_scheduled=len(self.scheduler),
+            tasks_scheduled=len(self.book.scheduler),
             leases_out=len(self.table.leases),
             microtasks_open=self.table.open,
             event_subscribers=self.bus.subscribers,
@@ -391,7 +388,7 @@ class Coordinator:
             )
         return future
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from qortex.coordinator_state import CoordinatorCalls, CoordinatorState
 from qortex.core.credibility import CHECKED_ERROR, Vote, check_probability
-from qortex.core.kinds import Kind, checker_of, preparer_of
+from qortex.core.kinds import Kind, checker_of, cost_of, preparer_of
 from qortex.core.work import NO_GOLD, UNDECODED, Microtask, evaluate
 from qortex.errors import ResultRefused
 from qortex.protocol import messages as m
 from qortex.store import facts as f
-
-if TYPE_CHECKING:
-    from qortex.coordinator import Coordinator
+from qortex.taskbook import TaskBook
+from qortex.trust import Trust
 
 _decode = msgspec.json.decode
 
@@ -36,18 +36,18 @@ Verify = Callable[[str], bool]
 
 
 class Intake:
-    def __init__(self, coord: Coordinator) -> None:
-        self._coord = coord
-        settings = coord.settings
-        self._checkers = {}
-        self._prepare = {}
-        if settings.checker:
-            for name in coord.kinds:
-                check = checker_of(coord.kinds.get(name))
-                if check is not None:
-                    self._checkers[name] = check
-                    self._prepare[name] = preparer_of(coord.kinds.get(name))
-        self.checkable = frozenset(self._checkers)
+    def __init__(
+        self, state: CoordinatorState, calls: CoordinatorCalls, trust: Trust, book: TaskBook
+    ) -> None:
+        self._state = state
+        self._calls = calls
+        self._trust = trust
+        self._book = book
+        kinds = state.kinds
+        # The kinds the table says are checked (see qortex.coordinator), and their checks.
+        self._checkers = {name: checker_of(kinds.get(name)) for name in state.table.checkable}
+        self._prepare = {name: preparer_of(kinds.get(name)) for name in state.table.checkable}
+        self._credit = {name: cost_of(kinds.get(name)) for name in kinds}  # volunteer credit
 
     def receive(
         self,
@@ -66,10 +66,10 @@ class Intake:
         ``attributable`` says whether a bad signature is the named miner's
         doing (over its own socket) or could be anyone's (over HTTP).
         """
-        coord = self._coord
-        future: asyncio.Future[None] = coord.loop.create_future()
+        state = self._state
+        future: asyncio.Future[None] = state.loop.create_future()
         try:
-            lease = coord.table.take(miner_id, assignment_id, microtask_id, coord.clock())
+            lease = state.table.take(miner_id, assignment_id, microtask_id, state.clock())
         except ResultRefused as refusal:
             self.refuse(miner_id, assignment_id, refusal, attributable)
             future.set_exception(refusal)
@@ -91,10 +91,10 @@ class Intake:
                 return
             _chain(done, future)
 
-        if coord.verifier is None:
+        if state.verifier is None:
             verified(verify(digest))
         else:
-            coord.verifier.submit(lambda: verify(digest), verified)
+            state.verifier.submit(lambda: verify(digest), verified)
         return future
 
     def accept(
@@ -107,10 +107,10 @@ class Intake:
         network: str,
     ) -> asyncio.Future[None]:
         """Count a result whose signature verified; see :meth:`receive`."""
-        coord = self._coord
-        now = coord.clock()
+        state, calls = self._state, self._calls
+        now = state.clock()
         try:
-            lease = coord.table.take(miner_id, assignment_id, microtask_id, now)
+            lease = state.table.take(miner_id, assignment_id, microtask_id, now)
             try:
                 value = _decode(output)
             except msgspec.DecodeError:
@@ -119,8 +119,8 @@ class Intake:
             self.refuse(miner_id, assignment_id, refusal)
             raise
         mt = lease.microtask
-        kind = coord.kinds.get(mt.kind)
-        error = coord.ledger.vote_error(miner_id, network, now)
+        kind = state.kinds.get(mt.kind)
+        error = state.ledger.vote_error(miner_id, network, now)
         # Work out every verdict first: plugin code may raise.
         plan = failure = None
         checked: bool | None = None
@@ -133,7 +133,7 @@ class Intake:
             failure = f"the {kind.name} kind failed on this microtask: {exc!r}"[:300]
         # Then change things.
         counted = CHECKED_ERROR if checked else error
-        credit = 0.0 if checked is False else coord.control.credit(kind)  # volunteer credit
+        credit = 0.0 if checked is False else self._credit[mt.kind]
         unit: list[f.Fact] = [
             # The output as the miner sent it: stored as these bytes, not decoded again.
             f.result(
@@ -142,7 +142,7 @@ class Intake:
             f.accepted(miner_id, credit, now),
         ]
         events = [
-            coord.events.new(
+            state.events.new(
                 "microtask.result",
                 now,
                 mt.task_id,
@@ -152,27 +152,27 @@ class Intake:
                 checked=checked,
             )
         ]
-        coord.stats.accepted += 1
-        conn = coord.connections.get(miner_id)
+        state.stats.accepted += 1
+        conn = state.connections.get(miner_id)
         if conn is not None:
             conn.accepted += 1
         if checked is False:
-            coord.table.returned(lease)
+            state.table.returned(lease)
             refusal = ResultRefused("failed_check", "the result failed a check: banned")
             farewell = m.encoder.encode(m.Refused(assignment_id, refusal.reason, refusal.message))
             reason = f"result {assignment_id} failed a check"
-            committed = coord.trust.ban(miner_id, reason, unit, farewell)
-            coord.schedule_fill()
+            committed = self._trust.ban(miner_id, reason, unit, farewell)
+            calls.schedule_fill()
             return _refused_after(committed, refusal)
         if checked:
-            coord.trust.passed(miner_id, now, unit, events)
-        outcome = coord.table.fail(mt, failure, lease) if plan is None else coord.table.apply(plan)
+            self._trust.passed(miner_id, now, unit, events)
+        outcome = state.table.fail(mt, failure, lease) if plan is None else state.table.apply(plan)
         if outcome.decided or outcome.inconclusive:
-            coord.settle(outcome, now, unit, events)
-        committed = coord.write(unit, events)
+            calls.settle(outcome, now, unit, events)
+        committed = calls.write(unit, events)
         if outcome.task is not None:
-            coord.book.finish_later(outcome.task, committed)
-        coord.schedule_fill()
+            self._book.finish_later(outcome.task, committed)
+        calls.schedule_fill()
         return committed
 
     def _check(self, mt: Microtask, kind: Kind, error: float, value: Any) -> bool | None:
@@ -182,8 +182,9 @@ class Intake:
         check = self._checkers.get(mt.kind)
         if check is None:
             return None
-        rate = check_probability(error, mt.policy.target_error, self._coord.settings.check_rate)
-        if rate < 1.0 and self._coord.rng.random() >= rate:
+        state = self._state
+        rate = check_probability(error, mt.policy.target_error, state.settings.check_rate)
+        if rate < 1.0 and state.rng.random() >= rate:
             return None
         if mt.value is UNDECODED:  # once per microtask, however many results are checked
             mt.value = self._prepare[mt.kind](_decode(mt.input))
@@ -198,18 +199,18 @@ class Intake:
         honest race, and an unverified HTTP result could come from anyone, so
         neither is held against the miner it names.
         """
-        coord = self._coord
-        coord.stats.refused[refusal.reason] += 1
+        state = self._state
+        state.stats.refused[refusal.reason] += 1
         if not attributable or refusal.reason == "withdrawn":
             return
-        conn = coord.connections.get(miner_id)
+        conn = state.connections.get(miner_id)
         if conn is not None:
             conn.refused += 1
-        now = coord.clock()
-        event = coord.events.new(
+        now = state.clock()
+        event = state.events.new(
             "result.refused", now, None, miner_id, assignmentId=assignment_id, reason=refusal.reason
         )
-        coord.write([f.refused(miner_id, now)], [event])
+        self._calls.write([f.refused(miner_id, now)], [event])
 
 
 def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:

@@ -9,21 +9,21 @@ answers left out) and recorded, or it fails with the reason.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from qortex.coordinator_state import CoordinatorCalls, CoordinatorState
 from qortex.core import lifecycle
 from qortex.core.quorum import Policy
 from qortex.core.work import NO_GOLD, Task
 from qortex.errors import InvalidInput, TooManyRequests
 from qortex.gcpause import collector_paused
+from qortex.scheduler import Scheduler
 from qortex.store import facts as f
-
-if TYPE_CHECKING:
-    from qortex.coordinator import Coordinator
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
@@ -49,13 +49,15 @@ class Callback:
 
 
 class TaskBook:
-    def __init__(self, coord: Coordinator) -> None:
-        self._coord = coord
+    def __init__(self, state: CoordinatorState, calls: CoordinatorCalls) -> None:
+        self._state = state
+        self._calls = calls
+        #: Starts each scheduled task at its time (:meth:`start_scheduled`).
+        self.scheduler = Scheduler(self.start_scheduled, state.clock)
 
     def policy(self, **given: Any) -> Policy:
         """A task's rule: the settings, with the client's floors and target where it gave them."""
-        coord = self._coord
-        s = coord.settings
+        s = self._state.settings
         replicas = given.get("replicas")
         if replicas is None:
             quorum, max_replicas = s.quorum, s.max_replicas
@@ -88,10 +90,10 @@ class TaskBook:
         apart, and left out of the task's output. ``idempotency`` and
         ``callback`` commit with the task, so a crash keeps all or none. A task
         with ``not_before`` is recorded as scheduled and reaches the dispatch
-        table only when the coordinator's scheduler starts it.
+        table only when this book's :attr:`scheduler` starts it.
         """
-        coord = self._coord
-        kind = coord.kinds.get(kind_name)
+        state = self._state
+        kind = state.kinds.get(kind_name)
         normalised = kind.validate(task_input)
         policy = self.policy(**params)
         parts = [msgspec.Raw(_json.encode(part)) for part in kind.split(normalised)]
@@ -99,17 +101,17 @@ class TaskBook:
             raise InvalidInput("the task splits into no microtasks: nothing to do", field="input")
         known = [(msgspec.Raw(_json.encode(g.input)), g.output) for g in gold or []]
         total = len(parts) + len(known)
-        if not_before is None and coord.table.open + total > coord.settings.max_pending:
+        if not_before is None and state.table.open + total > state.settings.max_pending:
             raise TooManyRequests(
-                f"{coord.table.open} microtasks are waiting already (limit"
-                f" {coord.settings.max_pending}); try again when miners have caught up",
+                f"{state.table.open} microtasks are waiting already (limit"
+                f" {state.settings.max_pending}); try again when miners have caught up",
                 retry_after=5,
             )
-        gold_at = dict(zip(sorted(coord.rng.sample(range(total), len(known))), known, strict=True))
+        gold_at = dict(zip(sorted(state.rng.sample(range(total), len(known))), known, strict=True))
         real = iter(parts)
         inputs = [gold_at[i][0] if i in gold_at else next(real) for i in range(total)]
         task_id = str(uuid.uuid4())
-        now = coord.clock()
+        now = state.clock()
         unit: list[f.Fact] = [
             f.task(
                 task_id,
@@ -140,7 +142,7 @@ class TaskBook:
         if callback is not None:
             unit.append(f.callback(task_id, callback.url, callback.secret))
         events = [
-            coord.events.new(
+            state.events.new(
                 "task.created",
                 now,
                 task_id,
@@ -154,36 +156,36 @@ class TaskBook:
         deadline_seconds = params.get("deadline_seconds")
         if deadline_seconds is not None:  # the operator's console (qortex.control)
             unit.append(f.task_deadline(task_id, now + deadline_seconds))
-            coord.control.add_deadline(task_id, now + deadline_seconds)
+            heapq.heappush(state.task_deadlines, (now + deadline_seconds, task_id))
         if not_before is not None:
             unit.append(f.schedule(task_id, not_before))
-            events.append(coord.events.new("task.scheduled", now, task_id, notBefore=not_before))
-            await coord.write(unit, events)
-            coord.scheduler.add(task_id, not_before)
+            events.append(state.events.new("task.scheduled", now, task_id, notBefore=not_before))
+            await self._calls.write(unit, events)
+            self.scheduler.add(task_id, not_before)
             return task_id
-        committed = coord.write(unit, events)
+        committed = self._calls.write(unit, events)
         with collector_paused():
             expected = {i: g[1] for i, g in gold_at.items()}
-            coord.table.add_task(task_id, kind.name, policy, inputs, expected)
-        coord.schedule_fill()
+            state.table.add_task(task_id, kind.name, policy, inputs, expected)
+        self._calls.schedule_fill()
         await committed
         return task_id
 
     async def start_scheduled(self, task_id: str) -> None:
         """Offer a scheduled task's microtasks from now on, once its start is durable."""
-        coord = self._coord
-        row = await coord.store.reader.scheduled(task_id)
+        state = self._state
+        row = await state.store.reader.scheduled(task_id)
         if row is None or row["status"] != lifecycle.SCHEDULED:
             return  # started before a restart, or gone
-        parts = await coord.store.reader.inputs(task_id)
+        parts = await state.store.reader.inputs(task_id)
         inputs = [msgspec.Raw(part["input"].encode()) for part in parts]
         gold = {p["idx"]: _decode(p["gold"]) for p in parts if p["gold"] is not None}
-        now = coord.clock()
-        event = coord.events.new(
+        now = state.clock()
+        event = state.events.new(
             "task.started", now, task_id, kind=row["kind"], notBefore=row["not_before"]
         )
         unit = [f.task_started(task_id), f.schedule_started(task_id, now)]
-        await coord.write(unit, [event])
+        await self._calls.write(unit, [event])
         policy = Policy(
             row["replicas"],
             row["quorum"],
@@ -191,53 +193,53 @@ class TaskBook:
             row["lease_seconds"],
             row["target_error"],
         )
-        coord.table.add_task(task_id, row["kind"], policy, inputs, gold)
-        coord.schedule_fill()
+        state.table.add_task(task_id, row["kind"], policy, inputs, gold)
+        self._calls.schedule_fill()
 
     def finish_later(self, task: Task, after: asyncio.Future[None]) -> None:
         """Record a task's end once its last decision is durable."""
-        self._coord.spawn(self._finish(task, after))
+        self._calls.spawn(self._finish(task, after))
 
     async def _finish(self, task: Task, after: asyncio.Future[None]) -> None:
         """Assemble and record a task's output once its last decision is durable."""
-        coord = self._coord
+        state = self._state
         await after
-        if task.state == lifecycle.RUNNING or coord.table.tasks.get(task.id) is not task:
+        if task.state == lifecycle.RUNNING or state.table.tasks.get(task.id) is not task:
             return  # reopened meanwhile: it finishes again later
-        kind = coord.kinds.get(task.kind)
-        now = coord.clock()
-        state, output_text, reason = task.state, None, ""
-        if state == lifecycle.COMPLETED:
-            row = await coord.store.reader.task(task.id)
+        kind = state.kinds.get(task.kind)
+        now = state.clock()
+        status, output_text, reason = task.state, None, ""
+        if status == lifecycle.COMPLETED:
+            row = await state.store.reader.task(task.id)
             assert row is not None
             decisions = [mt.decision for mt in task.microtasks if mt.gold is NO_GOLD]
             try:
                 output = kind.assemble(_decode(row["input"]), decisions)
                 output_text = _json.encode(output).decode()
             except Exception as exc:  # a plugin's bug fails the task, with the reason
-                state, reason = lifecycle.FAILED, f"assembling the output failed: {exc!r}"[:300]
+                status, reason = lifecycle.FAILED, f"assembling the output failed: {exc!r}"[:300]
         else:
             failed = sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
             reason = f"{failed} microtask(s) inconclusive"
-        if state == lifecycle.COMPLETED:
-            event = coord.events.new(
+        if status == lifecycle.COMPLETED:
+            event = state.events.new(
                 "task.completed",
                 now,
                 task.id,
                 kind=task.kind,
-                status=state,
+                status=status,
                 microtasks=len(task.microtasks),
             )
         else:
-            event = coord.events.new(
+            event = state.events.new(
                 "task.failed",
                 now,
                 task.id,
                 kind=task.kind,
-                status=state,
+                status=status,
                 inconclusive=sum(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks),
                 reason=reason,
             )
-        await coord.write([f.finished(task.id, state, output_text, now)], [event])
+        await self._calls.write([f.finished(task.id, status, output_text, now)], [event])
         if task.state != lifecycle.RUNNING:
-            coord.table.drop_task(task.id)
+            state.table.drop_task(task.id)

@@ -8,41 +8,44 @@ and finished ones alike: an undecided microtask simply loses the votes; a
 decided one whose answer no longer meets its target without them is reopened
 (``microtask.reopened``) and its task, even a completed one, runs again
 (``task.revised``), so its output and proof change once it is decided anew.
+The credit its results earned is taken back with them (:meth:`Trust.revoke_credit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
+from qortex.coordinator_state import CoordinatorCalls, CoordinatorState
 from qortex.core import lifecycle
 from qortex.core.credibility import SUSPECT_SECONDS, network_of
+from qortex.core.kinds import cost_of
 from qortex.core.ledger import Report
 from qortex.core.work import Outcome
 from qortex.events import BusEvent
 from qortex.protocol import messages as m
 from qortex.recovery import rebuild
 from qortex.store import facts as f
-
-if TYPE_CHECKING:
-    from qortex.coordinator import Coordinator
+from qortex.taskbook import TaskBook
 
 log = logging.getLogger("qortex.trust")
 
 
 class Trust:
-    def __init__(self, coord: Coordinator) -> None:
-        self._coord = coord
+    def __init__(self, state: CoordinatorState, calls: CoordinatorCalls, book: TaskBook) -> None:
+        self._state = state
+        self._calls = calls
+        self._book = book
         # One re-examination at a time: two that both load a finished task
         # would each put a copy of it in the table, and decide an orphan.
         self._examining = asyncio.Lock()
 
     def passed(self, miner_id: str, now: float, unit: list[f.Fact], events: list[BusEvent]) -> None:
         """A miner's result passed a check: more credibility, one more slot."""
-        coord = self._coord
-        conn = coord.connections.get(miner_id)
-        report = coord.ledger.passed(miner_id, conn.info.slots if conn else 1)
+        state = self._state
+        conn = state.connections.get(miner_id)
+        report = state.ledger.passed(miner_id, conn.info.slots if conn else 1)
         self._standing(miner_id, unit)
         if report is not None:
             self._report(report, now, unit, events)
@@ -50,27 +53,27 @@ class Trust:
     def let_go(self, miner_ids: list[str], unit: list[f.Fact]) -> None:
         """Miners let copies expire or dropped them: their earned slots halve."""
         for miner_id in dict.fromkeys(miner_ids):
-            self._coord.ledger.let_go(miner_id)
+            self._state.ledger.let_go(miner_id)
             self._standing(miner_id, unit)
 
     def _standing(self, miner_id: str, unit: list[f.Fact]) -> None:
-        coord = self._coord
-        standing = coord.ledger.get(miner_id)
+        state = self._state
+        standing = state.ledger.get(miner_id)
         unit.append(f.standing(miner_id, standing.passes, standing.allowance))
         self.rate(miner_id)
 
     def rate(self, miner_id: str) -> None:
         """Tell placement what a connected miner's next result will count as."""
-        coord = self._coord
-        conn = coord.connections.get(miner_id)
+        state = self._state
+        conn = state.connections.get(miner_id)
         if conn is not None:
-            error = coord.ledger.vote_error(miner_id, conn.network, coord.clock())
-            coord.table.rate(miner_id, error, coord.ledger.get(miner_id).allowance)
+            error = state.ledger.vote_error(miner_id, conn.network, state.clock())
+            state.table.rate(miner_id, error, state.ledger.get(miner_id).allowance)
 
     def _suspect(self, network: str, until: float) -> None:
         """A liar was banned on ``network``: its other identities are worth nothing for a while."""
-        self._coord.ledger.suspect(network, until)
-        for other in list(self._coord.connections.values()):
+        self._state.ledger.suspect(network, until)
+        for other in list(self._state.connections.values()):
             if other.network == network:
                 self.rate(other.info.miner_id)
 
@@ -81,7 +84,7 @@ class Trust:
             f.reputation(report.miner_id, now, report.reputation, report.passes, report.reason)
         )
         events.append(
-            self._coord.events.new(
+            self._state.events.new(
                 "miner.reputation",
                 now,
                 miner_id=report.miner_id,
@@ -100,19 +103,19 @@ class Trust:
         sent ``farewell`` (the refusal of the result that gave it away) and
         closed with 4011.
         """
-        coord = self._coord
-        now = coord.clock()
-        report = coord.ledger.ban(miner_id, reason)
+        state = self._state
+        now = state.clock()
+        report = state.ledger.ban(miner_id, reason)
         unit += f.banned(miner_id)
-        events = [coord.events.new("miner.banned", now, miner_id=miner_id, reason=reason)]
+        events = [state.events.new("miner.banned", now, miner_id=miner_id, reason=reason)]
         self._report(report, now, unit, events)
-        committed = coord.write(unit, events)
-        conn = coord.connections.get(miner_id)
+        committed = self._calls.write(unit, events)
+        conn = state.connections.get(miner_id)
         if conn is not None:
             self._suspect(conn.network, now + SUSPECT_SECONDS)
             link = conn.link
-            coord.stats.closed[m.BANNED] += 1
-            coord.disconnect(miner_id, link, "banned")
+            state.stats.closed[m.BANNED] += 1
+            self._calls.disconnect(miner_id, link, "banned")
 
             def tell(_: asyncio.Future[None]) -> None:
                 if farewell:
@@ -120,51 +123,74 @@ class Trust:
                 link.close(m.BANNED, f"banned: {reason}")
 
             committed.add_done_callback(tell)
-        coord.spawn(self._backtrack(miner_id, committed, conn is None))
+        self._calls.spawn(self._backtrack(miner_id, committed, conn is None))
         log.warning("miner %s banned: %s", miner_id, reason)
         return committed
 
     async def _backtrack(self, miner_id: str, after: asyncio.Future[None], away: bool) -> None:
         await after
         if away:  # banned while not connected: its network is the one it was last seen on
-            row = await self._coord.store.reader.miner(miner_id)
+            row = await self._state.store.reader.miner(miner_id)
             if row and row["address"]:
                 network = network_of(row["address"], miner_id)
                 self._suspect(network, row["last_seen"] + SUSPECT_SECONDS)
         async with self._examining:
             await self._reexamine(miner_id)
 
+    async def revoke_credit(self, miner_id: str, results: Iterable[str] | None = None) -> float:
+        """Take back the credit ``miner_id`` earned for ``results`` (assignment ids; all
+        of its results if ``None``, as when it is banned).
+
+        Revoking a result twice, or one that is not this miner's, changes
+        nothing. Returns the credit taken back by this call.
+        """
+        state = self._state
+        wanted = None if results is None else list(results)
+        rows = await state.store.reader.result_kinds(miner_id, wanted)
+        if not rows:
+            return 0.0
+        now = state.clock()
+        unit: list[f.Fact] = []
+        total = 0.0
+        for assignment_id, kind_name in rows:
+            credit = cost_of(state.kinds.get(kind_name)) if kind_name in state.kinds else 0.0
+            total += credit
+            unit.append(f.credit_revoked(assignment_id, miner_id, credit, now))
+        unit.append(f.revoked_total(miner_id))
+        await self._calls.write(unit, [])
+        return total
+
     async def _reexamine(self, miner_id: str) -> None:
-        coord = self._coord
-        await coord.control.revoke_credit(miner_id)  # its results are revoked, so is their credit
-        voted = await coord.store.voted(miner_id)
+        state = self._state
+        await self.revoke_credit(miner_id)  # its results are revoked, so is their credit
+        voted = await state.store.voted(miner_id)
         task_ids = list(dict.fromkeys(task_id for _, task_id in voted))
         borrowed: set[str] = set()
         # Finished tasks are loaded whole; the banned miner's results are
         # revoked in the store, so they come back without its votes. A task
         # may finish (and leave the table) while another loads: ask again
         # until none is missing, so what follows sees every one of them.
-        while missing := [t for t in task_ids if t not in coord.table.tasks]:
-            loaded = rebuild(coord.table, coord.kinds, await coord.store.load_tasks(missing))
+        while missing := [t for t in task_ids if t not in state.table.tasks]:
+            loaded = rebuild(state.table, state.kinds, await state.store.load_tasks(missing))
             borrowed |= {task.id for task in loaded}
             gone = set(missing) - borrowed  # no longer in the file either: nothing to examine
             task_ids = [t for t in task_ids if t not in gone]
-        now = coord.clock()
+        now = state.clock()
         unit: list[f.Fact] = []
         events: list[BusEvent] = []
         outcomes: list[Outcome] = []
         revised: set[str] = set()
         for microtask_id, task_id in dict.fromkeys(voted):
-            task = coord.table.tasks.get(task_id)
+            task = state.table.tasks.get(task_id)
             if task is None:
                 continue
             mt = task.microtasks[int(microtask_id.rsplit(":", 1)[1])]
             was = task.state
-            reopened, outcome = coord.table.strike(mt, miner_id)
+            reopened, outcome = state.table.strike(mt, miner_id)
             if reopened:
                 unit.append(f.reopened(mt.id, mt.error))
                 events.append(
-                    coord.events.new(
+                    state.events.new(
                         "microtask.reopened",
                         now,
                         task_id,
@@ -177,7 +203,7 @@ class Trust:
                 revised.add(task_id)
                 unit.append(f.revised(task_id))
                 events.append(
-                    coord.events.new(
+                    state.events.new(
                         "task.revised",
                         now,
                         task_id,
@@ -187,15 +213,15 @@ class Trust:
                     )
                 )
             if outcome is not None:
-                coord.settle(outcome, now, unit, events)
+                self._calls.settle(outcome, now, unit, events)
                 outcomes.append(outcome)
         for task_id in borrowed - revised:
-            coord.table.drop_task(task_id)
-        committed = coord.write(unit, events)
+            state.table.drop_task(task_id)
+        committed = self._calls.write(unit, events)
         for outcome in outcomes:
             if outcome.task is not None:
-                coord.book.finish_later(outcome.task, committed)
-        coord.schedule_fill()
+                self._book.finish_later(outcome.task, committed)
+        self._calls.schedule_fill()
         await committed
         log.info(
             "backtracked miner %s: %d results, %d tasks revised", miner_id, len(voted), len(revised)

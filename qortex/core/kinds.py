@@ -73,6 +73,16 @@ def _same(value: Any) -> Any:
     return value
 
 
+#: Credit per accepted result of a kind that declares no ``cost``.
+DEFAULT_COST = 1.0
+
+
+def cost_of(kind: Kind) -> float:
+    """A kind's optional ``cost`` per microtask: the volunteer credit one accepted result earns."""
+    cost = getattr(kind, "cost", DEFAULT_COST)
+    return float(cost) if isinstance(cost, int | float) and cost > 0 else DEFAULT_COST
+
+
 class KindRegistry:
     def __init__(self, kinds: list[Kind] | None = None) -> None:
         self._kinds: dict[str, Kind] = {}

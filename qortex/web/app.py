@@ -151,13 +151,15 @@ def create_app(
         store.writer.on_failure = on_fatal
         bus = EventBus(settings.subscriber_bytes)
         extra = {"clock": clock} if clock is not None else {}
-        coordinator = Coordinator(settings, store, registry, bus, rng=rng, **extra)
+        verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
+        coordinator = Coordinator(
+            settings, store, registry, bus, rng=rng, verifier=verifier, **extra
+        )
         app.state.settings = settings
         app.state.store = store
         app.state.bus = bus
         app.state.coordinator = coordinator
-        app.state.verifier = Verifier(settings.verify_threads) if settings.verify_threads else None
-        coordinator.verifier = app.state.verifier
+        app.state.verifier = verifier
         app.state.api_limiter = Limiter(settings.api_rate, settings.api_burst)
         app.state.idempotency = Idempotency(store.reader)
         app.state.webhook_networks = networks(settings.webhook_allow_networks)

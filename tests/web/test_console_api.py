@@ -363,11 +363,11 @@ def test_credit_is_earned_ranked_and_revoked(
     assert board(minerId="nobody")["you"] is None
 
     coord = client.app.state.coordinator  # type: ignore[attr-defined]
-    taken = client.portal.call(coord.control.revoke_credit, alice.signer.miner_id, aids)  # type: ignore[union-attr]
+    taken = client.portal.call(coord.trust.revoke_credit, alice.signer.miner_id, aids)  # type: ignore[union-attr]
     assert taken == 2.0
-    again = client.portal.call(coord.control.revoke_credit, alice.signer.miner_id, aids)  # type: ignore[union-attr]
+    again = client.portal.call(coord.trust.revoke_credit, alice.signer.miner_id, aids)  # type: ignore[union-attr]
     assert again == 0.0  # the same results: nothing more is taken
-    others = client.portal.call(coord.control.revoke_credit, bob.signer.miner_id, aids)  # type: ignore[union-attr]
+    others = client.portal.call(coord.trust.revoke_credit, bob.signer.miner_id, aids)  # type: ignore[union-attr]
     assert others == 0.0  # not bob's results
     detail = client.get(f"/api/v1/miners/{alice.signer.miner_id}").json()
     assert detail["credit"] == 0.0
