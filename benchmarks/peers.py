@@ -40,7 +40,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import bench
+import bench_harness
 import bench_load
 import peers_qortex
 import peers_work
@@ -95,7 +95,7 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     work = peers_work.jobs(bench_load.tweets(args.microtasks))
     sizes = (args.replicas, args.workers, args.identities)
     result: dict[str, Any] = {
-        "machine": bench.machine(),
+        "machine": bench_harness.machine(),
         "config": {
             "microtasks": args.microtasks,
             "replicas": args.replicas,
@@ -119,13 +119,13 @@ async def amain(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         legs.append(("dask", lambda: asyncio.to_thread(peers_dask.run, work, *sizes)))
     try:
         for name, leg in legs:
-            bench.log(f"[bold]{name}[/]: {args.microtasks:,} microtasks x {args.replicas}")
+            bench_harness.log(f"[bold]{name}[/]: {args.microtasks:,} microtasks x {args.replicas}")
             try:
                 figures = result["legs"][name] = await leg()
-                bench.log(f"{name}: {figures['decidedPerSecond']:,} decided/s {figures}")
+                bench_harness.log(f"{name}: {figures['decidedPerSecond']:,} decided/s {figures}")
             except Exception as exc:  # one failed leg should not lose the others
                 result["errors"][name] = f"{type(exc).__name__}: {exc}"
-                bench.log(f"[red]{name} failed:[/] {exc}")
+                bench_harness.log(f"[red]{name} failed:[/] {exc}")
     finally:
         await processes.end_all(grace=3.0)
     result["ratios"] = ratios(result["legs"], "decidedPerSecond")
@@ -193,7 +193,7 @@ def main() -> int:
         )
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="qortex-peers-"))
-    bench.log(f"peers run in {tmp}")
+    bench_harness.log(f"peers run in {tmp}")
     try:
         result = asyncio.run(amain(args, tmp))
     except (KeyboardInterrupt, asyncio.CancelledError):

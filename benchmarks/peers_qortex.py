@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench import LoadGroup, bench_server, log, post_task
+from bench_harness import LoadGroup, bench_server, log, post_task
 from peers_cpu import CpuMeter
 from peers_work import Job, expected, figures
 from processes import Server

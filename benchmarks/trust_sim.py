@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import raise_nofile
+from bench_harness import raise_nofile
 from processes import kill_all
 from trust.cell import Cell, CellRun, Plan
 from trust.strategies import STRATEGIES
