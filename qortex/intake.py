@@ -44,7 +44,7 @@ class Intake:
         self._trust = trust
         self._book = book
         kinds = state.kinds
-        # The kinds the table says are checked (see qortex.coordinator), and their checks.
+        # The kinds the table says are checked (coordinator_state.empty_state), and their checks.
         self._checkers = {name: checker_of(kinds.get(name)) for name in state.table.checkable}
         self._prepare = {name: preparer_of(kinds.get(name)) for name in state.table.checkable}
         self._credit = {name: cost_of(kinds.get(name)) for name in kinds}  # volunteer credit
