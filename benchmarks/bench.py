@@ -18,6 +18,11 @@ Five figures, in one run (docs/performance.md explains each):
 5. backlog: throughput with many pending microtasks, and the time to restart
    after ``kill -9`` with the largest backlog.
 
+This module is the command line, the order of the figures and the table; each
+figure is measured in its own module (``bench_throughput`` for 1 and 2,
+``bench_latency``, ``bench_connections``, ``bench_backlog``), and what they
+share is ``bench_harness``.
+
 Everything runs on 127.0.0.1 in a temporary directory that is removed at the
 end, as is every process started (on errors and Ctrl-C too; children are
 also told to die with this process). Progress goes to stderr; stdout gets
