@@ -84,7 +84,7 @@ class Control:
             if conn is not None:
                 conn.link.send(m.encoder.encode(m.Cancel(lease.id, word)))
         unit = [f.microtasks_closed(task.id, now), f.withdrawn(task.id, task.state, reason, now)]
-        decided = sum(mt.state == lifecycle.DECIDED for mt in task.microtasks)
+        decided = sum(mt.state == lifecycle.DECIDED for mt in task.built())
         name = "task.cancelled" if event == "cancel" else "task.failed"
         notice = state.events.new(
             name,

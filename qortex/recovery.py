@@ -14,6 +14,7 @@ what it found, and :meth:`qortex.coordinator.Coordinator.start` applies it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,7 +24,7 @@ from qortex.core.credibility import Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
 from qortex.core.quorum import Policy
-from qortex.core.work import Microtask, Task
+from qortex.core.work import Task
 from qortex.events import BusEvent, EventLog
 from qortex.gcpause import collector_paused
 from qortex.store.database import OpenWork, Store
@@ -66,40 +67,64 @@ async def recover(store: Store, kinds: KindRegistry, table: DispatchTable, now: 
 def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[Task]:
     """Load tasks into the table, decisions and counted votes included; returns them.
 
-    Tasks whose microtasks are all settled come back completed or failed.
-    Inputs stay the bytes the file holds; nothing is decoded that placement
-    does not need (a known answer, a decision).
+    Only the microtasks the file says more about than their input (settled,
+    or with results counted) are built here; the rest are built as placement
+    reaches them. Microtasks begun before the stop are queued first, each
+    task's untouched rest behind them, in the order the tasks came. Tasks
+    whose microtasks are all settled come back completed or failed. Inputs
+    stay the bytes the file holds; nothing is decoded that placement does not
+    need (a known answer, a decision).
     """
     loaded = [
         table.add_task(
             row.id,
             row.kind,
             Policy(row.replicas, row.quorum, row.max_replicas, row.lease_seconds, row.target_error),
-            map(_Raw, inputs),
+            RawInputs(inputs),
+            offered=False,
         )
         for row, inputs in zip(work.tasks, work.inputs, strict=True)
     ]
     for row in work.special:
-        mt = _microtask(table, row.id)
-        if row.gold is not None:
-            mt.gold = _decode(row.gold)
+        task, index = _locate(table, row.id)
+        if row.gold is not None:  # a microtask built from here on expects it
+            task.gold[index] = _decode(row.gold)
         if row.status != lifecycle.PENDING:
+            mt = task.microtask(index)
             decision = _decode(row.decision) if row.decision is not None else None
             table.settle(mt, row.status, decision, 1.0 if row.error is None else row.error)
             mt.reason = row.reason or ""
     for result in work.results:
-        mt = _microtask(table, result.microtask_id)
+        task, index = _locate(table, result.microtask_id)
+        mt = task.microtask(index)
         error = 1.0 if result.error is None else result.error
         vote = Vote(result.miner_id, result.network or result.miner_id, error)
         table.restore_result(mt, vote, _decode(result.output), kinds.get(mt.kind).agree)
     for task in loaded:
         if task.open == 0:
-            failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+            failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.built())
             task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
+        else:
+            table.offer(task)
     return loaded
 
 
-def _microtask(table: DispatchTable, microtask_id: str) -> Microtask:
-    """A loaded microtask by id (``task:index``), without an index of every one."""
+class RawInputs(Sequence[_Raw]):
+    """A task's inputs as the file holds them, each wrapped for the wire when it is built."""
+
+    __slots__ = ("_blobs",)
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        self._blobs = blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def __getitem__(self, index: int) -> _Raw:  # type: ignore[override]
+        return _Raw(self._blobs[index])
+
+
+def _locate(table: DispatchTable, microtask_id: str) -> tuple[Task, int]:
+    """A loaded microtask's task and index, from its id (``task:index``)."""
     task_id, _, index = microtask_id.rpartition(":")
-    return table.tasks[task_id].microtasks[int(index)]
+    return table.tasks[task_id], int(index)

@@ -184,7 +184,9 @@ class Trust:
             task = state.table.tasks.get(task_id)
             if task is None:
                 continue
-            mt = task.microtasks[int(microtask_id.rsplit(":", 1)[1])]
+            mt = task.built_at(int(microtask_id.rsplit(":", 1)[1]))
+            if mt is None:  # never built since the start: it holds no votes
+                continue
             was = task.state
             reopened, outcome = state.table.strike(mt, miner_id)
             if reopened:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from qortex.core import lifecycle
 from qortex.core.credibility import Vote
 from qortex.core.deadlines import Deadlines
+from qortex.core.queues import SCAN_LIMIT, WorkQueue
 from qortex.core.quorum import Policy
 from qortex.core.randomset import ByNetwork
 from qortex.core.stragglers import Stragglers
@@ -44,9 +45,6 @@ from qortex.core.work import (
 
 Agree = Callable[[Any, Any], bool]
 
-# How many queued microtasks a fill may pass over when every free miner has
-# already worked on them (fewer miners than replicas); keeps a fill bounded.
-SCAN_LIMIT = 256
 # Closed assignments remembered, to tell "late" and "duplicate" results from unknown ones.
 CLOSED_MEMORY = 200_000
 
@@ -65,8 +63,7 @@ class DispatchTable:
         self.tasks: dict[str, Task] = {}
         self.miners: dict[str, Miner] = {}
         self.leases: dict[str, Lease] = {}
-        # Per kind, microtasks wanting copies, in order; keyed by identity (no string hashing).
-        self._queues: dict[str, OrderedDict[Microtask, None]] = {}
+        self._queues: dict[str, WorkQueue] = {}  # per kind: work wanting copies, in order
         self._free: dict[str, ByNetwork[Miner]] = {}
         self._deadlines = Deadlines()
         self.stragglers = stragglers or Stragglers()
@@ -83,24 +80,26 @@ class DispatchTable:
         task_id: str,
         kind: str,
         policy: Policy,
-        inputs: Iterable[Any],
+        inputs: Sequence[Any],
         gold: dict[int, Any] | None = None,
+        offered: bool = True,
     ) -> Task:
-        """Queue a task's microtasks in one pass (a new one wants copies: no quorum asked)."""
-        queue = self._queues.setdefault(kind, OrderedDict())
-        prefix = f"{task_id}:"
-        microtasks = [
-            Microtask(prefix + str(index), task_id, index, kind, value, policy)
-            for index, value in enumerate(inputs)
-        ]
-        for index, expected in (gold or {}).items():
-            microtasks[index].gold = expected
-        queue.update(dict.fromkeys(microtasks))
-        task = Task(task_id, kind, microtasks, open=len(microtasks))
+        """Take a task in; its microtasks are built as placement reaches them.
+
+        With ``offered`` false it is not queued yet: recovery first restores what
+        was counted, then :meth:`offer` queues the rest behind the work begun.
+        """
+        task = Task(task_id, kind, policy, inputs, gold or {}, open=len(inputs))
         self.open += task.open
         self.tasks[task_id] = task
-        self._stale.clear()
+        if offered:
+            self.offer(task)
         return task
+
+    def offer(self, task: Task) -> None:
+        """Queue a task's microtasks never offered, as one entry behind the rest."""
+        self._queue(task.kind).offer(task)
+        self._stale.clear()
 
     def restore_result(self, mt: Microtask, vote: Vote, output: Any, agree: Agree) -> None:
         """Replay a stored result while rebuilding from the store."""
@@ -113,29 +112,32 @@ class DispatchTable:
         mt.state = state
         mt.decision = decision
         mt.error = error
-        self._queues.get(mt.kind, OrderedDict()).pop(mt, None)
+        self._queue(mt.kind).discard(mt)
         self.tasks[mt.task_id].open -= 1
         self.open -= 1
 
     def drop_task(self, task_id: str) -> None:
         """Forget a finished task; its microtasks are all settled."""
-        self.tasks.pop(task_id, None)
+        task = self.tasks.pop(task_id, None)
+        if task is not None:
+            self._queue(task.kind).discard(task)
 
     def withdraw_task(self, task: Task, event: str) -> list[Lease]:
         """Stop a running task (``event``: "cancel" or "fail"); returns its leases, now
         cancelled, so a result that still arrives for one is refused as withdrawn."""
         task.state = lifecycle.advance(task.state, event)
         withdrawn: list[Lease] = []
-        for mt in task.microtasks:
+        queue = self._queue(task.kind)
+        for mt in task.built():  # one never built was never placed: nothing to take back
             if mt.state != lifecycle.PENDING:
                 continue
             mt.state = lifecycle.advance(mt.state, "cancel")
-            self._queues.get(mt.kind, OrderedDict()).pop(mt, None)
+            queue.discard(mt)
             for lease in list(mt.holders.values()):
                 self._close(lease, "cancel", requeue=False)
                 withdrawn.append(lease)
-            task.open -= 1
-            self.open -= 1
+        self.open -= task.open
+        task.open = 0
         self.drop_task(task.id)
         return withdrawn
 
@@ -197,9 +199,9 @@ class DispatchTable:
             free = self._free.get(kind)
             if not free or not queue:
                 continue
-            passed: list[Microtask] = []
-            done: list[Microtask] = []
-            for mt in queue:
+
+            def serve(mt: Microtask, free: ByNetwork[Miner] = free, kind: str = kind) -> bool:
+                """Lease copies of ``mt`` while it wants them; whether it still does."""
                 wanted = wants_copy(mt)
                 while wanted and len(free):
                     miner = choose(free, self._rng, mt, self.stragglers.proven_below)
@@ -208,20 +210,11 @@ class DispatchTable:
                     issued.append(self._lease(mt, miner, now))
                     self._stale.pop(kind, None)
                     wanted = wants_copy(mt)
-                if not wanted:
-                    done.append(mt)
-                elif not len(free):
-                    break
-                else:
-                    passed.append(mt)
-                    if len(passed) >= SCAN_LIMIT:
-                        break
-            for mt in done:
-                del queue[mt]
-            for mt in passed:
-                queue.move_to_end(mt)
-            stale = self._stale[kind] = self._stale.get(kind, 0) + len(passed)
-            if len(passed) >= SCAN_LIMIT and stale < len(queue) and len(free):
+                return wanted
+
+            passed = queue.scan(free, serve)
+            stale = self._stale[kind] = self._stale.get(kind, 0) + passed
+            if passed >= SCAN_LIMIT and stale < len(queue) and len(free):
                 self.backlogged = True
         return issued
 
@@ -288,7 +281,7 @@ class DispatchTable:
         mt.state = lifecycle.advance(mt.state, move)
         mt.decision = decision
         outcome = Outcome(mt, decided=move == "decide", inconclusive=move != "decide")
-        self._queues[mt.kind].pop(mt, None)
+        self._queue(mt.kind).discard(mt)
         for cancelled in list(mt.holders.values()):
             self._close(cancelled, "cancel", requeue=False)
             outcome.cancelled.append(cancelled)
@@ -296,7 +289,7 @@ class DispatchTable:
         task.open -= 1
         self.open -= 1
         if task.open == 0:
-            failed = any(m.state == lifecycle.INCONCLUSIVE for m in task.microtasks)
+            failed = any(m.state == lifecycle.INCONCLUSIVE for m in task.built())
             task.state = lifecycle.advance(task.state, "fail" if failed else "complete")
             outcome.task = task
         return outcome
@@ -375,14 +368,16 @@ class DispatchTable:
 
     def _requeue(self, mt: Microtask, front: bool = False) -> None:
         self._stale.clear()
-        queue = self._queues.setdefault(mt.kind, OrderedDict())
         if wants_copy(mt):
-            if mt not in queue:
-                queue[mt] = None
-            if front:
-                queue.move_to_end(mt, last=False)
+            self._queue(mt.kind).push(mt, front)
         else:
-            queue.pop(mt, None)
+            self._queue(mt.kind).discard(mt)
+
+    def _queue(self, kind: str) -> WorkQueue:
+        queue = self._queues.get(kind)
+        if queue is None:
+            queue = self._queues[kind] = WorkQueue()
+        return queue
 
     def _update_free(self, miner: Miner) -> None:
         if miner.id not in self.miners:

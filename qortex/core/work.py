@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,15 @@ class Microtask:
             return True
         return any(v.error >= SUSPECT_ERROR for g in self.tally.groups for v in g.votes)
 
+    def untouched(self) -> bool:
+        """Whether nothing has happened to it yet: never copied, counted or settled."""
+        return (
+            self.state == lifecycle.PENDING
+            and self.tally is EMPTY
+            and not self.holders
+            and self.excluded is NOBODY
+        )
+
     def networks(self) -> set[str]:
         used = {lease.projected.network for lease in self.holders.values()}
         used.update(v.network for g in self.tally.groups for v in g.votes)
@@ -95,11 +104,76 @@ class Miner:
 
 @dataclass(slots=True, eq=False)
 class Task:
+    """A task's microtasks, each built the first time something needs it.
+
+    Until its first copy goes out, a microtask is nothing but its input (and
+    its expected output, for a known-answer item), so a task waits in its
+    kind's queue as one entry with a cursor (``next``) rather than one entry
+    per microtask, and placement builds each microtask when it takes it (see
+    :meth:`next_fresh`). A start after a crash or a large submit then builds
+    objects only for work that has begun.
+    """
+
     id: str
     kind: str
-    microtasks: list[Microtask]
+    policy: Policy
+    inputs: Sequence[Any]  # per index, the exact JSON text miners get (msgspec.Raw)
+    gold: dict[int, Any]  # index -> a known-answer item's expected output
     state: str = lifecycle.RUNNING
     open: int = 0  # microtasks neither decided nor inconclusive
+    next: int = 0  # placement's cursor: microtasks from here on were never offered
+    _built: list[Microtask | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._built = [None] * len(self.inputs)
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def microtask(self, index: int) -> Microtask:
+        """The microtask at ``index``, built now if nothing needed it before."""
+        mt = self._built[index]
+        if mt is None:
+            mt = self._built[index] = Microtask(
+                f"{self.id}:{index}",
+                self.id,
+                index,
+                self.kind,
+                self.inputs[index],
+                self.policy,
+                gold=self.gold.get(index, NO_GOLD),
+            )
+        return mt
+
+    def built_at(self, index: int) -> Microtask | None:
+        """The microtask at ``index`` if it was built (one never built holds no votes)."""
+        return self._built[index]
+
+    def built(self) -> Iterator[Microtask]:
+        """The microtasks built so far, in order: every one that was ever placed or settled."""
+        return (mt for mt in self._built if mt is not None)
+
+    @property
+    def microtasks(self) -> list[Microtask]:
+        """Every microtask, in order (builds those not built yet: for a finished task, none)."""
+        return [self.microtask(index) for index in range(len(self._built))]
+
+    def next_fresh(self) -> Microtask | None:
+        """Advance the cursor to the next microtask never offered; None past the last.
+
+        One built meanwhile but untouched (only read) is still fresh; one that was
+        placed or settled otherwise (after a restart, say) is passed over.
+        """
+        built = self._built
+        while self.next < len(built):
+            index = self.next
+            self.next += 1
+            mt = built[index]
+            if mt is None:
+                return self.microtask(index)
+            if mt.untouched():
+                return mt
+        return None
 
 
 @dataclass(slots=True)

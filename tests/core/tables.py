@@ -12,7 +12,7 @@ import pytest
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.quorum import Policy
-from qortex.core.work import Lease, Microtask, Outcome, evaluate
+from qortex.core.work import Lease, Microtask, Outcome, Task, evaluate
 from qortex.errors import ResultRefused
 
 LEASE = 10.0
@@ -120,4 +120,25 @@ def fingerprint(t: DispatchTable, mts: Iterable[Microtask]) -> tuple[Any, ...]:
 
 def queued(t: DispatchTable) -> int:
     """How many microtasks wait in the table's queues for another copy."""
-    return sum(len(queue) for queue in t._queues.values())
+    return len(queued_ids(t))
+
+
+def queued_ids(t: DispatchTable) -> list[str]:
+    """The ids of the microtasks waiting, in order; a fresh task's, built or not, included."""
+    ids: list[str] = []
+    for queue in t._queues.values():
+        for entry in queue:
+            if isinstance(entry, Task):
+                ids += [
+                    f"{entry.id}:{i}"
+                    for i in range(entry.next, len(entry))
+                    if (mt := entry.built_at(i)) is None or mt.untouched()
+                ]
+            else:
+                ids.append(entry.id)
+    return ids
+
+
+def unbuilt(task: Task) -> list[int]:
+    """The indices of a task's microtasks that nothing has built yet."""
+    return [i for i in range(len(task)) if task.built_at(i) is None]

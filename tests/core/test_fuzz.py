@@ -26,10 +26,10 @@ from qortex.core import lifecycle
 from qortex.core.credibility import CHECKED_ERROR, Vote
 from qortex.core.dispatch import DispatchTable
 from qortex.core.quorum import Policy
-from qortex.core.work import NO_GOLD, Lease, Microtask, evaluate, wants_copy
+from qortex.core.work import NO_GOLD, Lease, Microtask, Task, evaluate, wants_copy
 from qortex.errors import ResultRefused
 from tests.core.fuzzing import PROFILE, TIMEOUT
-from tests.core.tables import fingerprint
+from tests.core.tables import fingerprint, queued_ids, unbuilt
 
 KINDS = ("x", "y")  # "y" has a checker
 OUTPUTS = ("A", "B", "C")
@@ -59,7 +59,7 @@ class DispatchFuzz(RuleBasedStateMachine):
         self.serial = itertools.count()
         self.gone: dict[str, str] = {}  # disconnected miner -> its network
         self.banned: set[str] = set()
-        self.mts: dict[str, Microtask] = {}
+        self.tasks: list[Task] = []  # every task added, its microtasks built lazily
         self.settled: dict[str, tuple[str, str]] = {}  # state and decision, as last moved
         self.closed: list[Lease] = []
         self.shrunk: set[str] = set()  # miners whose earned slots fell below what they hold
@@ -148,8 +148,7 @@ class DispatchFuzz(RuleBasedStateMachine):
             [f"in{i}" for i in range(count)],
             {i: "A" for i in gold},
         )
-        for mt in task.microtasks:
-            self.mts[mt.id] = mt
+        self.tasks.append(task)
 
     @rule()
     def fill(self) -> None:
@@ -166,6 +165,11 @@ class DispatchFuzz(RuleBasedStateMachine):
             miner = self.t.miners[miner_id]
             assert before[miner_id] + n <= min(miner.slots, miner.allowance)
         # Nothing placeable is left behind (far fewer microtasks here than SCAN_LIMIT).
+        for task in self.t.tasks.values():
+            if task.state == lifecycle.RUNNING and unbuilt(task):
+                assert not any(
+                    miner.free > 0 and task.kind in miner.kinds for miner in self.t.miners.values()
+                ), f"{task.id} has fresh microtasks left while a miner is free"
         for mt in self.mts.values():
             if not wants_copy(mt):
                 continue
@@ -318,6 +322,11 @@ class DispatchFuzz(RuleBasedStateMachine):
 
     # -- invariants, after every step
 
+    @property
+    def mts(self) -> dict[str, Microtask]:
+        """Every microtask built so far (a fresh one is built when placement takes it)."""
+        return {mt.id: mt for task in self.tasks for mt in task.built()}
+
     def fingerprint(self) -> tuple[Any, ...]:
         return fingerprint(self.t, self.mts.values())
 
@@ -341,7 +350,7 @@ class DispatchFuzz(RuleBasedStateMachine):
                 assert self.settled.get(mt.id, now) == now, f"{mt.id} reopened silently"
                 continue
             assert self.settled.get(mt.id) == now, f"{mt.id} changed outside its rules"
-            assert mt.holders == {} and mt not in self.t._queues[mt.kind]
+            assert mt.holders == {} and mt.id not in queued_ids(self.t)
 
     @invariant()
     def a_decision_meets_its_target_and_floor(self) -> None:
@@ -376,7 +385,10 @@ class DispatchFuzz(RuleBasedStateMachine):
 
     @invariant()
     def pending_work_is_queued_or_out(self) -> None:
-        queued = {mt.id for queue in self.t._queues.values() for mt in queue}
+        queued = set(queued_ids(self.t))
+        for task in self.t.tasks.values():
+            for index in unbuilt(task):
+                assert f"{task.id}:{index}" in queued, f"{task.id}:{index} is never offered"
         for mt in self.mts.values():
             if mt.state != lifecycle.PENDING:
                 continue
@@ -395,12 +407,12 @@ class DispatchFuzz(RuleBasedStateMachine):
     @invariant()
     def tasks_finish_with_their_last_microtask(self) -> None:
         for task in self.t.tasks.values():
-            open_ = sum(mt.state == lifecycle.PENDING for mt in task.microtasks)
+            open_ = sum(mt.state == lifecycle.PENDING for mt in task.built()) + len(unbuilt(task))
             assert task.open == open_
             if open_:
                 assert task.state == lifecycle.RUNNING
             else:
-                failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.microtasks)
+                failed = any(mt.state == lifecycle.INCONCLUSIVE for mt in task.built())
                 assert task.state == (lifecycle.FAILED if failed else lifecycle.COMPLETED)
         assert self.t.open == sum(task.open for task in self.t.tasks.values())
 
