@@ -180,18 +180,22 @@ class Store:
                 f"SELECT {_TASK_COLUMNS} FROM tasks t WHERE t.status = 'running'"
                 " ORDER BY t.created_at",
             )
+            # Both are seeks per running task: settled and known-answer microtasks
+            # through their own index, results by the range of their microtask ids
+            # (``task:index``), so neither reads the pending or the finished.
             special = _rows(
                 conn,
                 MicrotaskRow,
-                f"SELECT {_MICROTASK_COLUMNS} FROM microtasks m"
-                f" JOIN tasks t ON t.id = m.task_id WHERE t.status = 'running' AND {_SPECIAL}",
+                f"SELECT {_MICROTASK_COLUMNS} FROM tasks t JOIN microtasks m ON m.task_id = t.id"
+                f" WHERE t.status = 'running' AND {_SPECIAL}",
             )
             results = _rows(
                 conn,
                 ResultRow,
-                f"SELECT {_RESULT_COLUMNS} FROM results r"
-                " JOIN microtasks m ON m.id = r.microtask_id JOIN tasks t ON t.id = m.task_id"
-                " WHERE t.status = 'running' AND r.revoked = 0 ORDER BY r.received_at",
+                f"SELECT {_RESULT_COLUMNS} FROM tasks t JOIN results r"
+                " ON r.microtask_id >= t.id || ':' AND r.microtask_id < t.id || ';'"
+                " WHERE t.status = 'running' AND r.revoked = 0"
+                " ORDER BY t.created_at, r.received_at",
             )
             return OpenWork(tasks, _inputs(conn, tasks), special, results)
 

@@ -196,6 +196,14 @@ MIGRATIONS: list[str] = [
     """
     DROP TABLE assignments;
     """,
+    # 6: the microtasks a start reads as rows of their own (settled, or known-answer
+    # items) are found per running task through an index, not by reading every
+    # pending one; the index of pending microtasks had no reader, so it goes
+    """
+    DROP INDEX microtasks_pending;
+    CREATE INDEX microtasks_settled_or_gold ON microtasks (task_id)
+        WHERE status != 'pending' OR gold IS NOT NULL;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
