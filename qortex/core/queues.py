@@ -72,14 +72,14 @@ class WorkQueue:
                 task: Task = entry  # type: ignore[assignment]
                 while len(free) and len(passed) < SCAN_LIMIT:
                     mt = task.next_fresh()
-                    if mt is None:
-                        done.append(task)
-                        break
-                    if serve(mt):
+                    if mt is not None and serve(mt):
                         if len(free):
                             passed.append(mt)
                         else:
                             front = mt  # its place was here, ahead of the task's rest
+                    if task.next == len(task):  # none left to offer: the entry goes
+                        done.append(task)
+                        break
             elif not serve(entry):  # type: ignore[arg-type]
                 done.append(entry)
             elif len(free):
