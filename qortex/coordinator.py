@@ -32,7 +32,7 @@ from qortex.events import BusEvent, EventBus
 from qortex.intake import Intake
 from qortex.protocol import messages as m
 from qortex.protocol.server import Authenticated
-from qortex.recovery import recover
+from qortex.recovery import read_inputs, recover
 from qortex.settings import Settings
 from qortex.snapshot import CoordinatorSnapshot, frozen_counts
 from qortex.store import facts as f
@@ -93,6 +93,7 @@ class Coordinator:
             self.write([], recovered.notices)
         for task in recovered.unfinished:
             self.book.finish_later(task, self.store.writer.write([]))
+        self.spawn(read_inputs(self.store, recovered.unread, self.schedule_fill))
         await self.control.load()
         for task_id, not_before in await self.store.waiting_schedules():
             self.book.scheduler.add(task_id, not_before)

@@ -14,7 +14,7 @@ what it found, and :meth:`qortex.coordinator.Coordinator.start` applies it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -41,6 +41,7 @@ class Recovered:
     events: EventLog  # ids continue after the log's last one
     unfinished: list[Task] = field(default_factory=list)  # settled, but their end not recorded
     notices: list[BusEvent] = field(default_factory=list)  # to log before anything else happens
+    unread: list[Task] = field(default_factory=list)  # queued, inputs to read (read_inputs)
 
 
 async def recover(store: Store, kinds: KindRegistry, table: DispatchTable, now: float) -> Recovered:
@@ -56,12 +57,29 @@ async def recover(store: Store, kinds: KindRegistry, table: DispatchTable, now: 
     log.info(
         "recovered %d running tasks, %d microtasks, %d results; %d miners were connected",
         len(work.tasks),
-        sum(map(len, work.inputs)),
+        sum(row.microtasks for row in work.tasks),
         len(work.results),
         len(notices),
     )
     unfinished = [task for task in loaded if task.open == 0]
-    return Recovered(events, unfinished, notices)
+    unread = [task for task in loaded if task.inputs is None and task.open > 0]
+    return Recovered(events, unfinished, notices, unread)
+
+
+async def read_inputs(store: Store, tasks: list[Task], ready: Callable[[], None]) -> None:
+    """Give the tasks a start queued their inputs, in queue order, a few at a time.
+
+    Placement stops at the first task still without them (see
+    :class:`qortex.core.work.Task`), so ``ready`` (a placement pass) is called
+    as each read lands; a start answers before all are read.
+    """
+    left = [task for task in tasks if task.inputs is None]
+    while left:
+        read = await store.read_inputs([task.id for task in left])
+        for task, blobs in zip(left, read, strict=False):
+            task.inputs = RawInputs(blobs)
+        left = left[len(read) :]
+        ready()
 
 
 def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[Task]:
@@ -69,34 +87,37 @@ def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[T
 
     Only the microtasks the file says more about than their input (settled,
     or with results counted) are built here; the rest are built as placement
-    reaches them. Microtasks begun before the stop are queued first, each
-    task's untouched rest behind them, in the order the tasks came. Tasks
-    whose microtasks are all settled come back completed or failed. Inputs
-    stay the bytes the file holds; nothing is decoded that placement does not
-    need (a known answer, a decision).
+    reaches them, from inputs ``work`` holds or that are read later. Microtasks
+    begun before the stop are queued first, each task's untouched rest behind
+    them, in the order the tasks came. Tasks whose microtasks are all settled
+    come back completed or failed. Inputs stay the bytes the file holds;
+    nothing is decoded that placement does not need (a known answer, a
+    decision).
     """
+    inputs = work.inputs or [None] * len(work.tasks)
     loaded = [
         table.add_task(
             row.id,
             row.kind,
             Policy(row.replicas, row.quorum, row.max_replicas, row.lease_seconds, row.target_error),
-            RawInputs(inputs),
+            None if blobs is None else RawInputs(blobs),
             offered=False,
+            count=row.microtasks,
         )
-        for row, inputs in zip(work.tasks, work.inputs, strict=True)
+        for row, blobs in zip(work.tasks, inputs, strict=True)
     ]
     for row in work.special:
         task, index = _locate(table, row.id)
         if row.gold is not None:  # a microtask built from here on expects it
             task.gold[index] = _decode(row.gold)
         if row.status != lifecycle.PENDING:
-            mt = task.microtask(index)
+            mt = task.microtask(index, _Raw(row.input))
             decision = _decode(row.decision) if row.decision is not None else None
             table.settle(mt, row.status, decision, 1.0 if row.error is None else row.error)
             mt.reason = row.reason or ""
     for result in work.results:
         task, index = _locate(table, result.microtask_id)
-        mt = task.microtask(index)
+        mt = task.microtask(index, _Raw(result.input))
         error = 1.0 if result.error is None else result.error
         vote = Vote(result.miner_id, result.network or result.miner_id, error)
         table.restore_result(mt, vote, _decode(result.output), kinds.get(mt.kind).agree)

@@ -13,7 +13,7 @@ from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry
 from qortex.core.work import NO_GOLD
 from qortex.kinds.sentiment import SentimentKind
-from qortex.recovery import recover
+from qortex.recovery import read_inputs, recover
 from qortex.store import facts as f
 from qortex.store.database import Store
 
@@ -46,6 +46,16 @@ async def test_open_work_is_loaded_and_the_stop_is_reported(tmp_path: Path) -> N
         found = await recover(store, kinds, table, 9.0)
 
         task = table.tasks["t"]
+        # Built: only what is more than its input; the rest waits for its inputs, queued.
+        assert [mt.id for mt in task.built()] == ["t:0", "t:1"]
+        assert found.unread == [task] and task.inputs is None
+        passes: list[None] = []
+        await read_inputs(store, found.unread, lambda: passes.append(None))
+        assert passes and [bytes(raw) for raw in task.inputs] == [
+            b'"fine day"',
+            b'"awful"',
+            b'"known"',
+        ]
         pending, decided, known = task.microtasks
         assert bytes(pending.input) == b'"fine day"'  # the bytes miners get, as stored
         assert pending.tally.returned == 1 and pending.excluded == {"m1"}

@@ -80,16 +80,19 @@ class DispatchTable:
         task_id: str,
         kind: str,
         policy: Policy,
-        inputs: Sequence[Any],
+        inputs: Sequence[Any] | None,
         gold: dict[int, Any] | None = None,
         offered: bool = True,
+        count: int = 0,
     ) -> Task:
         """Take a task in; its microtasks are built as placement reaches them.
 
         With ``offered`` false it is not queued yet: recovery first restores what
         was counted, then :meth:`offer` queues the rest behind the work begun.
+        ``inputs`` may come later (None; ``count`` says how many there are).
         """
-        task = Task(task_id, kind, policy, inputs, gold or {}, open=len(inputs))
+        count = count if inputs is None else len(inputs)
+        task = Task(task_id, kind, policy, count, inputs, gold or {}, open=count)
         self.open += task.open
         self.tasks[task_id] = task
         if offered:

@@ -70,6 +70,8 @@ class WorkQueue:
         for entry in entries:
             if entry.__class__ is Task:
                 task: Task = entry  # type: ignore[assignment]
+                if task.inputs is None:  # still being read after a start: the rest waits
+                    break
                 while len(free) and len(passed) < SCAN_LIMIT:
                     mt = task.next_fresh()
                     if mt is not None and serve(mt):

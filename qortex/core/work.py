@@ -111,13 +111,16 @@ class Task:
     kind's queue as one entry with a cursor (``next``) rather than one entry
     per microtask, and placement builds each microtask when it takes it (see
     :meth:`next_fresh`). A start after a crash or a large submit then builds
-    objects only for work that has begun.
+    objects only for work that has begun. After a start the inputs come later
+    still (``inputs`` is None until they are read): placement stops at such a
+    task until they arrive, so nothing waiting behind it jumps the queue.
     """
 
     id: str
     kind: str
     policy: Policy
-    inputs: Sequence[Any]  # per index, the exact JSON text miners get (msgspec.Raw)
+    count: int  # how many microtasks it has
+    inputs: Sequence[Any] | None  # per index, the exact JSON text miners get (msgspec.Raw)
     gold: dict[int, Any]  # index -> a known-answer item's expected output
     state: str = lifecycle.RUNNING
     open: int = 0  # microtasks neither decided nor inconclusive
@@ -125,21 +128,25 @@ class Task:
     _built: list[Microtask | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._built = [None] * len(self.inputs)
+        self._built = [None] * self.count
 
     def __len__(self) -> int:
         return len(self._built)
 
-    def microtask(self, index: int) -> Microtask:
-        """The microtask at ``index``, built now if nothing needed it before."""
+    def microtask(self, index: int, input: Any = None) -> Microtask:
+        """The microtask at ``index``, built now if nothing needed it before (with
+        ``input`` as its input when the task's inputs are not read yet)."""
         mt = self._built[index]
         if mt is None:
+            if input is None:
+                assert self.inputs is not None, f"{self.id}: inputs not read yet"
+                input = self.inputs[index]
             mt = self._built[index] = Microtask(
                 f"{self.id}:{index}",
                 self.id,
                 index,
                 self.kind,
-                self.inputs[index],
+                input,
                 self.policy,
                 gold=self.gold.get(index, NO_GOLD),
             )

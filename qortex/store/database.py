@@ -26,6 +26,7 @@ class TaskRow(NamedTuple):
     max_replicas: int
     lease_seconds: float
     target_error: float
+    microtasks: int  # how many
 
 
 class MicrotaskRow(NamedTuple):
@@ -35,6 +36,7 @@ class MicrotaskRow(NamedTuple):
     """
 
     id: str
+    input: bytes
     status: str
     decision: bytes | None
     gold: bytes | None
@@ -46,6 +48,7 @@ class ResultRow(NamedTuple):
     """A counted result (banned miners' revoked ones are left out)."""
 
     microtask_id: str
+    input: bytes  # its microtask's
     miner_id: str
     output: bytes
     network: str
@@ -58,32 +61,40 @@ class OpenWork:
 
     Most microtasks are nothing but their input, so inputs come alone, one
     list per task in index order (a million pending microtasks are read as a
-    million byte strings, not a million rows of seven columns); the few that
-    are settled or known-answer items come as rows of their own.
+    million byte strings, not a million rows of seven columns), or later (see
+    :meth:`Store.read_inputs`); the few that are settled or known-answer items,
+    and those with results, come as rows of their own with their input.
     """
 
     tasks: list[TaskRow]
-    inputs: list[list[bytes]]  # per task, in the order of ``tasks``: the exact JSON miners get
+    # Per task, in the order of ``tasks``: the exact JSON miners get; None: read later.
+    inputs: list[list[bytes]] | None
     special: list[MicrotaskRow]
     results: list[ResultRow]
 
 
 _TASK_COLUMNS = (
-    "t.id, t.kind, t.replicas, t.quorum, t.max_replicas, t.lease_seconds, t.target_error"
+    "t.id, t.kind, t.replicas, t.quorum, t.max_replicas, t.lease_seconds, t.target_error,"
+    " t.microtasks"
 )
 # Bytes straight from SQLite: recovery hands inputs to miners as they are, never re-encoded.
 _INPUTS = "SELECT CAST(input AS BLOB) FROM microtasks WHERE task_id = ? ORDER BY idx"
 _MICROTASK_COLUMNS = (
-    "m.id, m.status, CAST(m.decision AS BLOB), CAST(m.gold AS BLOB), m.error, m.reason"
+    "m.id, CAST(m.input AS BLOB), m.status, CAST(m.decision AS BLOB), CAST(m.gold AS BLOB),"
+    " m.error, m.reason"
 )
 _SPECIAL = "(m.status != 'pending' OR m.gold IS NOT NULL)"
-_RESULT_COLUMNS = "r.microtask_id, r.miner_id, CAST(r.output AS BLOB), r.network, r.error"
+_RESULT_COLUMNS = (
+    "r.microtask_id, CAST(m.input AS BLOB), r.miner_id, CAST(r.output AS BLOB), r.network, r.error"
+)
+# How many inputs one read of :meth:`Store.read_inputs` hands over at most, past its first task.
+INPUTS_PER_READ = 8192
 
 
-def _inputs(conn: sqlite3.Connection, tasks: list[TaskRow]) -> list[list[bytes]]:
+def _inputs(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[list[bytes]]:
     """Each task's inputs in index order, one indexed query per task."""
     first = itemgetter(0)  # taken from each row in C, not by a Python call per row
-    return [list(map(first, conn.execute(_INPUTS, (task.id,)).fetchall())) for task in tasks]
+    return [list(map(first, conn.execute(_INPUTS, (task_id,)).fetchall())) for task_id in task_ids]
 
 
 def _rows(
@@ -171,7 +182,8 @@ class Store:
         )
 
     async def load_open_work(self) -> OpenWork:
-        """Every running task, for recovery, with every counted result."""
+        """Every running task, for recovery, with every counted result; the inputs of
+        microtasks never begun are left for :meth:`read_inputs`."""
 
         def load(conn: sqlite3.Connection) -> OpenWork:
             tasks = _rows(
@@ -194,10 +206,29 @@ class Store:
                 ResultRow,
                 f"SELECT {_RESULT_COLUMNS} FROM tasks t JOIN results r"
                 " ON r.microtask_id >= t.id || ':' AND r.microtask_id < t.id || ';'"
+                " JOIN microtasks m ON m.id = r.microtask_id"
                 " WHERE t.status = 'running' AND r.revoked = 0"
                 " ORDER BY t.created_at, r.received_at",
             )
-            return OpenWork(tasks, _inputs(conn, tasks), special, results)
+            return OpenWork(tasks, None, special, results)
+
+        return await self.writer.run(load)
+
+    async def read_inputs(self, task_ids: list[str]) -> list[list[bytes]]:
+        """The inputs of the first of ``task_ids``, and of the next ones while they add up
+        to at most :data:`INPUTS_PER_READ`: one read on the writer's thread, short
+        enough not to hold commits back."""
+
+        def load(conn: sqlite3.Connection) -> list[list[bytes]]:
+            found: list[list[bytes]] = []
+            total = 0
+            for task_id in task_ids:
+                (inputs,) = _inputs(conn, [task_id])
+                found.append(inputs)
+                total += len(inputs)
+                if total >= INPUTS_PER_READ:
+                    break
+            return found
 
         return await self.writer.run(load)
 
@@ -228,7 +259,7 @@ class Store:
                 " ORDER BY r.received_at",
                 task_ids,
             )
-            return OpenWork(tasks, _inputs(conn, tasks), special, results)
+            return OpenWork(tasks, _inputs(conn, [task.id for task in tasks]), special, results)
 
         return await self.writer.run(load)
 

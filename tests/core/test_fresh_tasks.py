@@ -86,3 +86,17 @@ def test_withdrawing_a_partly_placed_task_counts_its_unbuilt_microtasks() -> Non
     assert withdrawn == [lease] and lease.microtask.state == lifecycle.CANCELLED
     assert (task.open, t.open, task.state) == (0, 1, lifecycle.CANCELLED)
     assert queued_ids(t) == ["t2:0"] and "t1" not in t.tasks
+
+
+def test_placement_waits_at_a_task_whose_inputs_are_not_read_yet() -> None:
+    # After a start the inputs of microtasks never begun are read in the background;
+    # work queued behind such a task does not jump ahead of it meanwhile.
+    t = table()
+    waiting = t.add_task("t1", "x", policy(), None, count=2)
+    t.add_task("t2", "x", policy(), [b"3"])
+    connect(t, 1, slots=3)
+    assert t.fill(0.0) == [] and (waiting.open, t.open) == (2, 3)
+    waiting.inputs = [b"1", b"2"]
+    issued = t.fill(0.0)
+    assert [lease.microtask.id for lease in issued] == ["t1:0", "t1:1", "t2:0"]
+    assert bytes(issued[1].microtask.input) == b"2"

@@ -157,17 +157,23 @@ async def test_recovery_reads_typed_rows_with_json_as_stored(tmp_path: Path) -> 
             2,
             5,
         )
-        assert work.inputs == [[b'"a b"', b'"c"']]  # per task, in index order, as bytes
+        assert task.microtasks == 2 and work.inputs is None  # inputs come later, per task
+        assert await store.read_inputs(["t"]) == [[b'"a b"', b'"c"']]  # in index order, as bytes
         (special,) = work.special  # only the microtask that is more than its input
-        assert (special.id, special.status, special.decision, special.gold, special.error) == (
+        assert (special.id, special.input, special.status, special.decision) == (
             "t:1",
+            b'"c"',
             "decided",
             b'"positive"',
-            b'"positive"',
-            0.01,
         )
-        (result,) = work.results
-        assert (result.microtask_id, result.miner_id, result.output) == ("t:0", "m", b'"negative"')
+        assert (special.gold, special.error) == (b'"positive"', 0.01)
+        (result,) = work.results  # with its microtask's input: that one is built at once
+        assert (result.microtask_id, result.input, result.miner_id, result.output) == (
+            "t:0",
+            b'"a b"',
+            "m",
+            b'"negative"',
+        )
         # The output went in as the miner's bytes and still reads back as text where shown.
         (shown,) = await store.reader.results_of_task("t")
         assert shown["output"] == '"negative"'
