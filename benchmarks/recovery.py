@@ -9,7 +9,9 @@ decided, and ``--results`` accepted results spread over the first microtasks
 
 * ``in_process``: opening the store and ``Coordinator.start()`` in this
   process, with the load (SQLite to rows) and the rebuild (rows to the
-  dispatch table) reported apart;
+  dispatch table) reported apart, and how long after the start the inputs of
+  the microtasks never begun are all read (a start answers before that, and
+  placement takes each task as its inputs land);
 * ``serve``: a real ``qortex serve`` process, from spawn until ``/health``
   answers on its port (what an operator waits for after a crash), and the same
   for an empty file, so the recovery's share is the difference.
@@ -103,6 +105,9 @@ async def in_process(path: str) -> dict[str, float]:
     await coord.start()
     started = time.perf_counter()
     cpu = time.process_time() - cpu
+    while any(task.inputs is None for task in coord.table.tasks.values()):
+        await asyncio.sleep(0.005)
+    read = time.perf_counter()
     open_count = coord.table.open
     await coord.stop()
     await store.close()
@@ -111,6 +116,7 @@ async def in_process(path: str) -> dict[str, float]:
         "load_rows_s": round(loaded - opened, 3),
         "start_s": round(started - started_at, 3),
         "cpu_s": round(cpu, 3),
+        "inputs_read_after_start_s": round(read - started, 3),
         "microtasks_open": open_count,
     }
 

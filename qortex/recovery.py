@@ -74,12 +74,15 @@ async def read_inputs(store: Store, tasks: list[Task], ready: Callable[[], None]
     as each read lands; a start answers before all are read.
     """
     left = [task for task in tasks if task.inputs is None]
-    while left:
-        read = await store.read_inputs([task.id for task in left])
-        for task, blobs in zip(left, read, strict=False):
-            task.inputs = RawInputs(blobs)
-        left = left[len(read) :]
-        ready()
+    try:
+        while left:
+            read = await store.read_inputs([task.id for task in left])
+            for task, blobs in zip(left, read, strict=False):
+                task.inputs = RawInputs(blobs)
+            left = left[len(read) :]
+            ready()
+    except Exception:  # the file failed under us: what is left waits for the next start
+        log.exception("reading the inputs of %d queued tasks failed", len(left))
 
 
 def rebuild(table: DispatchTable, kinds: KindRegistry, work: OpenWork) -> list[Task]:
