@@ -37,9 +37,6 @@ class WorkQueue:
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries)
 
-    def __contains__(self, entry: object) -> bool:
-        return entry in self._entries
-
     def offer(self, task: Task) -> None:
         """Queue a task's fresh microtasks behind the work already waiting."""
         self._entries[task] = None
