@@ -60,6 +60,7 @@ class DispatchFuzz(RuleBasedStateMachine):
         self.gone: dict[str, str] = {}  # disconnected miner -> its network
         self.banned: set[str] = set()
         self.tasks: list[Task] = []  # every task added, its microtasks built lazily
+        self.unread: dict[str, list[str]] = {}  # task -> its inputs, not given to it yet
         self.settled: dict[str, tuple[str, str]] = {}  # state and decision, as last moved
         self.closed: list[Lease] = []
         self.shrunk: set[str] = set()  # miners whose earned slots fell below what they hold
@@ -141,14 +142,42 @@ class DispatchFuzz(RuleBasedStateMachine):
         count = data.draw(st.integers(1, 3), label="microtasks")
         gold = data.draw(st.sets(st.integers(0, count - 1), max_size=1), label="gold")
         policy = Policy(replicas, quorum, most, lease, target)
+        inputs = [f"in{i}" for i in range(count)]
+        later = data.draw(st.booleans(), label="inputs later")  # as after a start
         task = self.t.add_task(
             f"t{next(self.serial)}",
             data.draw(st.sampled_from(KINDS), label="kind"),
             policy,
-            [f"in{i}" for i in range(count)],
+            None if later else inputs,
             {i: "A" for i in gold},
+            count=count,
         )
         self.tasks.append(task)
+        if later:
+            self.unread[task.id] = inputs
+
+    @precondition(lambda self: self.unread)
+    @rule(data=st.data())
+    def inputs_arrive(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(sorted(self.unread)))
+        [task] = [task for task in self.tasks if task.id == task_id]
+        task.inputs = self.unread.pop(task_id)
+
+    @precondition(lambda self: self.t.tasks)
+    @rule(data=st.data(), event=st.sampled_from(["cancel", "fail"]))
+    def withdraw(self, data: st.DataObject, event: str) -> None:
+        task = self.t.tasks[data.draw(st.sampled_from(sorted(self.t.tasks)))]
+        if task.state != lifecycle.RUNNING:
+            return
+        open_before = self.t.open - task.open
+        withdrawn = self.t.withdraw_task(task, event)
+        assert all(lease.state == lifecycle.CANCELLED for lease in withdrawn)
+        assert task.id not in self.t.tasks and task.open == 0 and self.t.open == open_before
+        for mt in task.built():
+            assert mt.state != lifecycle.PENDING and not mt.holders
+            if mt.state == lifecycle.CANCELLED:
+                self.moved(mt)
+        self.closed += withdrawn
 
     @rule()
     def fill(self) -> None:
@@ -164,14 +193,18 @@ class DispatchFuzz(RuleBasedStateMachine):
         for miner_id, n in Counter(lease.miner_id for lease in issued).items():
             miner = self.t.miners[miner_id]
             assert before[miner_id] + n <= min(miner.slots, miner.allowance)
-        # Nothing placeable is left behind (far fewer microtasks here than SCAN_LIMIT).
+        # Nothing placeable is left behind (far fewer microtasks here than SCAN_LIMIT),
+        # but for kinds where placement waits for a task's inputs.
+        waiting = {task.kind for task in self.t.tasks.values() if task.inputs is None}
         for task in self.t.tasks.values():
+            if task.kind in waiting:
+                continue
             if task.state == lifecycle.RUNNING and unbuilt(task):
                 assert not any(
                     miner.free > 0 and task.kind in miner.kinds for miner in self.t.miners.values()
                 ), f"{task.id} has fresh microtasks left while a miner is free"
         for mt in self.mts.values():
-            if not wants_copy(mt):
+            if not wants_copy(mt) or mt.kind in waiting:
                 continue
             networks = mt.networks()
             for miner in self.t.miners.values():
@@ -236,6 +269,8 @@ class DispatchFuzz(RuleBasedStateMachine):
         self._disconnect(miner_id)
         for mt in self.mts.values():
             if miner_id not in mt.tally.voters() and mt is not caught:
+                continue
+            if mt.task_id not in self.t.tasks:  # withdrawn: it stays as it ended
                 continue
             was = mt.state
             reopened, outcome = self.t.strike(mt, miner_id)
@@ -398,8 +433,10 @@ class DispatchFuzz(RuleBasedStateMachine):
 
     @invariant()
     def a_banned_miner_counts_nowhere(self) -> None:
-        """Nowhere but in votes a check proved right."""
+        """Nowhere but in votes a check proved right (a withdrawn task stays as it ended)."""
         for mt in self.mts.values():
+            if mt.task_id not in self.t.tasks:
+                continue
             for group in mt.tally.groups:
                 for vote in group.votes:
                     assert vote.miner_id not in self.banned or vote.error <= CHECKED_ERROR, mt.id
