@@ -7,11 +7,12 @@ sentiment tasks of 500 microtasks each, ``--pending`` microtasks in all, none
 decided, and ``--results`` accepted results spread over the first microtasks
 (so recovery replays votes too). Then it times two things on that file:
 
-* ``in_process``: opening the store and ``Coordinator.start()`` in this
-  process, with the load (SQLite to rows) and the rebuild (rows to the
-  dispatch table) reported apart, and how long after the start the inputs of
+* ``in_process``: opening the store and ``Coordinator.start()`` in a fresh
+  interpreter, with the load (SQLite to rows) and the rebuild (rows to the
+  dispatch table) reported apart, how long after the start the inputs of
   the microtasks never begun are all read (a start answers before that, and
-  placement takes each task as its inputs land);
+  placement takes each task as its inputs land), and the resident memory
+  once they are;
 * ``serve``: a real ``qortex serve`` process, from spawn until ``/health``
   answers on its port (what an operator waits for after a crash), and the same
   for an empty file, so the recovery's share is the difference.
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +116,8 @@ async def in_process(path: str) -> dict[str, float]:
     while any(task.inputs is None for task in tasks):
         await asyncio.sleep(0.005)
     read = time.perf_counter()
+    gc.collect()
+    rss = _rss_mib()
     open_count = coord.table.open
     await coord.stop()
     await store.close()
@@ -122,8 +128,27 @@ async def in_process(path: str) -> dict[str, float]:
         "cpu_s": round(cpu, 3),
         "first_inputs_after_start_s": round(first - started, 3),
         "inputs_read_after_start_s": round(read - started, 3),
+        "rss_mib": rss,
         "microtasks_open": open_count,
     }
+
+
+def in_child(path: str) -> dict[str, float]:
+    """:func:`in_process` in a fresh interpreter, so that its memory is its own."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_in_process, path).result()
+
+
+def _run_in_process(path: str) -> dict[str, float]:
+    return asyncio.run(in_process(path))
+
+
+def _rss_mib() -> int:
+    """This process's resident memory now, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
 
 
 def _free_port() -> int:
@@ -187,7 +212,7 @@ def main() -> None:
             "pending": args.pending,
             "results": args.results,
             "build_s": round(time.perf_counter() - began, 1),
-            "in_process": asyncio.run(in_process(path)),
+            "in_process": in_child(path),
         }
         prepare(empty, "full")
         for name, file in (("empty", empty), ("backlog", path)):
