@@ -27,7 +27,7 @@ from qortex.core.quorum import Policy
 from qortex.core.work import Task
 from qortex.events import BusEvent, EventLog
 from qortex.gcpause import collector_paused
-from qortex.store.database import OpenWork, Store
+from qortex.store.database import INPUTS_PER_READ, OpenWork, Store
 
 log = logging.getLogger("qortex.recovery")
 _decode = msgspec.json.decode
@@ -76,7 +76,8 @@ async def read_inputs(store: Store, tasks: list[Task], ready: Callable[[], None]
     left = [task for task in tasks if task.inputs is None]
     try:
         while left:
-            read = await store.read_inputs([task.id for task in left])
+            # Each task has one input at least: no read needs more tasks than this.
+            read = await store.read_inputs([task.id for task in left[:INPUTS_PER_READ]])
             for task, blobs in zip(left, read, strict=False):
                 task.inputs = RawInputs(blobs)
             left = left[len(read) :]
