@@ -231,6 +231,7 @@ class MinerChannel:
         self.wire.hold(False)
         for data in held:
             self.received(data)
+        self.flush()  # as a wire does after a read: the replies go out now
 
     async def _new_identity(self, miner_id: str) -> bool:
         if miner_id in self.coord.connections or self._limits.seen(miner_id):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from qortex.protocol import messages as m
@@ -168,3 +169,32 @@ def test_a_peer_that_never_answers_pings_is_closed_1011(server: Server) -> None:
     assert opcodes[0] == 0x9  # a ping first, then, unanswered, the close
     (code,) = struct.unpack("!H", payload[:2])
     assert (code, payload[2:]) == (1011, b"keepalive ping timeout")
+
+
+def _masked(payload: bytes) -> bytes:
+    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+
+
+def test_frames_sent_during_admission_are_answered_and_work_flows_after(server: Server) -> None:
+    """A heartbeat in the same packet as the answer waits out the admission, then is answered.
+
+    Nothing else is sent after it, so the coordinator's frames (the heartbeat's
+    answer, then work) must go out without waiting for another read.
+    """
+    sock, response = _raw_upgrade(server)
+    assert response.startswith(b"HTTP/1.1 101 ")
+    session = ClientSession(Signer(), 1, ["sentiment"], "wire-test")
+    with sock:
+        sock.sendall(_masked(session.hello_frame()))
+        (reply,) = session.receive_all(_frame(sock)[1])
+        assert isinstance(reply, Reply)
+        sock.sendall(_masked(reply.frame) + _masked(m.encoder.encode(m.Heartbeat(1))))
+        types: list[str] = []
+        while "heartbeat" not in types:
+            types += [m.frame_type(f) for f in m.frames_of(_frame(sock)[1])]
+        assert types[0] == "welcome"
+        with server.client() as client:
+            answer = client.post("/api/v1/tasks", json={"tweets": ["good day"], "replicas": 1})
+            assert answer.status_code == 201, answer.text
+        while "assign" not in types:
+            types += [m.frame_type(f) for f in m.frames_of(_frame(sock)[1])]
