@@ -41,6 +41,7 @@ class QuorumWatch:
         self.ready = asyncio.Event()
         self.streams = 0
         self.events = 0
+        self.posted: list[float] = []  # per task of the last series: ms until its 201
 
     async def run(self) -> None:
         timeout = httpx.Timeout(10.0, read=60.0)
@@ -88,6 +89,7 @@ class QuorumWatch:
     ) -> list[float]:
         """Time ``count`` tasks one after the other, stopping early after ``seconds``."""
         out: list[float] = []
+        self.posted = []
         deadline = time.monotonic() + seconds
         while len(out) < count and time.monotonic() < deadline:
             out.append(await self.time_task(client, body(), 30))
@@ -97,6 +99,7 @@ class QuorumWatch:
         """Milliseconds from just before the POST to the task's quorum event."""
         t0 = time.perf_counter()
         task_id = await post_task(client, body)
+        self.posted.append((time.perf_counter() - t0) * 1000)
         t1 = self.early.pop(task_id, None)
         if t1 is None:
             future = asyncio.get_running_loop().create_future()
@@ -131,6 +134,7 @@ async def latency(run: Run, server: Server, load: LoadGroup) -> None:
             out["light_p99"] = round(percentile(light, 99), 2)
             out["light_max"] = round(max(light), 2)
             out["light_n"] = len(light)
+            out["light_post_p50"] = round(percentile(watch.posted, 50), 2)
             log(f"latency, light: p50 {out['light_p50']} ms, p99 {out['light_p99']} ms")
             # half load: open-loop background tasks worth half the measured throughput
             throughput = run.result["throughput_per_s"]
@@ -160,6 +164,7 @@ async def latency(run: Run, server: Server, load: LoadGroup) -> None:
     out["half_p99"] = round(percentile(half, 99), 2)
     out["half_max"] = round(max(half), 2)
     out["half_n"] = len(half)
+    out["half_post_p50"] = round(percentile(watch.posted, 50), 2)
     out["half_target_per_s"] = round(target, 1)
     out["half_rate_per_s"] = round(achieved, 1)
     out["half_background_task"] = chunk

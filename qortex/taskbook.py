@@ -48,6 +48,15 @@ class Callback:
     secret: str
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a submit recorded, enough to answer it without reading the task back."""
+
+    task_id: str
+    status: str  # running, or scheduled
+    microtasks: int
+
+
 class TaskBook:
     def __init__(self, state: CoordinatorState, calls: CoordinatorCalls) -> None:
         self._state = state
@@ -82,8 +91,8 @@ class TaskBook:
         idempotency: IdempotencyRecord | None = None,
         callback: Callback | None = None,
         **params: Any,
-    ) -> str:
-        """Validate, split and record a task; returns its id once it is durable.
+    ) -> Submitted:
+        """Validate, split and record a task; returns what was recorded once it is durable.
 
         Known-answer items (``gold``: expected outputs for inputs the client
         chose) are shuffled among the real microtasks, so nothing tells them
@@ -162,14 +171,14 @@ class TaskBook:
             events.append(state.events.new("task.scheduled", now, task_id, notBefore=not_before))
             await self._calls.write(unit, events)
             self.scheduler.add(task_id, not_before)
-            return task_id
+            return Submitted(task_id, lifecycle.SCHEDULED, total)
         committed = self._calls.write(unit, events)
         with collector_paused():
             expected = {i: g[1] for i, g in gold_at.items()}
             state.table.add_task(task_id, kind.name, policy, inputs, expected)
         self._calls.schedule_fill()
         await committed
-        return task_id
+        return Submitted(task_id, lifecycle.RUNNING, total)
 
     async def start_scheduled(self, task_id: str) -> None:
         """Offer a scheduled task's microtasks from now on, once its start is durable."""

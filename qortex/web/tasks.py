@@ -24,6 +24,7 @@ from qortex.shapes import (
     ProvenMicrotask,
     SignedVote,
     Task,
+    TaskCreated,
     TaskListed,
     TaskPage,
     TaskSummary,
@@ -108,7 +109,7 @@ async def create_task(request: Request) -> JSON:
         callback = None
         if body.callback_url is not None:
             callback = Callback(body.callback_url, new_secret())
-        task_id = await coord.book.submit(
+        submitted = await coord.book.submit(
             kind,
             task_input,
             gold=body.gold,
@@ -125,8 +126,16 @@ async def create_task(request: Request) -> JSON:
     finally:
         if release is not None:
             release()
-    row = await state.store.reader.submitted(task_id)
-    return JSON(created(row), status_code=201, headers={"location": f"/api/v1/tasks/{task_id}"})
+    answer = TaskCreated(
+        task_id=submitted.task_id,
+        status=submitted.status,
+        kind=kind,
+        microtasks=submitted.microtasks,
+        not_before=not_before,
+        callback_secret=callback.secret if callback is not None else None,
+    )
+    location = f"/api/v1/tasks/{submitted.task_id}"
+    return JSON(answer, status_code=201, headers={"location": location})
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

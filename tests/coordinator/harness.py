@@ -171,7 +171,8 @@ class Harness:
         return miner
 
     async def submit(self, tweets: list[str], **policy: Any) -> str:
-        return await self.coord.book.submit("sentiment", {"tweets": tweets}, **policy)
+        submitted = await self.coord.book.submit("sentiment", {"tweets": tweets}, **policy)
+        return submitted.task_id
 
     def events(self, type_: str | None = None) -> list[dict[str, Any]]:
         """Events published so far (only committed ones are), as their JSON data."""
