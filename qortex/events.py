@@ -106,7 +106,7 @@ class EventLog:
 EVENT_OVERHEAD = 200
 
 
-class Subscription:
+class BusSubscription:
     """One stream's queue of events not yet sent, bounded in bytes, not in count."""
 
     def __init__(self, bus: EventBus, max_bytes: int) -> None:
@@ -143,19 +143,19 @@ class EventBus:
     ``subscriber_bytes`` behind is dropped (it resumes from the log)."""
 
     def __init__(self, subscriber_bytes: int = 1024 * 1024) -> None:
-        self._subs: set[Subscription] = set()
-        self._internal: set[Subscription] = set()  # the coordinator's own (webhook outbox)
+        self._subs: set[BusSubscription] = set()
+        self._internal: set[BusSubscription] = set()  # the coordinator's own (webhook outbox)
         self._bytes = subscriber_bytes
 
-    def subscribe(self, internal: bool = False) -> Subscription:
+    def subscribe(self, internal: bool = False) -> BusSubscription:
         """A new stream; ``internal`` ones are the coordinator's and not counted as clients'."""
-        sub = Subscription(self, self._bytes)
+        sub = BusSubscription(self, self._bytes)
         self._subs.add(sub)
         if internal:
             self._internal.add(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: BusSubscription) -> None:
         self._subs.discard(sub)
         self._internal.discard(sub)
 

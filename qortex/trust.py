@@ -21,7 +21,7 @@ from qortex.coordinator_state import CoordinatorCalls, CoordinatorState
 from qortex.core import lifecycle
 from qortex.core.credibility import SUSPECT_SECONDS, network_of
 from qortex.core.kinds import cost_of
-from qortex.core.ledger import Report
+from qortex.core.ledger import ReputationChange
 from qortex.core.work import Outcome
 from qortex.events import BusEvent
 from qortex.protocol import messages as m
@@ -78,7 +78,7 @@ class Trust:
                 self.rate(other.info.miner_id)
 
     def _report(
-        self, report: Report, now: float, unit: list[f.Fact], events: list[BusEvent]
+        self, report: ReputationChange, now: float, unit: list[f.Fact], events: list[BusEvent]
     ) -> None:
         unit.append(
             f.reputation(report.miner_id, now, report.reputation, report.passes, report.reason)

@@ -31,8 +31,8 @@ from qortex.core.stragglers import Stragglers
 from qortex.core.work import (
     Lease,
     Microtask,
-    Miner,
     Outcome,
+    Placeable,
     Plan,
     Task,
     check_result,
@@ -61,10 +61,10 @@ class DispatchTable:
         self._new_id = new_id or (lambda: f"{rng.getrandbits(96):024x}")
         self.checkable = frozenset(checkable)  # kinds whose results can be checked
         self.tasks: dict[str, Task] = {}
-        self.miners: dict[str, Miner] = {}
+        self.miners: dict[str, Placeable] = {}
         self.leases: dict[str, Lease] = {}
         self._queues: dict[str, WorkQueue] = {}  # per kind: work wanting copies, in order
-        self._free: dict[str, ByNetwork[Miner]] = {}
+        self._free: dict[str, ByNetwork[Placeable]] = {}
         self._deadlines = Deadlines()
         self.stragglers = stragglers or Stragglers()
         self._closed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> state, miner
@@ -154,10 +154,10 @@ class DispatchTable:
         network: str = "",
         error: float = 1.0,
         allowance: int = 1,
-    ) -> Miner:
+    ) -> Placeable:
         if miner_id in self.miners:
             raise ValueError(f"miner {miner_id} is already connected")
-        miner = Miner(miner_id, slots, frozenset(kinds), network or miner_id, error, allowance)
+        miner = Placeable(miner_id, slots, frozenset(kinds), network or miner_id, error, allowance)
         self.miners[miner_id] = miner
         self._update_free(miner)
         return miner
@@ -203,7 +203,7 @@ class DispatchTable:
             if not free or not queue:
                 continue
 
-            def serve(mt: Microtask, free: ByNetwork[Miner] = free, kind: str = kind) -> bool:
+            def serve(mt: Microtask, free: ByNetwork[Placeable] = free, kind: str = kind) -> bool:
                 """Lease copies of ``mt`` while it wants them; whether it still does."""
                 wanted = wants_copy(mt)
                 while wanted and len(free):
@@ -221,7 +221,7 @@ class DispatchTable:
                 self.backlogged = True
         return issued
 
-    def _lease(self, mt: Microtask, miner: Miner, now: float) -> Lease:
+    def _lease(self, mt: Microtask, miner: Placeable, now: float) -> Lease:
         lease = Lease(
             self._new_id(),
             mt,
@@ -382,7 +382,7 @@ class DispatchTable:
             queue = self._queues[kind] = WorkQueue()
         return queue
 
-    def _update_free(self, miner: Miner) -> None:
+    def _update_free(self, miner: Placeable) -> None:
         if miner.id not in self.miners:
             return
         self._stale.clear()

@@ -31,7 +31,7 @@ class Standing:
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class ReputationChange:
     """A reputation change worth a history row and a ``miner.reputation`` event."""
 
     miner_id: str
@@ -101,7 +101,7 @@ class Ledger:
         standing = self._standing.get(miner_id)
         return standing is not None and standing.status == BANNED
 
-    def passed(self, miner_id: str, slots: int) -> Report | None:
+    def passed(self, miner_id: str, slots: int) -> ReputationChange | None:
         """A check passed: more credibility and one more slot, up to the declared ``slots``."""
         standing = self.get(miner_id)
         standing.passes += 1
@@ -113,22 +113,22 @@ class Ledger:
         standing = self.get(miner_id)
         standing.allowance = max(1, standing.allowance // 2)
 
-    def ban(self, miner_id: str, reason: str) -> Report:
+    def ban(self, miner_id: str, reason: str) -> ReputationChange:
         standing = self.get(miner_id)
         standing.status = BANNED
         standing.allowance = 1
         standing.reported = 0
-        return Report(miner_id, 0, standing.passes, reason)
+        return ReputationChange(miner_id, 0, standing.passes, reason)
 
-    def set_status(self, miner_id: str, status: str, reason: str) -> Report:
+    def set_status(self, miner_id: str, status: str, reason: str) -> ReputationChange:
         standing = self.get(miner_id)
         standing.status = status
         standing.reported = self.reputation(miner_id, standing)
-        return Report(miner_id, standing.reported, standing.passes, reason)
+        return ReputationChange(miner_id, standing.reported, standing.passes, reason)
 
-    def _report(self, miner_id: str, standing: Standing, reason: str) -> Report | None:
+    def _report(self, miner_id: str, standing: Standing, reason: str) -> ReputationChange | None:
         now = self.reputation(miner_id, standing)
         if abs(now - standing.reported) < REPORT_STEP:
             return None
         standing.reported = now
-        return Report(miner_id, now, standing.passes, reason)
+        return ReputationChange(miner_id, now, standing.passes, reason)

@@ -88,7 +88,9 @@ class Lease:
 
 
 @dataclass(slots=True, eq=False)
-class Miner:
+class Placeable:
+    """A connected miner as placement sees it: what it may take, and what it holds."""
+
     id: str
     slots: int  # declared: a ceiling, not a grant
     kinds: frozenset[str]
@@ -211,7 +213,7 @@ def exclude(mt: Microtask, miner_id: str) -> None:
     mt.excluded.add(miner_id)  # type: ignore[union-attr]
 
 
-def projected(miner: Miner, mt: Microtask, checkable: frozenset[str]) -> Vote:
+def projected(miner: Placeable, mt: Microtask, checkable: frozenset[str]) -> Vote:
     """What a copy given to ``miner`` is expected to weigh once returned.
 
     A result that will surely be checked (a known-answer item, or a kind with
@@ -243,7 +245,7 @@ def wants_copy(mt: Microtask) -> bool:
     return mt.tally.wants_more(mt.policy, mt.outstanding())
 
 
-def eligible(miner: Miner, mt: Microtask) -> bool:
+def eligible(miner: Placeable, mt: Microtask) -> bool:
     """Whether a miner may get a copy of this microtask (networks aside).
 
     A miner on a suspect network gets a copy only of a microtask no other
@@ -256,8 +258,8 @@ def eligible(miner: Miner, mt: Microtask) -> bool:
 
 
 def choose(
-    free: ByNetwork[Miner], rng: random.Random, mt: Microtask, proven_below: float
-) -> Miner | None:
+    free: ByNetwork[Placeable], rng: random.Random, mt: Microtask, proven_below: float
+) -> Placeable | None:
     """A free miner for another copy of ``mt``, on a network none of its copies is on.
 
     A companion of a slow copy (see :mod:`qortex.core.stragglers`) goes to a miner

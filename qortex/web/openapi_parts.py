@@ -46,7 +46,7 @@ def ref(name: str) -> Schema:
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class StatusAnswer:
     """One status's answer: a ``qortex.shapes`` struct as JSON, or other content."""
 
     description: str
@@ -65,9 +65,9 @@ class Answer:
         return answer
 
 
-def text(description: str, *media: str) -> Answer:
+def text(description: str, *media: str) -> StatusAnswer:
     """An answer that is not JSON: a page, a script, a text format."""
-    return Answer(description, content={m: {"schema": TEXT} for m in media})
+    return StatusAnswer(description, content={m: {"schema": TEXT} for m in media})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ class Endpoint:
     path: str
     summary: str
     tag: str
-    answers: dict[int, Answer]
+    answers: dict[int, StatusAnswer]
     errors: tuple[int, ...] = ()
     scope: str | None = None  # None: public
     params: tuple[Schema, ...] = ()

@@ -28,9 +28,9 @@ from qortex.web.keys import KeyRequest
 from qortex.web.miners import Registration, SignedResult
 from qortex.web.openapi_parts import (
     JSON_TYPE,
-    Answer,
     Endpoint,
     Schema,
+    StatusAnswer,
     header,
     path,
     query,
@@ -72,9 +72,9 @@ def enum(values: Iterable[str]) -> Schema:
     return {"type": "string", "enum": list(values)}
 
 
-def ok(description: str, shape: type, status: int = 200) -> dict[int, Answer]:
+def ok(description: str, shape: type, status: int = 200) -> dict[int, StatusAnswer]:
     """The one answer of a route that has one: ``shape`` as JSON."""
-    return {status: Answer(description, shape)}
+    return {status: StatusAnswer(description, shape)}
 
 
 def limit(default: int, most: int, what: str = "entries") -> Schema:
@@ -93,7 +93,7 @@ def page(route: str, summary: str) -> Endpoint:
 
 def document(route: str, summary: str, version: str) -> Endpoint:
     content = {JSON_TYPE: {"schema": {"type": "object"}}}
-    return Endpoint("GET", route, summary, "service", {200: Answer(version, content=content)})
+    return Endpoint("GET", route, summary, "service", {200: StatusAnswer(version, content=content)})
 
 
 # A table, one endpoint a few lines, grouped by tag: kept compact by hand.
@@ -103,9 +103,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST", "/api/v1/tasks", "Submit a task; 201 once it is durable", "tasks",
         {
-            200: Answer("A retry: the task this key made", s.TaskCreated,
+            200: StatusAnswer("A retry: the task this key made", s.TaskCreated,
                         headers={"idempotent-replayed": {"schema": STRING}}),
-            201: Answer("The task is recorded", s.TaskCreated,
+            201: StatusAnswer("The task is recorded", s.TaskCreated,
                         headers={"location": {"schema": STRING}}),
         },
         (400, 401, 413, 422, 503), "submit", (IDEMPOTENCY_KEY,), TaskRequest,
@@ -140,7 +140,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # -- events ----------------------------------------------------------------
     Endpoint(
         "GET", "/api/v1/events", "Server-Sent Events, resumable with Last-Event-ID", "events",
-        {200: Answer("An endless event stream; the schema is one event",
+        {200: StatusAnswer("An endless event stream; the schema is one event",
                      content={"text/event-stream": {"schema": STREAM_EVENT}})},
         (400, 401), "read",
         (
@@ -170,8 +170,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # -- miners ----------------------------------------------------------------
     Endpoint(
         "POST", "/api/v1/miners/register", "Register a miner's public key", "miners",
-        {200: Answer("Already registered; nothing changed", s.Registered),
-         201: Answer("Registered", s.Registered)},
+        {200: StatusAnswer("Already registered; nothing changed", s.Registered),
+         201: StatusAnswer("Registered", s.Registered)},
         (400, 413, 503), body=Registration, limited=True,
     ),
     Endpoint(
@@ -253,8 +253,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # -- the service -----------------------------------------------------------
     Endpoint(
         "GET", "/health", "Database reachable, uptime, miners connected", "service",
-        {200: Answer("Healthy", s.Health),
-         503: Answer("The database cannot be read, or writes are refused for now", s.Health)},
+        {200: StatusAnswer("Healthy", s.Health),
+         503: StatusAnswer("The database cannot be read, or writes are refused for now", s.Health)},
     ),
     Endpoint(
         "GET", "/api/v1/stats", "Tasks by status, miners, throughput, refusals, uptime", "service",

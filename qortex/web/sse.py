@@ -25,7 +25,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from qortex.errors import InvalidInput, TooManyRequests
-from qortex.events import BusEvent, Subscription
+from qortex.events import BusEvent, BusSubscription
 from qortex.web.auth import require_scope
 
 PAGE = 1000
@@ -48,7 +48,7 @@ def _is_event_id(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_EVENT_ID
 
 
-async def _next(sub: Subscription, revoked: asyncio.Future[Any], wait: float) -> BusEvent | None:
+async def _next(sub: BusSubscription, revoked: asyncio.Future[Any], wait: float) -> BusEvent | None:
     """The next live event, or None after ``wait`` seconds or once the key is revoked."""
     if revoked.done():
         return None
