@@ -13,7 +13,6 @@ the operator's note; so is taking back the credit of results
 from __future__ import annotations
 
 import asyncio
-import heapq
 from typing import Any
 
 from qortex.coordinator_state import CoordinatorCalls, CoordinatorState
@@ -34,7 +33,7 @@ class Control:
         self._state = state
         self._calls = calls
         self._trust = trust
-        self._deadlines = state.task_deadlines  # (when, task id), a heap
+        self._deadlines = state.task_deadlines
         self.throughput = Throughput()
 
     async def load(self) -> None:
@@ -42,7 +41,7 @@ class Control:
         state = self._state
         self.sample(state.clock())
         for task_id, deadline in await state.store.reader.task_deadlines():
-            heapq.heappush(self._deadlines, (deadline, task_id))
+            self._deadlines.add(deadline, task_id)
 
     def sample(self, now: float) -> None:
         """Read the result and decision counters for the rates (once a second)."""
@@ -52,7 +51,7 @@ class Control:
     # -- tasks ------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        return self._deadlines[0][0] if self._deadlines else None
+        return self._deadlines.next(self._state.table.tasks)
 
     async def cancel(self, task_id: str) -> None:
         """Cancel a running task; its copies are withdrawn from their miners at once."""
@@ -68,8 +67,7 @@ class Control:
 
     def expire_tasks(self, now: float) -> None:
         """Fail every running task whose deadline has passed, withdrawing its copies."""
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, task_id = heapq.heappop(self._deadlines)
+        for task_id in self._deadlines.due(now):
             task = self._state.table.tasks.get(task_id)
             if task is not None and task.state == lifecycle.RUNNING:
                 self._withdraw(task, "fail", "deadline")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qortex.connections import Connection, MinerLink, Stats
+from qortex.core.deadlines import Deadlines
 from qortex.core.dispatch import DispatchTable
 from qortex.core.kinds import KindRegistry, checker_of
 from qortex.core.ledger import Ledger
@@ -53,8 +54,8 @@ class CoordinatorState:
     events: EventLog
     #: Checks result signatures on threads; ``None`` checks them inline.
     verifier: SignatureChecker | None
-    #: (deadline, task id) of tasks given one, a heap: the task book adds, control expires.
-    task_deadlines: list[tuple[float, str]]
+    #: Tasks given a deadline: the task book adds, control expires.
+    task_deadlines: Deadlines
 
 
 def empty_state(
@@ -82,7 +83,7 @@ def empty_state(
         stats=Stats(),
         events=EventLog(0),
         verifier=verifier,
-        task_deadlines=[],
+        task_deadlines=Deadlines(),
     )
 
 

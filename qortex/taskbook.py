@@ -9,7 +9,6 @@ answers left out) and recorded, or it fails with the reason.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +164,7 @@ class TaskBook:
         deadline_seconds = params.get("deadline_seconds")
         if deadline_seconds is not None:  # the operator's console (qortex.control)
             unit.append(f.task_deadline(task_id, now + deadline_seconds))
-            heapq.heappush(state.task_deadlines, (now + deadline_seconds, task_id))
+            state.task_deadlines.add(now + deadline_seconds, task_id)
         if not_before is not None:
             unit.append(f.schedule(task_id, not_before))
             events.append(state.events.new("task.scheduled", now, task_id, notBefore=not_before))
