@@ -137,13 +137,14 @@ class Miner:
                     await self._converse(ws)
                 problem = self._closed(ws.close_code or 1000, ws.close_reason or "")
             except ConnectionClosed as exc:
-                code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
-                problem = self._closed(code, reason)
-                if self._unanswered:
+                if self._unanswered:  # dropped here: see _heartbeat
                     problem = (
                         "connection dropped: the coordinator answered nothing"
                         f" for {self._unanswered:g} s"
                     )
+                else:
+                    code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
+                    problem = self._closed(code, reason)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 permanent = _permanent(exc, self.url)
                 if permanent is not None and not self._welcomed_ever:

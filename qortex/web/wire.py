@@ -134,17 +134,19 @@ class MinerWire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._heard = True
         ws = self._ws
+        parse = True  # what the fast path leaves: control frames, fragments, partial frames
         if ws.state is OPEN and not ws.reader.buffer and self._parts is None:
             used = self._whole_messages(data)
-            if used == len(data) and ws.state is OPEN:
-                if self._peer is not None:
-                    self._peer.flush()
-                return
             data = data[used:]
-        self._parse(data)
+            parse = bool(data) or ws.state is not OPEN
+        if parse:
+            self._parse(data)
+        if self._peer is not None:
+            self._peer.flush()  # the replies to this read, before anything the protocol sends
+        if parse:
+            self._flush()
 
     def _parse(self, data: bytes) -> None:
-        """Everything the fast path leaves: control frames, fragments, partial frames."""
         ws = self._ws
         ws.receive_data(data)
         for frame in ws.events_received():
@@ -160,9 +162,6 @@ class MinerWire(asyncio.Protocol):
                 if frame.fin:
                     parts, self._parts = self._parts, None
                     self._deliver(b"".join(parts), self._text)
-        if self._peer is not None:
-            self._peer.flush()
-        self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._ping, self._closer):
