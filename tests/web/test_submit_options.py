@@ -69,6 +69,25 @@ def test_a_scheduled_task_is_recorded_at_once_and_stays_out_of_dispatch(
     assert [t["taskId"] for t in listed] == [body["taskId"]]
 
 
+@pytest.mark.parametrize("delay", [None, 3600])
+def test_the_first_answer_is_what_the_file_holds(client: TestClient, delay: int | None) -> None:
+    """The 201 is built from what the submit recorded; a replay reads the task back: the same."""
+    body: dict[str, object] = {
+        "tweets": ["a", "b"],
+        "gold": [{"input": "I hate this", "output": "negative"}],
+        "callbackUrl": "https://hooks.example.invalid/done",
+    }
+    if delay is not None:
+        body["delaySeconds"] = delay
+    headers = {"idempotency-key": f"same-{delay}"}
+    first = client.post("/api/v1/tasks", json=body, headers=headers)
+    assert first.status_code == 201
+    assert first.json()["microtasks"] == 3  # two tweets and the known answer
+    again = client.post("/api/v1/tasks", json=body, headers=headers)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+
 def test_a_callback_url_gets_its_own_secret(client: TestClient) -> None:
     body = {"tweets": ["a"], "callbackUrl": "https://hooks.example.invalid/done"}
     response = client.post("/api/v1/tasks", json=body, headers={"idempotency-key": "cb"})
